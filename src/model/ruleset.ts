@@ -1,0 +1,85 @@
+// The parsed form of an iptables-restore / iptables-save document, shared by
+// render (provenance), analyze (evaluation, checks), plan (diff) and apply (merge).
+import type { Family } from './inventory.js';
+
+/** Where a rule came from: a template line, or a line of a live dump. */
+export interface Origin {
+  file: string;
+  line: number;
+}
+
+export type Verdict = 'ACCEPT' | 'DROP' | 'REJECT' | 'RETURN';
+
+export interface AddrMatch {
+  /** CIDR in canonical form, e.g. 192.0.2.10/32, 0.0.0.0/0, 2001:db8::/64 */
+  cidr: string;
+  negate: boolean;
+}
+
+export interface NameMatch {
+  /** Interface name; a trailing `+` is a prefix wildcard. */
+  name: string;
+  negate: boolean;
+}
+
+export interface PortMatch {
+  /** Inclusive ranges. */
+  ranges: Array<[number, number]>;
+  negate: boolean;
+}
+
+export type CtState = 'NEW' | 'ESTABLISHED' | 'RELATED' | 'INVALID' | 'UNTRACKED';
+
+export interface Rule {
+  table: string;
+  chain: string;
+  /** 1-based position in its chain. */
+  index: number;
+  /** Matches the evaluator understands. Absent = not constrained. */
+  src?: AddrMatch;
+  dst?: AddrMatch;
+  in?: NameMatch;
+  out?: NameMatch;
+  proto?: { name: string; negate: boolean };
+  sport?: PortMatch;
+  dport?: PortMatch;
+  /** conntrack --ctstate or state --state */
+  state?: { states: CtState[]; negate: boolean };
+  /** --syn or --tcp-flags FIN,SYN,RST,ACK SYN */
+  syn?: { negate: boolean };
+  /** ICMP type (numeric), with optional code. */
+  icmpType?: { type: number; code?: number; negate: boolean };
+  /** -m limit: does not change a verdict but the packet may pass unmatched when over the rate. */
+  limit?: string;
+  /** Options the evaluator does not model; a packet reaching this rule gets an "unknown" verdict. */
+  unmodelled: string[];
+  /** -j / -g target: a verdict, LOG, or a user chain. */
+  target?: string;
+  /** `-g` rather than `-j`. */
+  goto: boolean;
+  /** Target options, e.g. ['--reject-with', 'tcp-reset']. */
+  targetArgs: string[];
+  /** The rule as iptables-save prints it, without the leading `-A CHAIN `. */
+  text: string;
+  origin?: Origin;
+}
+
+export interface Chain {
+  name: string;
+  builtin: boolean;
+  /** Built-in chains only. */
+  policy?: 'ACCEPT' | 'DROP';
+  rules: Rule[];
+  origin?: Origin;
+}
+
+export interface Table {
+  name: string;
+  /** In declaration order. */
+  chains: Chain[];
+}
+
+export interface RuleSet {
+  family: Family;
+  tables: Table[];
+}

@@ -1,0 +1,375 @@
+#!/bin/sh
+# fleetfw host side. Run by fleetfw over SSH as
+#   [sudo -n] sh -c '<this file>' fleetfw-host VERB ARGS...
+# ARGS are checked by fleetfw against ^[A-Za-z0-9._:/=@+-]+$; rule sets arrive
+# on stdin. Nothing is installed: state lives in $FLEETFW_STATE (0700).
+#
+# Transaction (one at a time per host, the txn/ directory is the lock):
+#   prepare  test, back up, arm the revert, load     -> txn/pending exists
+#   confirm  (over a NEW connection) rename pending -> confirmed, persist
+#   revert   (timer or failure) rename pending -> reverting, restore backup
+# The rename is the single atomic step that decides between confirm and revert.
+# A && B || die is the intended idiom here: die when either step fails.
+# shellcheck disable=SC2015
+set -eu
+
+S=${FLEETFW_STATE:-/var/lib/fleetfw}
+T=$S/txn
+PERSIST_DIR=${FLEETFW_PERSIST_DIR:-/etc/iptables}
+SPLIT='# fleetfw-split v6'
+
+# Exit codes, mirrored in src/host/protocol.ts.
+E_USAGE=64 E_TEST=65 E_LOAD=66 E_LOCKED=75 E_STALE=76 E_NOTXN=70 E_CHANGED=71 E_LATE=72 E_ARM=73 E_TOOL=74 E_SPACE=77
+
+die() { code=$1; shift; echo "fleetfw-host: $*" >&2; exit "$code"; }
+now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+boot_id() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown; }
+has() { command -v "$1" >/dev/null 2>&1; }
+
+# A dump without comments and counters: what "the same rules" means for hashes.
+normalize() { sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]$/[0:0]/'; }
+save4() { iptables-save 2>/dev/null || true; }
+save6() { ip6tables-save 2>/dev/null || true; }
+live_hash() { { save4 | normalize; echo '---'; save6 | normalize; } | sha256sum | cut -d' ' -f1; }
+file_hash() {
+  { [ ! -f "$1" ] || normalize <"$1"; echo '---'; [ ! -f "$2" ] || normalize <"$2"; } | sha256sum | cut -d' ' -f1
+}
+
+backend() {
+  v=$(iptables -V 2>/dev/null || true)
+  case "$v" in
+    *nf_tables*) b=nft ;;
+    *legacy*) b=legacy ;;
+    '') echo none; return ;;
+    *) b=legacy ;;
+  esac
+  # Rules in the other backend too means two firewalls: refuse to guess.
+  if [ "$b" = nft ] && has iptables-legacy-save && iptables-legacy-save 2>/dev/null | grep -q '^-A'; then b=mixed; fi
+  if [ "$b" = legacy ] && has iptables-nft-save && iptables-nft-save 2>/dev/null | grep -q '^-A'; then b=mixed; fi
+  echo "$b"
+}
+
+# Is the transaction's revert still armed (watchdog process or systemd timer)?
+watchdog_alive() {
+  [ -f "$T/watchdog" ] || return 1
+  case "$(cat "$T/watchdog")" in
+    pid:*) kill -0 "$(cut -d: -f2 "$T/watchdog")" 2>/dev/null ;;
+    unit:*) systemctl is-active --quiet "$(cut -d: -f2 "$T/watchdog").timer" 2>/dev/null ;;
+    *) return 1 ;;
+  esac
+}
+
+txn_state() {
+  for st in pending confirmed reverting; do [ -e "$T/$st" ] && { echo "$st"; return; }; done
+  echo preparing
+}
+
+record() { echo "$(now) $*" >>"$S/history.log"; }
+
+# Close out a transaction directory: keep the last few for inspection.
+retire_txn() {
+  mkdir -p "$S/txns"
+  id=$(cat "$T/id" 2>/dev/null || echo unknown)
+  rm -rf "$S/txns/$id"
+  mv "$T" "$S/txns/$id"
+  # shellcheck disable=SC2012 # names are fleetfw's own transaction ids
+  ls -1t "$S/txns" | tail -n +6 | while read -r old; do rm -rf "${S:?}/txns/$old"; done
+}
+
+# A transaction left behind by a crash, a kill or a reboot: settle it so that
+# the host is on its old rules and the lock is free. Prints what it did.
+recover_stale() {
+  [ -d "$T" ] || return 0
+  if watchdog_alive; then return 1; fi
+  st=$(txn_state)
+  # A transaction still being prepared (or arming its watchdog) is not stale.
+  age=$(( $(date +%s) - $(cat "$T/started_epoch" 2>/dev/null || echo 0) ))
+  if [ "$age" -lt 120 ] && { [ "$st" = preparing ] || { [ "$st" = pending ] && [ ! -s "$T/watchdog" ]; }; }; then
+    return 1
+  fi
+  same_boot=no
+  [ "$(cat "$T/boot_id" 2>/dev/null || true)" = "$(boot_id)" ] && same_boot=yes
+  case "$st" in
+    pending)
+      if [ "$same_boot" = yes ] && [ -f "$T/revert.sh" ]; then
+        sh "$T/revert.sh" now "stale transaction without a watchdog" >&2 || true
+        [ -d "$T" ] && retire_txn
+        echo "recovered: reverted stale transaction"
+      else
+        mv "$T/pending" "$T/reverting" 2>/dev/null || true
+        record "$(cat "$T/id" 2>/dev/null) reverted-by-reboot"
+        retire_txn
+        echo "recovered: host rebooted inside the window; it booted its persisted rules"
+      fi ;;
+    confirmed)
+      # Confirmed but persist did not finish: persist now what runs.
+      persist_live
+      record "$(cat "$T/id" 2>/dev/null) confirmed-persist-recovered"
+      retire_txn
+      echo "recovered: finished persisting a confirmed transaction" ;;
+    reverting)
+      # The revert died half-way: finish it.
+      iptables-restore <"$T/backup.v4" || true
+      ip6tables-restore <"$T/backup.v6" || true
+      record "$(cat "$T/id" 2>/dev/null) reverted-recovered"
+      retire_txn
+      echo "recovered: finished an interrupted revert" ;;
+    *)
+      record "$(cat "$T/id" 2>/dev/null) abandoned-$st"
+      retire_txn
+      echo "recovered: removed a transaction abandoned while $st (rules untouched)" ;;
+  esac
+}
+
+# Write rules.v4/rules.v6 atomically from what runs: temp file, fsync, rename.
+persist_live() {
+  [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR"
+  for fam in 4 6; do
+    tmp="$PERSIST_DIR/.rules.v$fam.fleetfw-tmp"
+    if [ "$fam" = 4 ]; then save4 >"$tmp"; else save6 >"$tmp"; fi
+    chmod 0640 "$tmp"
+    sync "$tmp" 2>/dev/null || sync
+    mv -f "$tmp" "$PERSIST_DIR/rules.v$fam"
+  done
+  sync "$PERSIST_DIR" 2>/dev/null || sync
+}
+
+# Read "v4 text, split line, v6 text" from stdin into two files.
+split_stdin() {
+  awk -v a="$1" -v b="$2" -v split_line="$SPLIT" '
+    $0 == split_line { out = b; next }
+    { print > (out ? out : a) }
+    END { if (!out) printf "" > b }' || die "$E_SPACE" "cannot write $1: disk full?"
+}
+
+# A backup that really restores: every table the candidate replaces must be in
+# it, so a table that did not exist before is reset to empty (policies ACCEPT).
+make_backup() { # live-dump candidate out
+  cp "$1" "$3"
+  # shellcheck disable=SC2013 # table names are single words
+  for table in $(sed -n 's/^\*//p' "$2"); do
+    grep -qx "\*$table" "$1" && continue
+    case "$table" in
+      filter|security) chains="INPUT FORWARD OUTPUT" ;;
+      nat) chains="PREROUTING INPUT OUTPUT POSTROUTING" ;;
+      mangle) chains="PREROUTING INPUT FORWARD OUTPUT POSTROUTING" ;;
+      raw) chains="PREROUTING OUTPUT" ;;
+      *) die "$E_USAGE" "unknown table $table" ;;
+    esac
+    { echo "*$table"; for c in $chains; do echo ":$c ACCEPT [0:0]"; done; echo COMMIT; } >>"$3"
+  done
+}
+
+write_revert_script() {
+  cat >"$T/revert.sh" <<'REVERT'
+#!/bin/sh
+# fleetfw revert: restore the backup unless the transaction was confirmed first.
+#   revert.sh watchdog SECONDS | revert.sh timer | revert.sh now REASON
+S=${FLEETFW_STATE:-/var/lib/fleetfw}
+T=$S/txn
+mode=$1
+reason=${2:-}
+if [ "$mode" = watchdog ]; then
+  trap '' HUP INT TERM
+  echo "pid:$$" >"$T/watchdog"
+  sleep "$2"
+  reason="no confirmation within ${2}s"
+fi
+[ "$mode" = timer ] && reason="no confirmation within the window"
+# The one atomic step: whoever renames pending first decides.
+mv "$T/pending" "$T/reverting" 2>/dev/null || exit 0
+rc=0
+iptables-restore <"$T/backup.v4" || rc=1
+ip6tables-restore <"$T/backup.v6" || rc=1
+id=$(cat "$T/id")
+if [ "$rc" = 0 ]; then result=reverted; else result=revert-failed; fi
+echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $id $result $reason" >>"$S/history.log"
+echo "$result: $reason" >"$T/outcome"
+mkdir -p "$S/txns"
+rm -rf "$S/txns/$id"
+mv "$T" "$S/txns/$id"
+exit "$rc"
+REVERT
+}
+
+arm_watchdog() { # window txid
+  if [ -d /run/systemd/system ] && has systemd-run; then
+    unit="fleetfw-revert-$2"
+    systemd-run --quiet --unit "$unit" --on-active="$1s" --timer-property=AccuracySec=100ms \
+      --setenv=FLEETFW_STATE="$S" /bin/sh "$T/revert.sh" timer >/dev/null 2>&1 \
+      || die "$E_ARM" "systemd-run could not arm the revert timer"
+    echo "unit:$unit" >"$T/watchdog"
+  else
+    FLEETFW_STATE="$S" setsid -f /bin/sh "$T/revert.sh" watchdog "$1" </dev/null >/dev/null 2>&1
+    i=0
+    while [ ! -s "$T/watchdog" ]; do
+      i=$((i + 1))
+      [ "$i" -gt 50 ] && die "$E_ARM" "the revert watchdog did not start"
+      sleep 0.1
+    done
+  fi
+}
+
+cmd_facts() {
+  mkdir -p "$S" && chmod 0700 "$S"
+  echo "fleetfw-facts 1"
+  echo "backend=$(backend)"
+  if [ -d /run/systemd/system ]; then echo "systemd=yes"; else echo "systemd=no"; fi
+  if has iptables-restore && has ip6tables-restore; then echo "restore=yes"; else echo "restore=no"; fi
+  if has netfilter-persistent || [ -d /usr/share/netfilter-persistent ]; then echo "persistent=yes"; else echo "persistent=no"; fi
+  if has ipset; then echo "ipset=yes"; else echo "ipset=no"; fi
+  echo "generation=$(cat "$S/current" 2>/dev/null || echo 0)"
+  if [ -d "$T" ]; then
+    alive=no; watchdog_alive && alive=yes
+    echo "txn=$(cat "$T/id" 2>/dev/null || echo unknown) state=$(txn_state) watchdog=$alive started=$(cat "$T/started" 2>/dev/null || echo unknown) user=$(cat "$T/user" 2>/dev/null || echo unknown)"
+  else
+    echo "txn=none"
+  fi
+  echo "live_hash=$(live_hash)"
+  echo "persisted_hash=$(file_hash "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6")"
+  echo "boot_id=$(boot_id)"
+  echo "--- v4"
+  save4
+  echo "--- v6"
+  save6
+  # Optional: candidate rules on stdin, printed back the way this host's own
+  # iptables-save prints them, from a throwaway network namespace.
+  if [ "${1:-}" = canonical ]; then
+    d=$(mktemp -d)
+    split_stdin "$d/c4" "$d/c6"
+    echo "--- canonical"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    if unshare -n sh -c 'iptables-restore <"$1" && ip6tables-restore <"$2" && iptables-save && echo "--- canonical-v6" && ip6tables-save' \
+      sh "$d/c4" "$d/c6" >"$d/out" 2>"$d/err"; then
+      cat "$d/out"
+    else
+      echo "unavailable: $(head -c 300 "$d/err" | tr '\n' ' ')"
+    fi
+    rm -rf "$d"
+  fi
+  echo "--- end"
+}
+
+cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
+  [ $# -eq 5 ] || die "$E_USAGE" "prepare TXID WINDOW EXPECTED_HASH USER PLAN_HASH"
+  txid=$1 window=$2 expected=$3
+  has iptables-restore && has ip6tables-restore || die "$E_TOOL" "iptables-restore/ip6tables-restore not found on this host"
+  mkdir -p "$S" && chmod 0700 "$S"
+  if ! mkdir "$T" 2>/dev/null; then
+    if recover_stale >&2; then mkdir "$T" 2>/dev/null || die "$E_LOCKED" "another transaction started meanwhile"
+    else
+      die "$E_LOCKED" "locked by transaction $(cat "$T/id" 2>/dev/null) of $(cat "$T/user" 2>/dev/null) since $(cat "$T/started" 2>/dev/null); its revert is armed"
+    fi
+  fi
+  # From here on, any failure before the load must release the lock.
+  trap 'rm -rf "$T"' EXIT
+  echo "$txid" >"$T/id" && echo "$4" >"$T/user" && echo "$5" >"$T/plan_hash" && now >"$T/started" && date +%s >"$T/started_epoch" \
+    && boot_id >"$T/boot_id" || die "$E_SPACE" "cannot write $T: disk full?"
+  split_stdin "$T/candidate.v4" "$T/candidate.v6"
+  if [ "$expected" != "-" ]; then
+    actual=$(live_hash)
+    [ "$actual" = "$expected" ] || die "$E_STALE" "live rules changed since they were read (expected $expected, found $actual)"
+  fi
+  iptables-restore -t <"$T/candidate.v4" 2>"$T/test.err" || die "$E_TEST" "iptables-restore -t refused the IPv4 rules: $(head -c 500 "$T/test.err")"
+  ip6tables-restore -t <"$T/candidate.v6" 2>"$T/test.err" || die "$E_TEST" "ip6tables-restore -t refused the IPv6 rules: $(head -c 500 "$T/test.err")"
+  save4 >"$T/live.v4" && save6 >"$T/live.v6" || die "$E_SPACE" "cannot write the backup: disk full?"
+  make_backup "$T/live.v4" "$T/candidate.v4" "$T/backup.v4" && make_backup "$T/live.v6" "$T/candidate.v6" "$T/backup.v6" \
+    || die "$E_SPACE" "cannot write the backup: disk full?"
+  write_revert_script || die "$E_SPACE" "cannot write the revert script: disk full?"
+  : >"$T/pending" || die "$E_SPACE" "cannot write $T/pending: disk full?"
+  arm_watchdog "$window" "$txid"
+  trap - EXIT
+  # Armed: from now on the revert script owns the rollback.
+  if ! iptables-restore <"$T/candidate.v4" 2>"$T/load.err" || ! ip6tables-restore <"$T/candidate.v6" 2>>"$T/load.err"; then
+    err=$(head -c 500 "$T/load.err")
+    sh "$T/revert.sh" now "the load failed: $err" || true
+    die "$E_LOAD" "loading the rules failed, previous rules restored: $err"
+  fi
+  live_hash >"$T/loaded_hash"
+  record "$txid prepared user=$4 plan=$5 window=$window"
+  echo "loaded txid=$txid hash=$(cat "$T/loaded_hash")"
+}
+
+cmd_confirm() { # TXID KEEP SOURCE
+  [ $# -eq 3 ] || die "$E_USAGE" "confirm TXID KEEP SOURCE"
+  txid=$1 keep=$2 source=$3
+  if [ ! -d "$T" ] || [ "$(cat "$T/id" 2>/dev/null)" != "$txid" ]; then
+    outcome=$(cat "$S/txns/$txid/outcome" 2>/dev/null || echo "unknown transaction")
+    die "$E_NOTXN" "transaction $txid is not pending: $outcome"
+  fi
+  if [ "$(cat "$T/boot_id")" != "$(boot_id)" ]; then
+    recover_stale >&2 || true
+    die "$E_CHANGED" "the host rebooted inside the window: it runs its persisted rules"
+  fi
+  if [ "$(live_hash)" != "$(cat "$T/loaded_hash")" ]; then
+    sh "$T/revert.sh" now "rules changed inside the window" || true
+    die "$E_CHANGED" "the live rules changed inside the window; reverted"
+  fi
+  mv "$T/pending" "$T/confirmed" 2>/dev/null || die "$E_LATE" "too late: the revert won the race"
+  # Confirmed: finish even if the session dies now.
+  trap '' HUP INT TERM PIPE
+  case "$(cat "$T/watchdog" 2>/dev/null)" in
+    pid:*) kill "$(cut -d: -f2 "$T/watchdog")" 2>/dev/null || true ;;
+    unit:*) systemctl stop "$(cut -d: -f2 "$T/watchdog").timer" >/dev/null 2>&1 || true ;;
+  esac
+  persist_live
+  gen=$(( $(cat "$S/current" 2>/dev/null || echo 0) + 1 ))
+  g=$S/generations/$(printf '%06d' "$gen")
+  mkdir -p "$g"
+  cp "$T/candidate.v4" "$g/rules.v4" && cp "$T/candidate.v6" "$g/rules.v6"
+  {
+    echo "generation=$gen"; echo "txid=$txid"; echo "user=$(cat "$T/user")"; echo "when=$(now)"
+    echo "plan_hash=$(cat "$T/plan_hash")"; echo "source=$source"; echo "hash=$(cat "$T/loaded_hash")"
+  } >"$g/meta"
+  echo "$gen" >"$S/current.tmp" && mv "$S/current.tmp" "$S/current"
+  # shellcheck disable=SC2012 # generation names are zero-padded numbers
+  ls -1 "$S/generations" | sort -r | tail -n +"$((keep + 1))" | while read -r old; do rm -rf "${S:?}/generations/$old"; done
+  record "$txid confirmed generation=$gen"
+  echo "confirmed: generation $gen" >"$T/outcome"
+  retire_txn
+  echo "confirmed generation=$gen"
+}
+
+cmd_abort() { # TXID REASON
+  [ $# -eq 2 ] || die "$E_USAGE" "abort TXID REASON"
+  [ -d "$T" ] && [ "$(cat "$T/id" 2>/dev/null)" = "$1" ] || die "$E_NOTXN" "transaction $1 is not pending"
+  sh "$T/revert.sh" now "$2" || die "$E_LOAD" "the revert failed"
+  echo "reverted"
+}
+
+cmd_history() {
+  for g in "$S"/generations/*/meta; do [ -f "$g" ] && { echo "--- generation"; cat "$g"; }; done
+  echo "--- log"
+  tail -n 200 "$S/history.log" 2>/dev/null || true
+  echo "--- end"
+}
+
+cmd_generation() { # N
+  g=$S/generations/$(printf '%06d' "$1")
+  [ -f "$g/rules.v4" ] || die "$E_NOTXN" "no generation $1 on this host"
+  cat "$g/rules.v4"; echo "$SPLIT"; cat "$g/rules.v6"
+}
+
+cmd_ensure_persistent() {
+  if has netfilter-persistent || [ -d /usr/share/netfilter-persistent ]; then echo "present"; return; fi
+  has apt-get || die "$E_TOOL" "iptables-persistent is missing and this host has no apt-get"
+  printf 'iptables-persistent iptables-persistent/autosave_v4 boolean false\niptables-persistent iptables-persistent/autosave_v6 boolean false\n' \
+    | debconf-set-selections 2>/dev/null || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold iptables-persistent >&2 \
+    || die "$E_TOOL" "apt-get install iptables-persistent failed"
+  echo "installed"
+}
+
+verb=${1:-}
+[ $# -gt 0 ] && shift
+umask 077
+case "$verb" in
+  facts) cmd_facts "$@" ;;
+  prepare) cmd_prepare "$@" ;;
+  confirm) cmd_confirm "$@" ;;
+  abort) cmd_abort "$@" ;;
+  history) cmd_history ;;
+  generation) cmd_generation "$@" ;;
+  ensure-persistent) cmd_ensure_persistent ;;
+  *) die "$E_USAGE" "unknown verb '$verb'" ;;
+esac

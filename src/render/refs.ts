@@ -1,0 +1,180 @@
+// Typed `{{ reference }}` substitution. A reference is a whole token; its
+// values are checked against the option it follows, so inventory data can only
+// ever fill an address, interface or port slot: it cannot add an option, a
+// rule, a newline or a shell word.
+import { isIP } from 'node:net';
+import type { Family, HostSpec, Inventory } from '../model/inventory.js';
+
+export type ValueType = 'addr' | 'cidr' | 'iface' | 'port' | 'portrange' | 'word';
+
+export interface TypedValue {
+  type: ValueType;
+  family?: Family;
+  value: string;
+}
+
+export interface RefContext {
+  inv: Inventory;
+  self: HostSpec;
+  bastion: HostSpec;
+  members: (group: string) => HostSpec[] | undefined;
+  family: Family;
+}
+
+/** Options a reference may follow, and what they accept. */
+const SLOT_TYPES: Record<string, ValueType[]> = {
+  '-s': ['addr', 'cidr'],
+  '--source': ['addr', 'cidr'],
+  '-d': ['addr', 'cidr'],
+  '--destination': ['addr', 'cidr'],
+  '-i': ['iface'],
+  '--in-interface': ['iface'],
+  '-o': ['iface'],
+  '--out-interface': ['iface'],
+  '--dport': ['port', 'portrange'],
+  '--sport': ['port', 'portrange'],
+  '--destination-port': ['port', 'portrange'],
+  '--source-port': ['port', 'portrange'],
+  '--dports': ['port', 'portrange'],
+  '--sports': ['port', 'portrange'],
+  '--ports': ['port', 'portrange'],
+};
+/** multiport takes a comma list in one token instead of one rule per value. */
+const LIST_SLOTS = new Set(['--dports', '--sports', '--ports']);
+
+const REF = /^\{\{\s*([A-Za-z0-9_.:-]+)\s*\}\}$/;
+const ADDRESS_FIELDS = ['public', 'private', 'public6', 'private6'] as const;
+type AddressField = (typeof ADDRESS_FIELDS)[number];
+
+export function classifyValue(value: string): TypedValue | undefined {
+  const ip = isIP(value);
+  if (ip) return { type: 'addr', family: ip as Family, value };
+  const cidr = /^(.+)\/(\d{1,3})$/.exec(value);
+  if (cidr) {
+    const fam = isIP(cidr[1]!);
+    const bits = Number(cidr[2]);
+    if (fam && bits <= (fam === 4 ? 32 : 128)) return { type: 'cidr', family: fam as Family, value };
+  }
+  if (/^\d{1,5}$/.test(value) && Number(value) >= 1 && Number(value) <= 65535) return { type: 'port', value };
+  const range = /^(\d{1,5}):(\d{1,5})$/.exec(value);
+  if (range && Number(range[1]) <= Number(range[2]) && Number(range[2]) <= 65535) return { type: 'portrange', value };
+  if (/^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}$/.test(value)) return { type: 'iface', value };
+  return undefined;
+}
+
+/** A rule line's tokens with their 1-based columns; `{{ a.b }}` and quoted strings stay whole. */
+export function tokenizeRule(text: string): Array<{ text: string; col: number }> {
+  const re = /(?:\{\{[^{}]*\}\}|"(?:[^"\\]|\\.)*"|[^\s{]|\{(?!\{))+/g;
+  return [...text.matchAll(re)].map((m) => ({ text: m[0], col: m.index + 1 }));
+}
+
+export function isReference(token: string): boolean {
+  return token.includes('{{') || token.includes('}}');
+}
+
+/** Resolve one `{{ … }}` token to its values, or explain why not. */
+export function resolveReference(
+  token: string,
+  option: string | undefined,
+  ctx: RefContext,
+): { values: TypedValue[]; joined: boolean } | { error: string } {
+  const m = REF.exec(token);
+  if (!m) return { error: `"${token.replace(/\s+/g, ' ')}" is not a reference: write it as a whole word, e.g. {{ self.private }}` };
+  const ref = m[1]!;
+  const slot = option === undefined ? undefined : SLOT_TYPES[option];
+  if (!slot) {
+    return {
+      error: `{{ ${ref} }} follows "${option ?? '(nothing)'}"; references may only fill -s, -d, -i, -o, --sport, --dport or multiport ports`,
+    };
+  }
+  const resolved = lookup(ref, ctx);
+  if ('error' in resolved) return resolved;
+  for (const v of resolved.values) {
+    if (!slot.includes(v.type)) {
+      return { error: `{{ ${ref} }} gives "${v.value}" (${describe(v)}) but ${option} takes ${slot.map(describeType).join(' or ')}` };
+    }
+    if (v.family && v.family !== ctx.family) {
+      return { error: `{{ ${ref} }} gives IPv${v.family} address ${v.value} in an IPv${ctx.family} template` };
+    }
+  }
+  return { values: resolved.values, joined: LIST_SLOTS.has(option!) };
+}
+
+function lookup(ref: string, ctx: RefContext): { values: TypedValue[] } | { error: string } {
+  const parts = ref.split('.');
+  const head = parts[0];
+  const field = parts[parts.length - 1]!;
+  const middle = parts.slice(1, -1).join('.');
+  switch (head) {
+    case 'self':
+      if (parts.length === 3 && parts[1] === 'if' && (field === 'public' || field === 'private')) {
+        return { values: [{ type: 'iface', value: ctx.self.interfaces[field] }] };
+      }
+      return parts.length === 2 ? hostAddresses(ref, [ctx.self], field) : unknown(ref);
+    case 'bastion':
+      return parts.length === 2 ? hostAddresses(ref, [ctx.bastion], field) : unknown(ref);
+    case 'host': {
+      if (parts.length < 3) return unknown(ref);
+      const host = ctx.inv.hosts.find((h) => h.name === middle);
+      if (!host) return { error: `{{ ${ref} }}: no host named "${middle}" in the inventory` };
+      return hostAddresses(ref, [host], field);
+    }
+    case 'group':
+    case 'peers': {
+      if (parts.length < 3) return unknown(ref);
+      const members = ctx.members(middle);
+      if (!members) return { error: `{{ ${ref} }}: no group named "${middle}" in the inventory` };
+      const hosts = head === 'peers' ? members.filter((h) => h.name !== ctx.self.name) : members;
+      return hostAddresses(ref, hosts, field);
+    }
+    case 'vars': {
+      if (parts.length !== 2) return unknown(ref);
+      const value = ctx.self.vars[field];
+      if (value === undefined) return { error: `{{ ${ref} }}: host ${ctx.self.name} has no var "${field}"` };
+      const values: TypedValue[] = [];
+      for (const v of Array.isArray(value) ? value : [value]) {
+        const typed = classifyValue(v);
+        if (!typed) return { error: `{{ ${ref} }}: value "${v}" is not an address, CIDR, port or interface name` };
+        values.push(typed);
+      }
+      return { values };
+    }
+    case 'operators':
+      if (parts.length !== 1) return unknown(ref);
+      return {
+        values: ctx.inv.operators
+          .map((cidr) => classifyValue(cidr))
+          .filter((v): v is TypedValue => v !== undefined && v.family === ctx.family),
+      };
+    default:
+      return unknown(ref);
+  }
+}
+
+function hostAddresses(ref: string, hosts: HostSpec[], field: string): { values: TypedValue[] } | { error: string } {
+  if (!(ADDRESS_FIELDS as readonly string[]).includes(field)) return unknown(ref);
+  const values: TypedValue[] = [];
+  for (const h of hosts) {
+    const address = h[field as AddressField];
+    if (!address) return { error: `{{ ${ref} }}: host ${h.name} has no ${field} address` };
+    values.push({ type: 'addr', family: field.endsWith('6') ? 6 : 4, value: address });
+  }
+  return { values };
+}
+
+function unknown(ref: string): { error: string } {
+  return {
+    error:
+      `unknown reference {{ ${ref} }} (known: self.<field>, self.if.public|private, bastion.<field>, ` +
+      'group.<group>.<field>, peers.<group>.<field>, host.<host>.<field>, vars.<name>, operators; ' +
+      'fields: public, private, public6, private6)',
+  };
+}
+
+function describeType(t: ValueType): string {
+  return { addr: 'an address', cidr: 'a CIDR', iface: 'an interface name', port: 'a port', portrange: 'a port range', word: 'a word' }[t];
+}
+
+function describe(v: TypedValue): string {
+  return describeType(v.type);
+}

@@ -1,0 +1,85 @@
+// Parse a template file (iptables-restore syntax plus two directives) into
+// table sections. Pure: the caller reads the file.
+import type { Problem } from '../errors.js';
+
+export interface TemplateLine {
+  /** The line as written (trailing spaces trimmed). */
+  text: string;
+  line: number;
+  /** Columns of leading white space, so messages point into the file as written. */
+  indent: number;
+  kind: 'comment' | 'chain' | 'rule' | 'roles';
+}
+
+export interface TemplateSection {
+  table: string;
+  line: number;
+  lines: TemplateLine[];
+}
+
+export interface Template {
+  /** Path shown in messages and provenance, e.g. `templates/roles/db.v4`. */
+  file: string;
+  /** Comment lines before the first table (the template's own description). */
+  preamble: string[];
+  sections: TemplateSection[];
+  /** `%management off`: the template owns the management path. */
+  managementOff: boolean;
+}
+
+const TABLES = new Set(['filter', 'nat', 'mangle', 'raw', 'security']);
+
+export function parseTemplate(text: string, file: string): { template: Template; problems: Problem[] } {
+  const problems: Problem[] = [];
+  const template: Template = { file, preamble: [], sections: [], managementOff: false };
+  const problem = (line: number, col: number, message: string) =>
+    problems.push({ file, line, col, path: '', message });
+  let current: TemplateSection | undefined;
+
+  text.split('\n').forEach((raw, i) => {
+    const line = i + 1;
+    const text = raw.replace(/\s+$/, '');
+    const trimmed = text.trimStart();
+    const col = text.length - trimmed.length + 1;
+    if (trimmed === '') return;
+    if (trimmed.startsWith('#')) {
+      if (current) current.lines.push({ text: trimmed, line, indent: col - 1, kind: 'comment' });
+      else template.preamble.push(trimmed);
+      return;
+    }
+    if (trimmed.startsWith('%')) {
+      if (trimmed === '%management off') template.managementOff = true;
+      else if (trimmed === '%roles' && current) current.lines.push({ text: trimmed, line, indent: col - 1, kind: 'roles' });
+      else if (trimmed === '%roles') problem(line, col, '%roles must be inside a table (after *filter)');
+      else problem(line, col, `unknown directive "${trimmed}" (known: %roles, %management off)`);
+      return;
+    }
+    if (trimmed.startsWith('*')) {
+      const table = trimmed.slice(1);
+      if (current) problem(line, col, `table *${table} starts before COMMIT of *${current.table}`);
+      if (!TABLES.has(table)) problem(line, col, `unknown table "*${table}"`);
+      current = { table, line, lines: [] };
+      return;
+    }
+    if (trimmed === 'COMMIT') {
+      if (!current) problem(line, col, 'COMMIT without a table');
+      else template.sections.push(current);
+      current = undefined;
+      return;
+    }
+    if (!current) {
+      problem(line, col, 'rule outside a table: start the table with a line like *filter');
+      return;
+    }
+    if (trimmed.startsWith(':')) current.lines.push({ text: trimmed, line, indent: col - 1, kind: 'chain' });
+    else if (trimmed.startsWith('-A ')) current.lines.push({ text: trimmed, line, indent: col - 1, kind: 'rule' });
+    else problem(line, col, `expected a rule (-A CHAIN …), a chain (:CHAIN POLICY) or COMMIT, got "${trimmed.slice(0, 40)}"`);
+  });
+  if (current) problem(current.line, 1, `table *${current.table} has no COMMIT`);
+  return { template, problems };
+}
+
+/** Chain name declared by a `:NAME POLICY [p:b]` line. */
+export function declaredChain(line: TemplateLine): string {
+  return line.text.slice(1).split(/\s+/)[0] ?? '';
+}

@@ -26,6 +26,8 @@ export interface PortMatch {
   /** Inclusive ranges. */
   ranges: Array<[number, number]>;
   negate: boolean;
+  /** Written with `-m multiport` (--dports/--sports/--ports) rather than --dport/--sport. */
+  multiport?: boolean;
 }
 
 export type CtState = 'NEW' | 'ESTABLISHED' | 'RELATED' | 'INVALID' | 'UNTRACKED';
@@ -43,15 +45,30 @@ export interface Rule {
   proto?: { name: string; negate: boolean };
   sport?: PortMatch;
   dport?: PortMatch;
-  /** conntrack --ctstate or state --state */
-  state?: { states: CtState[]; negate: boolean };
+  /** `-m multiport --ports`: source OR destination port. */
+  ports?: PortMatch;
+  /** conntrack --ctstate or state --state (`module` absent = conntrack). */
+  state?: { states: CtState[]; negate: boolean; module?: 'conntrack' | 'state' };
   /** --syn or --tcp-flags FIN,SYN,RST,ACK SYN */
   syn?: { negate: boolean };
-  /** ICMP type (numeric), with optional code. */
+  /** ICMP type (numeric), with optional code; type 255 without code is iptables' `any`. */
   icmpType?: { type: number; code?: number; negate: boolean };
-  /** -m limit: does not change a verdict but the packet may pass unmatched when over the rate. */
+  /** -m limit: does not change a verdict but the packet may pass unmatched when over the rate.
+   *  Canonical rate as iptables-save prints it, e.g. `1/sec`. */
   limit?: string;
-  /** Options the evaluator does not model; a packet reaching this rule gets an "unknown" verdict. */
+  /** -m limit --limit-burst when not the default 5. */
+  limitBurst?: number;
+  /** -m comment --comment (unquoted value). */
+  comment?: string;
+  /**
+   * Printed order of the match modules, as iptables-save keeps them: `proto` (the
+   * tcp/udp/icmp/icmp6 match), `multiport:dports|sports|ports`, `state`, `limit`,
+   * `comment`, `unmodelled:<i>` (index into `unmodelled`). Absent = that order.
+   */
+  matchOrder?: string[];
+  /** Options the evaluator does not model; a packet reaching this rule gets an "unknown" verdict.
+   *  Each entry is verbatim text: a whole `-m name …` module, or options that belong inside
+   *  the proto match (`--tcp-flags ALL SYN`), or a core option such as `-f`. */
   unmodelled: string[];
   /** -j / -g target: a verdict, LOG, or a user chain. */
   target?: string;

@@ -1,0 +1,213 @@
+// One host's transaction: read, prepare (test, back up, arm, load), confirm
+// over a NEW connection, persist. The host owns the rollback: fleetfw only
+// ever confirms, so losing fleetfw at any point leaves the old rules.
+import { randomBytes } from 'node:crypto';
+import type { HostSpec } from '../model/inventory.js';
+import type { Transport, HostSession } from '../transport/ssh.js';
+import { HostExit, hostMessage, joinFamilies, runHost } from '../host/run.js';
+import { parseFacts, type HostFacts } from '../host/facts.js';
+
+export type HostOutcome = 'confirmed' | 'unchanged' | 'rolled-back' | 'failed' | 'unknown' | 'skipped';
+
+export type Stage =
+  | 'connecting'
+  | 'testing'
+  | 'loaded'
+  | 'confirming'
+  | 'persisted'
+  | 'rolling-back'
+  | 'rolled-back'
+  | 'unchanged'
+  | 'failed'
+  | 'unknown'
+  | 'skipped';
+
+export interface ApplyEvent {
+  host: string;
+  stage: Stage;
+  detail?: string;
+  /** ms since the rollout started */
+  at: number;
+}
+
+export interface HostResult {
+  host: string;
+  outcome: HostOutcome;
+  reason?: string;
+  generation?: number;
+  txid?: string;
+  /** ms from the load to the host verified back on its previous rules. */
+  revertMs?: number;
+  ms: number;
+}
+
+export interface TransactionInput {
+  host: HostSpec;
+  desired: { v4: string; v6: string };
+  /** Live hash the plan was made against; '-' = read it now. */
+  expectedLiveHash?: string;
+  /** Why this generation exists: apply or rollback. */
+  source: 'apply' | 'rollback';
+}
+
+export interface TransactionOptions {
+  transport: Transport;
+  window: number;
+  generations: number;
+  user: string;
+  planHash: string;
+  /** Apply even when the live rules already match. */
+  force?: boolean;
+  /** Called after the load with a fresh session: a failed probe refuses confirmation. */
+  probe?: (host: HostSpec) => Promise<string | undefined>;
+  emit: (stage: Stage, detail?: string) => void;
+  /** Test hook: stop after this step (simulates fleetfw dying there). */
+  stopAfter?: 'prepare';
+}
+
+export function newTxid(): string {
+  const t = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+  return `${t}-${randomBytes(3).toString('hex')}`;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function withSession<T>(transport: Transport, host: string, fn: (s: HostSession) => Promise<T>, retries?: number): Promise<T> {
+  const session = await transport.open(host, retries === undefined ? undefined : { retries });
+  try {
+    return await fn(session);
+  } finally {
+    await session.close().catch(() => undefined);
+  }
+}
+
+export async function readFacts(transport: Transport, host: HostSpec, candidate?: { v4: string; v6: string }): Promise<HostFacts> {
+  return withSession(transport, host.name, async (s) => {
+    const r = await runHost(s, 'facts', candidate ? ['canonical'] : [], {
+      sudo: host.ssh.sudo,
+      stdin: candidate ? joinFamilies(candidate.v4, candidate.v6) : '',
+      timeoutMs: 60_000,
+    });
+    if (r.code !== 0) throw new Error(`facts failed: ${hostMessage(r)}`);
+    return parseFacts(r.stdout);
+  });
+}
+
+export async function runTransaction(input: TransactionInput, opts: TransactionOptions): Promise<Omit<HostResult, 'ms'>> {
+  const { host } = input;
+  const sudo = host.ssh.sudo;
+  const txid = newTxid();
+  opts.emit('connecting');
+  const first = await opts.transport.open(host.name);
+  let before: string;
+  let loadedAt: number;
+  try {
+    // With a plan's hash, prepare itself refuses stale rules on the host: no extra round trip.
+    if (input.expectedLiveHash && input.expectedLiveHash !== '-') {
+      before = input.expectedLiveHash;
+    } else {
+      const facts = await runHost(first, 'facts', [], { sudo, timeoutMs: 60_000 });
+      if (facts.code !== 0) return { host: host.name, outcome: 'failed', reason: `facts: ${hostMessage(facts)}` };
+      before = parseFacts(facts.stdout).liveHash;
+    }
+    opts.emit('testing');
+    const prep = await runHost(first, 'prepare', [txid, String(opts.window), before, opts.user, opts.planHash], {
+      sudo,
+      stdin: joinFamilies(input.desired.v4, input.desired.v6),
+      timeoutMs: 120_000,
+    });
+    if (prep.code !== 0) return prepareFailure(host.name, txid, prep.code, hostMessage(prep));
+    loadedAt = Date.now();
+  } finally {
+    await first.close().catch(() => undefined);
+  }
+  opts.emit('loaded', `txid ${txid}, window ${opts.window}s`);
+  if (opts.stopAfter === 'prepare') return { host: host.name, outcome: 'unknown', reason: 'stopped after prepare (test hook)', txid };
+
+  // Confirm over a NEW connection: the old one survives on conntrack and proves nothing.
+  opts.emit('confirming');
+  const deadline = loadedAt + opts.window * 1000;
+  let refusal: string | undefined;
+  try {
+    const budget = Math.max(2_000, Math.min(20_000, (opts.window * 1000) / 2));
+    const confirmed = await withTimeout(
+      withSession(opts.transport, host.name, async (s) => {
+        const bad = opts.probe ? await opts.probe(host) : undefined;
+        if (bad) {
+          refusal = `health probe failed: ${bad}`;
+          await runHost(s, 'abort', [txid, 'health-probe-failed'], { sudo, timeoutMs: 30_000 });
+          return undefined;
+        }
+        return runHost(s, 'confirm', [txid, String(opts.generations), input.source], { sudo, timeoutMs: 60_000 });
+      }, 0),
+      budget,
+      `no new connection within ${budget / 1000}s`,
+    );
+    if (confirmed && confirmed.code === 0) {
+      const gen = /generation=(\d+)/.exec(confirmed.stdout)?.[1];
+      opts.emit('persisted', `generation ${gen}`);
+      return { host: host.name, outcome: 'confirmed', generation: gen ? Number(gen) : undefined, txid };
+    }
+    refusal ??= confirmed ? `confirm refused: ${hostMessage(confirmed)}` : 'confirmation refused';
+  } catch (err) {
+    refusal = `confirmation failed: ${(err as Error).message}`;
+  }
+  // Not confirmed: the host reverts by itself at the deadline; check that it did.
+  opts.emit('rolling-back', refusal);
+  return verifyRevert(host, txid, before, deadline, loadedAt, refusal, opts);
+}
+
+async function verifyRevert(
+  host: HostSpec,
+  txid: string,
+  before: string,
+  deadline: number,
+  loadedAt: number,
+  reason: string,
+  opts: TransactionOptions,
+): Promise<Omit<HostResult, 'ms'>> {
+  await sleep(Math.max(0, deadline - Date.now()) + 500);
+  const giveUp = Date.now() + 30_000 + opts.window * 1000;
+  let last = '';
+  while (Date.now() < giveUp) {
+    try {
+      const facts = await readFacts(opts.transport, host);
+      if (facts.txn?.id === txid && facts.txn.watchdogAlive) {
+        last = 'revert still pending';
+      } else if (facts.liveHash === before) {
+        opts.emit('rolled-back', reason);
+        return { host: host.name, outcome: 'rolled-back', reason, txid, revertMs: Date.now() - loadedAt };
+      } else {
+        opts.emit('unknown', 'host reachable but not on its previous rules');
+        return { host: host.name, outcome: 'unknown', reason: `${reason}; after the window the host runs neither the old nor the confirmed rules`, txid };
+      }
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await sleep(1000);
+  }
+  opts.emit('unknown', last);
+  return { host: host.name, outcome: 'unknown', reason: `${reason}; could not verify the revert: ${last}`, txid };
+}
+
+function prepareFailure(host: string, txid: string, code: number | null, message: string): Omit<HostResult, 'ms'> {
+  switch (code) {
+    case HostExit.load:
+      return { host, outcome: 'rolled-back', reason: message, txid, revertMs: 0 };
+    case HostExit.locked:
+      return { host, outcome: 'failed', reason: `host is locked: ${message}` };
+    case HostExit.stale:
+      return { host, outcome: 'failed', reason: `stale plan: ${message}; plan again` };
+    default:
+      return { host, outcome: 'failed', reason: message, txid };
+  }
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

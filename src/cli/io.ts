@@ -1,0 +1,66 @@
+// Output conventions: colour only on a TTY and never with NO_COLOR; data on
+// stdout, progress and diagnostics on stderr.
+import { createInterface } from 'node:readline';
+import { Chalk } from 'chalk';
+
+export function colorFor(stream: NodeJS.WriteStream, flag: boolean | undefined): boolean {
+  if (flag === false) return false;
+  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
+  if (process.env.TERM === 'dumb') return false;
+  return Boolean(stream.isTTY);
+}
+
+export function chalkFor(stream: NodeJS.WriteStream, flag: boolean | undefined): InstanceType<typeof Chalk> {
+  return new Chalk({ level: colorFor(stream, flag) ? 1 : 0 });
+}
+
+export function out(text: string): void {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+export function err(text: string): void {
+  process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+/** Ask a yes/no question on the terminal; false when there is no terminal. */
+export async function confirm(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY || !process.stderr.isTTY) return false;
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  const answer = await new Promise<string>((resolve) => rl.question(`${question} [y/N] `, resolve));
+  rl.close();
+  return /^y(es)?$/i.test(answer.trim());
+}
+
+/** Read a secret from the terminal without echoing it. */
+export async function askSecret(prompt: string): Promise<string> {
+  if (!process.stdin.isTTY) throw new Error(`${prompt}: no terminal to ask on (use ssh-agent)`);
+  process.stderr.write(prompt);
+  const stdin = process.stdin;
+  stdin.setRawMode(true);
+  stdin.resume();
+  let secret = '';
+  return new Promise((resolve, reject) => {
+    const onData = (buf: Buffer) => {
+      for (const ch of buf.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') {
+          cleanup();
+          process.stderr.write('\n');
+          resolve(secret);
+          return;
+        }
+        if (ch === '\u0003') {
+          cleanup();
+          reject(new Error('interrupted'));
+          return;
+        }
+        secret = ch === '\u007f' ? secret.slice(0, -1) : secret + ch;
+      }
+    };
+    const cleanup = () => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+    };
+    stdin.on('data', onData);
+  });
+}

@@ -1,0 +1,83 @@
+// `fleetfw lab`: the network-namespace test fleet, for trying fleetfw and for
+// its end-to-end tests. Needs root (ip netns, sshd).
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { ExitCode, FleetError, type ExitCodeValue } from '../errors.js';
+import { attachLab, destroyAllLabs, destroyLab, labSpecFromInventory, OPERATOR, startLab, type Lab } from '../lab/lab.js';
+import { loadFleet } from './context.js';
+import { out } from './io.js';
+
+export const DEFAULT_LAB_DIR = '.lab';
+const CLI = fileURLToPath(new URL('./main.js', import.meta.url));
+
+/** Environment that points fleetfw at the lab's keys, known_hosts and agent. */
+export function labEnv(lab: Lab): Record<string, string> {
+  return {
+    FLEETFW_KNOWN_HOSTS: lab.knownHostsFile,
+    FLEETFW_IDENTITY: lab.identityFile,
+    FLEETFW_SSH_CONFIG: lab.sshConfigFile,
+    ...(lab.agentSocket ? { SSH_AUTH_SOCK: lab.agentSocket } : {}),
+  };
+}
+
+/** Run fleetfw as the operator does: inside the lab's operator namespace. */
+export function runInLab(lab: Lab, args: string[], opts: { stdio?: 'inherit' | 'pipe' } = {}) {
+  return spawn('ip', ['netns', 'exec', lab.netnsOf(OPERATOR), process.execPath, CLI, ...args], {
+    env: { ...process.env, ...labEnv(lab) },
+    stdio: opts.stdio ?? 'inherit',
+  });
+}
+
+async function cmdLabUp(o: { inventory?: string; dir: string }): Promise<ExitCodeValue> {
+  const { inv, display } = loadFleet(o);
+  const dir = resolve(o.dir);
+  const lab = await startLab(labSpecFromInventory(inv), { dir, detached: true });
+  out(`lab up: ${inv.hosts.length} hosts of ${display} in network namespaces ${lab.prefix}-*, state in ${dir}`);
+  out(`run fleetfw as the operator:  fleetfw lab run --dir ${o.dir} -- plan --inventory ${o.inventory ?? 'inventories/s1.yaml'}`);
+  out(`tear it down:                 fleetfw lab down --dir ${o.dir}`);
+  return ExitCode.ok;
+}
+
+async function cmdLabRun(args: string[], o: { dir: string }): Promise<ExitCodeValue> {
+  const lab = await attachLab(resolve(o.dir));
+  const child = runInLab(lab, args);
+  return new Promise((res) => child.on('exit', (code) => res((code ?? ExitCode.internal) as ExitCodeValue)));
+}
+
+async function cmdLabDown(o: { dir: string; all?: boolean }): Promise<ExitCodeValue> {
+  if (o.all) {
+    const removed = await destroyAllLabs();
+    out(`removed ${removed.length} lab namespaces`);
+  }
+  await destroyLab(resolve(o.dir));
+  out(`lab down: ${o.dir}`);
+  return ExitCode.ok;
+}
+
+export function addLabCommands(program: Command, run: (p: Promise<ExitCodeValue>) => void): void {
+  const lab = program.command('lab').description('a test fleet of network namespaces with real sshd and netfilter (root)');
+  lab
+    .command('up')
+    .description('start one namespace per inventory host (plus internet, intruder and the operator)')
+    .option('-i, --inventory <file>', 'inventory whose hosts the lab mirrors (default: the embedded example)')
+    .option('--dir <dir>', 'lab state folder (keys, configs, logs)', DEFAULT_LAB_DIR)
+    .action((o) => run(guardRoot().then(() => cmdLabUp(o))));
+  lab
+    .command('run')
+    .description('run a fleetfw command from the operator namespace, with the lab\'s keys and known_hosts')
+    .argument('<args...>', 'fleetfw arguments, after --')
+    .option('--dir <dir>', 'lab state folder', DEFAULT_LAB_DIR)
+    .action((args, o) => run(guardRoot().then(() => cmdLabRun(args, o))));
+  lab
+    .command('down')
+    .description('stop the lab and remove its namespaces')
+    .option('--dir <dir>', 'lab state folder', DEFAULT_LAB_DIR)
+    .option('--all', 'also remove any leftover fleetfw lab namespace')
+    .action((o) => run(guardRoot().then(() => cmdLabDown(o))));
+}
+
+async function guardRoot(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new FleetError('the lab needs root (network namespaces, sshd)', ExitCode.usage);
+}

@@ -1,0 +1,339 @@
+// Commands that talk to hosts: plan (live), apply, rollback, history, status.
+import { userInfo, hostname } from 'node:os';
+import pLimit from 'p-limit';
+import { CheckError, ExitCode, FleetError, UsageError, type ExitCodeValue } from '../errors.js';
+import type { HostSpec, Inventory } from '../model/inventory.js';
+import type { Transport } from '../transport/ssh.js';
+import type { RenderedHost } from '../render/render.js';
+import { bastionOf } from '../inventory/query.js';
+import { hostMessage, runHost, splitFamilies } from '../host/run.js';
+import { readFacts, type ApplyEvent, type HostResult } from '../apply/transaction.js';
+import { rollout, rolloutExitCode } from '../apply/rollout.js';
+import { assemblePlan, failedHostPlan, planLiveHost, type HostPlan, type Plan } from '../plan/plan.js';
+import { checkFleet, parseFleet, type FleetFinding } from '../plan/checks.js';
+import { verifyIntents } from '../analyze/intents.js';
+import { parseRuleSet } from '../analyze/parse.js';
+import { checkManagementPath } from '../analyze/lockout.js';
+import { summaryLine } from '../plan/report.js';
+import { chalkFor, confirm, err, out } from './io.js';
+import { loadFleet, openTransport, selectHosts, type InventoryOptions, type SshCliOptions } from './context.js';
+import { parseFormat, planExitCode, printFindings, printPlan } from './core-commands.js';
+
+export const DEFAULT_PARALLEL = 10;
+
+interface LiveOptions extends InventoryOptions, SshCliOptions {
+  parallel?: string;
+  color?: boolean;
+}
+
+function parallelOf(opts: LiveOptions): number {
+  const n = Number(opts.parallel ?? DEFAULT_PARALLEL);
+  if (!Number.isInteger(n) || n < 1 || n > 200) throw new UsageError('--parallel must be an integer from 1 to 200');
+  return n;
+}
+
+/** Read every selected host (bounded concurrency) and diff it against its render. */
+export async function planLive(
+  inv: Inventory,
+  display: string,
+  rendered: RenderedHost[],
+  hosts: HostSpec[],
+  transport: Transport,
+  parallel: number,
+): Promise<Plan> {
+  const limit = pLimit(parallel);
+  const plans = await Promise.all(
+    hosts.map((h) =>
+      limit(async (): Promise<HostPlan> => {
+        const r = rendered.find((x) => x.host === h.name)!;
+        try {
+          const facts = await readFacts(transport, h, { v4: r.v4.text, v6: r.v6.text });
+          return planLiveHost(r, facts, inv.preserve);
+        } catch (e) {
+          return failedHostPlan(h.name, 'unreachable', (e as Error).message);
+        }
+      }),
+    ),
+  );
+  return assemblePlan('live', display, plans);
+}
+
+function preflight(inv: Inventory, rendered: RenderedHost[], hosts: HostSpec[]): FleetFinding[] {
+  const parsed = parseFleet(rendered);
+  const names = new Set(hosts.map((h) => h.name));
+  const findings = checkFleet(inv, parsed).filter((f) => names.has(f.host));
+  for (const r of verifyIntents(inv, parsed).filter((x) => !x.ok)) {
+    const bad = r.pairs.filter((p) => !p.ok);
+    for (const p of bad) {
+      if (!names.has(p.from) && !names.has(p.to)) continue;
+      findings.push({ host: names.has(p.to) ? p.to : p.from, severity: 'error', code: 'intent', message: `intent "${r.intent.text}" fails for ${p.from} -> ${p.to}: ${p.outcome} (${p.decidedBy})` });
+    }
+  }
+  return findings;
+}
+
+export async function cmdPlanLive(opts: LiveOptions & { format?: string }): Promise<ExitCodeValue> {
+  const format = parseFormat(opts.format);
+  const { inv, display, rendered } = loadFleet(opts);
+  const hosts = selectHosts(inv, opts.limit);
+  const findings = preflight(inv, rendered, hosts);
+  const transport = await openTransport(inv, opts);
+  try {
+    const plan = await planLive(inv, display, rendered, hosts, transport, parallelOf(opts));
+    printPlan(plan, format, opts.color);
+    printFindings(findings, opts.color);
+    return planExitCode(plan, findings);
+  } finally {
+    await transport.close();
+  }
+}
+
+function operatorName(): string {
+  const raw = `${userInfo().username}@${hostname()}`;
+  return raw.replace(/[^A-Za-z0-9._@-]/g, '_').slice(0, 64);
+}
+
+function eventPrinter(json: boolean, color?: boolean): (e: ApplyEvent) => void {
+  const c = chalkFor(process.stderr, color);
+  return (e) => {
+    if (json) {
+      process.stdout.write(`${JSON.stringify({ type: 'event', ...e })}\n`);
+      return;
+    }
+    const paintStage = e.stage === 'persisted' ? c.green : e.stage === 'failed' || e.stage === 'unknown' ? c.red : e.stage.startsWith('roll') ? c.yellow : (s: string) => s;
+    err(`[${(e.at / 1000).toFixed(1).padStart(6)}s] ${e.host}: ${paintStage(e.stage)}${e.detail ? ` (${e.detail})` : ''}`);
+  };
+}
+
+function printResults(results: HostResult[], json: boolean, color?: boolean): void {
+  if (json) {
+    out(JSON.stringify({ type: 'summary', results }));
+    return;
+  }
+  const c = chalkFor(process.stdout, color);
+  out('');
+  for (const r of results) {
+    const paintOutcome = r.outcome === 'confirmed' ? c.green : r.outcome === 'unchanged' ? c.dim : r.outcome === 'rolled-back' ? c.yellow : c.red;
+    const extra = [r.generation !== undefined ? `generation ${r.generation}` : '', r.reason ?? '', r.revertMs !== undefined ? `reverted ${(r.revertMs / 1000).toFixed(1)}s after load` : '']
+      .filter(Boolean)
+      .join('; ');
+    out(`${r.host.padEnd(20)} ${paintOutcome(r.outcome.padEnd(12))} ${(r.ms / 1000).toFixed(1).padStart(5)}s  ${extra}`);
+  }
+  const count = (o: string) => results.filter((r) => r.outcome === o).length;
+  out(`\n${count('confirmed')} confirmed, ${count('unchanged')} unchanged, ${count('rolled-back')} rolled back, ${count('failed')} failed, ${count('unknown')} unknown, ${count('skipped')} skipped.`);
+}
+
+interface ApplyOptions extends LiveOptions {
+  window?: string;
+  yes?: boolean;
+  maxFailures?: string;
+  force?: boolean;
+  unsafeSkipChecks?: boolean;
+  json?: boolean;
+}
+
+function windowOf(inv: Inventory, opts: ApplyOptions): number {
+  const w = Number(opts.window ?? inv.settings.window);
+  if (!Number.isInteger(w) || w < 5 || w > 3600) throw new UsageError('--window must be an integer number of seconds from 5 to 3600');
+  return w;
+}
+
+export async function cmdApply(opts: ApplyOptions): Promise<ExitCodeValue> {
+  const { inv, display, rendered } = loadFleet(opts);
+  const hosts = selectHosts(inv, opts.limit);
+  const window = windowOf(inv, opts);
+  const maxFailures = Number(opts.maxFailures ?? 1);
+  const findings = preflight(inv, rendered, hosts);
+  printFindings(findings, opts.color);
+  if (findings.some((f) => f.severity === 'error')) {
+    if (!opts.unsafeSkipChecks) throw new CheckError('pre-flight checks failed: nothing was sent to any host (override with --unsafe-skip-checks)');
+    err('fleetfw: --unsafe-skip-checks: going on despite failed checks; the hosts will revert by themselves if they lose their management path');
+  }
+  const transport = await openTransport(inv, opts);
+  try {
+    const plan = await planLive(inv, display, rendered, hosts, transport, parallelOf(opts));
+    if (!opts.json) printPlan(plan, 'text', opts.color);
+    const todo = plan.hosts.filter((h) => h.status === 'changes' || (opts.force && h.status === 'in-sync'));
+    const broken = plan.hosts.filter((h) => h.status === 'unreachable' || h.status === 'error');
+    if (todo.length === 0) {
+      out(broken.length ? 'Nothing to apply on the reachable hosts.' : 'Nothing to apply: every host is in sync.');
+      return broken.length ? ExitCode.hostsFailed : ExitCode.ok;
+    }
+    if (!opts.yes) {
+      const ok = await confirm(`Apply to ${todo.length} host(s) with a ${window}s auto-rollback window?`);
+      if (!ok) throw new UsageError(process.stdin.isTTY ? 'aborted: nothing was applied' : 'not a terminal: pass --yes to apply');
+    }
+    const byName = new Map(inv.hosts.map((h) => [h.name, h]));
+    const results = await rollout(
+      todo.map((h) => ({ host: byName.get(h.host)!, desired: h.desired!, expectedLiveHash: h.liveHash, source: 'apply' as const })),
+      {
+        transport,
+        window,
+        generations: inv.settings.generations,
+        user: operatorName(),
+        planHash: plan.planHash,
+        parallel: parallelOf(opts),
+        maxFailures: Number.isInteger(maxFailures) && maxFailures > 0 ? maxFailures : 1,
+        bastions: new Set(inv.networks.map((n) => n.bastion)),
+        onEvent: eventPrinter(Boolean(opts.json), opts.color),
+      },
+    );
+    const all = [
+      ...results,
+      ...plan.hosts.filter((h) => h.status === 'in-sync' && !opts.force).map((h): HostResult => ({ host: h.host, outcome: 'unchanged', ms: 0, generation: h.generation })),
+      ...broken.map((h): HostResult => ({ host: h.host, outcome: 'failed', reason: h.error, ms: 0 })),
+    ].sort((a, b) => (a.host < b.host ? -1 : 1));
+    printResults(all, Boolean(opts.json), opts.color);
+    return rolloutExitCode(all);
+  } finally {
+    await transport.close();
+  }
+}
+
+interface Generation {
+  generation: number;
+  meta: Record<string, string>;
+}
+
+async function readHistory(transport: Transport, host: HostSpec): Promise<{ generations: Generation[]; log: string[] }> {
+  const s = await transport.open(host.name);
+  try {
+    const r = await runHost(s, 'history', [], { sudo: host.ssh.sudo, timeoutMs: 30_000 });
+    if (r.code !== 0) throw new FleetError(`${host.name}: history: ${hostMessage(r)}`);
+    const generations: Generation[] = [];
+    const log: string[] = [];
+    let section = '';
+    for (const line of r.stdout.split('\n')) {
+      if (line === '--- generation') generations.push({ generation: 0, meta: {} });
+      if (line.startsWith('--- ')) {
+        section = line.slice(4);
+        continue;
+      }
+      if (section === 'generation' && line.includes('=')) {
+        const g = generations[generations.length - 1]!;
+        const [k, ...v] = line.split('=');
+        g.meta[k!] = v.join('=');
+        if (k === 'generation') g.generation = Number(v.join('='));
+      } else if (section === 'log' && line) log.push(line);
+    }
+    return { generations: generations.sort((a, b) => a.generation - b.generation), log };
+  } finally {
+    await s.close();
+  }
+}
+
+function hostByName(inv: Inventory, name: string): HostSpec {
+  const h = inv.hosts.find((x) => x.name === name);
+  if (!h) throw new UsageError(`no host named "${name}" in the inventory`);
+  return h;
+}
+
+export async function cmdHistory(hostName: string, opts: LiveOptions & { json?: boolean }): Promise<ExitCodeValue> {
+  const { inv } = loadFleet(opts);
+  const host = hostByName(inv, hostName);
+  const transport = await openTransport(inv, opts);
+  try {
+    const facts = await readFacts(transport, host);
+    const { generations, log } = await readHistory(transport, host);
+    if (opts.json) {
+      out(JSON.stringify({ host: hostName, current: facts.generation, generations, log }, null, 2));
+      return ExitCode.ok;
+    }
+    out(`${hostName}: current generation ${facts.generation}`);
+    for (const g of generations) {
+      const m = g.meta;
+      out(`${g.generation === facts.generation ? '*' : ' '} ${String(g.generation).padStart(4)}  ${m.when ?? ''}  ${(m.source ?? '').padEnd(8)} by ${m.user ?? '?'}  plan ${m.plan_hash ?? '?'}`);
+    }
+    if (log.length > 0) out(`\nrecent transactions:\n${log.slice(-15).map((l) => `  ${l}`).join('\n')}`);
+    return ExitCode.ok;
+  } finally {
+    await transport.close();
+  }
+}
+
+export async function cmdRollback(hostName: string, opts: ApplyOptions & { to?: string }): Promise<ExitCodeValue> {
+  const { inv, rendered } = loadFleet(opts);
+  const host = hostByName(inv, hostName);
+  const window = windowOf(inv, opts);
+  const transport = await openTransport(inv, opts);
+  try {
+    const facts = await readFacts(transport, host);
+    const target = opts.to !== undefined ? Number(opts.to) : facts.generation - 1;
+    if (!Number.isInteger(target) || target < 1) {
+      throw new UsageError(`${hostName} has no previous generation to roll back to (current: ${facts.generation}); see fleetfw history ${hostName}`);
+    }
+    const s = await transport.open(host.name);
+    let stored: { v4: string; v6: string };
+    try {
+      const r = await runHost(s, 'generation', [String(target)], { sudo: host.ssh.sudo, timeoutMs: 30_000 });
+      if (r.code !== 0) throw new UsageError(`${hostName}: ${hostMessage(r)}`);
+      stored = splitFamilies(r.stdout);
+    } finally {
+      await s.close();
+    }
+    // The old generation, with today's foreign chains merged in like any apply.
+    const base = rendered.find((x) => x.host === hostName)!;
+    const asRendered: RenderedHost = {
+      ...base,
+      v4: { ...base.v4, text: stored.v4, origins: [] },
+      v6: { ...base.v6, text: stored.v6, origins: [] },
+      notes: [`rollback to generation ${target}`],
+    };
+    const hostPlan = planLiveHost(asRendered, { ...facts, canonical: undefined }, inv.preserve);
+    const parsed = parseRuleSet(stored.v4, { family: 4, file: `${hostName} generation ${target}` }).ruleSet;
+    const bastion = bastionOf(inv, host);
+    const lockout = checkManagementPath(inv, host, parsed);
+    if (!lockout.ok && !opts.unsafeSkipChecks) {
+      throw new CheckError(`generation ${target} would cut the management path of ${hostName} via ${bastion.name}: ${lockout.message}`);
+    }
+    out(`rolling ${hostName} back from generation ${facts.generation} to ${target}`);
+    for (const d of hostPlan.diffs) out(d.patch);
+    const results = await rollout([{ host, desired: hostPlan.desired!, expectedLiveHash: facts.liveHash, source: 'rollback' }], {
+      transport,
+      window,
+      generations: inv.settings.generations,
+      user: operatorName(),
+      planHash: `rollback-to-${target}`,
+      parallel: 1,
+      maxFailures: 1,
+      bastions: new Set(),
+      onEvent: eventPrinter(Boolean(opts.json), opts.color),
+    });
+    printResults(results, Boolean(opts.json), opts.color);
+    return rolloutExitCode(results);
+  } finally {
+    await transport.close();
+  }
+}
+
+export async function cmdStatus(opts: LiveOptions & { format?: string }): Promise<ExitCodeValue> {
+  const format = parseFormat(opts.format);
+  const { inv, display, rendered } = loadFleet(opts);
+  const hosts = selectHosts(inv, opts.limit);
+  const transport = await openTransport(inv, opts);
+  try {
+    const plan = await planLive(inv, display, rendered, hosts, transport, parallelOf(opts));
+    const rows = plan.hosts.map((h) => ({
+      host: h.host,
+      state: h.status === 'in-sync' ? 'in sync' : h.status === 'changes' ? 'drift' : h.status,
+      generation: h.generation ?? null,
+      persisted: h.persistedDrift === undefined ? null : h.persistedDrift ? 'differs from live' : 'matches live',
+      leftover: h.leftover ?? null,
+      error: h.error ?? null,
+    }));
+    if (format === 'json') {
+      out(JSON.stringify({ format: 'fleetfw-status', version: 1, hosts: rows }, null, 2));
+    } else {
+      const c = chalkFor(process.stdout, opts.color);
+      for (const r of rows) {
+        const paintState = r.state === 'in sync' ? c.green : r.state === 'drift' ? c.yellow : c.red;
+        const left = r.leftover ? `; leftover transaction ${r.leftover.id} (${r.leftover.state}, watchdog ${r.leftover.watchdogAlive ? 'armed' : 'gone'})` : '';
+        out(`${r.host.padEnd(20)} ${paintState(r.state.padEnd(12))} generation ${r.generation ?? '-'}; persisted ${r.persisted ?? '-'}${left}${r.error ? `; ${r.error}` : ''}`);
+      }
+      out(`\n${summaryLine(plan)}`);
+    }
+    return plan.summary.unreachable + plan.summary.errors > 0 ? ExitCode.hostsFailed : plan.summary.changes > 0 ? ExitCode.changes : ExitCode.ok;
+  } finally {
+    await transport.close();
+  }
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+// fleetfw command line: commander wiring and the one place errors are printed.
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode, FleetError, InputError, type ExitCodeValue } from '../errors.js';
+import { cmdExplain, cmdPlanOffline, cmdRender, cmdVerify } from './core-commands.js';
+import { cmdApply, cmdHistory, cmdPlanLive, cmdRollback, cmdStatus, DEFAULT_PARALLEL } from './live-commands.js';
+import { addLabCommands } from './lab-commands.js';
+import { chalkFor, err } from './io.js';
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0  success, or no change
+  2  plan: there are changes to apply
+  3  invalid input (inventory or templates): every problem is listed as file:line:col
+  4  a safety check failed (lockout, undefined jump, violated intent): nothing was sent
+  5  some hosts failed or were unreachable (the others still ran)
+  6  apply: some hosts were rolled back
+  7  apply: some hosts are in an unknown state
+  64 usage error
+  130 interrupted`;
+
+function inventoryOption(cmd: Command): Command {
+  return cmd
+    .option('-i, --inventory <file>', 'inventory YAML file (default: the embedded example inventories/s1.yaml)')
+    .option('--limit <hosts>', 'only these hosts or groups, comma-separated')
+    .option('--no-color', 'no colour (also: NO_COLOR, or output that is not a terminal)');
+}
+
+function sshOptions(cmd: Command): Command {
+  return cmd
+    .option('--known-hosts <file>', 'OpenSSH known_hosts file (default: inventory settings.known_hosts, ~/.ssh/config, ~/.ssh/known_hosts; env FLEETFW_KNOWN_HOSTS)')
+    .option('--accept-new-host-keys', 'trust and record host keys never seen before (a CHANGED key is always refused)')
+    .option('--ssh-config <file>', 'OpenSSH client config to read User/Port/IdentityFile from (default ~/.ssh/config; env FLEETFW_SSH_CONFIG)')
+    .option('--identity <file>', 'private key file (default: inventory, ~/.ssh/config, ssh-agent; env FLEETFW_IDENTITY)')
+    .option('--parallel <n>', 'hosts worked on at once', String(DEFAULT_PARALLEL));
+}
+
+function formatOption(cmd: Command): Command {
+  return cmd.addOption(new Option('--format <format>', 'output format').choices(['text', 'markdown', 'json']).default('text'));
+}
+
+export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) => void): Command {
+  const program = new Command('fleetfw')
+    .description('Put a host firewall on a whole fleet of Linux servers, safely, from one inventory file.')
+    .version('0.1.0')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .showHelpAfterError('(run with --help for usage)');
+
+  inventoryOption(program.command('render'))
+    .description("render every host's rules.v4 and rules.v6 into a folder")
+    .requiredOption('--out <dir>', 'output folder (DIR/<host>/rules.v4, rules.v6)')
+    .action((o) => run(cmdRender(o)));
+
+  formatOption(sshOptions(inventoryOption(program.command('plan'))))
+    .description('dry run: show, per host, the live rules against the rendered ones (exit 2 when there are changes)')
+    .option('--offline', 'compare with a stored render instead of the live hosts (no SSH)')
+    .option('--against <dir>', 'with --offline: the stored render (default: <inventory>.rendered/ beside the inventory)')
+    .action((o) => run(o.offline ? cmdPlanOffline(o) : cmdPlanLive(o)));
+
+  formatOption(inventoryOption(program.command('verify')))
+    .description("check the inventory's intents (expected flows) and the safety checks against the rendered rules")
+    .action((o) => run(cmdVerify(o)));
+
+  inventoryOption(program.command('explain'))
+    .description('evaluate one incoming packet against a host\'s rendered rules and print the trace')
+    .argument('<host>', 'the receiving host')
+    .requiredOption('--from <source>', 'a host, an external (internet, intruder) or an address')
+    .option('--port <port>', 'destination port')
+    .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp', 'icmp']).default('tcp'))
+    .addOption(new Option('--via <side>', "which side of the host is addressed").choices(['public', 'private']))
+    .addOption(new Option('--state <state>', 'conntrack state').choices(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID']).default('NEW'))
+    .option('--ipv6', 'an IPv6 packet')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action((host, o) => run(cmdExplain(host, o)));
+
+  sshOptions(inventoryOption(program.command('apply')))
+    .description('apply the rendered rules: bastion first, then a canary, then the rest, each inside an auto-rollback window')
+    .option('--window <seconds>', 'auto-rollback window (default: inventory settings.window, 60)')
+    .option('-y, --yes', 'do not ask for confirmation (required when not on a terminal)')
+    .option('--max-failures <n>', 'stop starting hosts after this many failures or rollbacks', '1')
+    .option('--force', 'run the transaction even on hosts already in sync')
+    .option('--unsafe-skip-checks', 'apply even when the pre-flight safety checks fail (the host-side revert still protects you)')
+    .option('--json', 'stream events and the summary as JSON lines on stdout')
+    .action((o) => run(cmdApply(o)));
+
+  sshOptions(inventoryOption(program.command('rollback')))
+    .description('restore a previous generation of a host, through the same safety window')
+    .argument('<host>', 'the host to roll back')
+    .option('--to <generation>', 'generation number (default: the one before the current)')
+    .option('--window <seconds>', 'auto-rollback window')
+    .option('--unsafe-skip-checks', 'roll back even if the old generation fails the lockout check')
+    .option('--json', 'JSON lines on stdout')
+    .action((host, o) => run(cmdRollback(host, o)));
+
+  sshOptions(inventoryOption(program.command('history')))
+    .description("list a host's generations and recent transactions")
+    .argument('<host>', 'the host')
+    .option('--json', 'JSON output')
+    .action((host, o) => run(cmdHistory(host, o)));
+
+  formatOption(sshOptions(inventoryOption(program.command('status'))))
+    .description('per host: in sync, drift or unreachable; generation; leftovers of interrupted transactions')
+    .action((o) => run(cmdStatus(o)));
+
+  addLabCommands(program, run);
+  return program;
+}
+
+function report(e: unknown): ExitCodeValue {
+  const c = chalkFor(process.stderr, undefined);
+  if (e instanceof InputError) {
+    err(c.red(`fleetfw: invalid input (${e.problems.length} problem${e.problems.length === 1 ? '' : 's'}):`));
+    err(e.message);
+    return e.exitCode;
+  }
+  if (e instanceof FleetError) {
+    err(c.red(`fleetfw: ${e.message}`));
+    return e.exitCode;
+  }
+  err(c.red(`fleetfw: internal error: ${(e as Error)?.stack ?? String(e)}`));
+  err('This is a bug in fleetfw; please report it with the command you ran.');
+  return ExitCode.internal;
+}
+
+async function main(): Promise<void> {
+  let pending: Promise<ExitCodeValue> | undefined;
+  const program = buildProgram((p) => {
+    pending = Promise.resolve(p);
+  });
+  program.exitOverride();
+  process.on('SIGINT', () => {
+    err('\nfleetfw: interrupted. Hosts inside their window revert by themselves unless already confirmed.');
+    process.exit(ExitCode.interrupted);
+  });
+  try {
+    await program.parseAsync(process.argv);
+    process.exitCode = pending ? await pending : ExitCode.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+      return;
+    }
+    process.exitCode = report(e);
+  }
+}
+
+await main();

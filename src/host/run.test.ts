@@ -1,0 +1,83 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parseFacts } from './facts.js';
+import { hostCommand, hostScript, joinFamilies, shellQuote, splitFamilies } from './run.js';
+
+describe('host command line', () => {
+  it('quotes the script so a shell gets it back byte for byte', () => {
+    const tricky = `a'b"c $(x) \`y\` \\ \n end`;
+    const r = spawnSync('sh', ['-c', `printf %s ${shellQuote(tricky)}`], { encoding: 'utf8' });
+    expect(r.stdout).toBe(tricky);
+  });
+
+  it('runs the shipped script with checked arguments, through sudo -n when asked', () => {
+    const cmd = hostCommand('prepare', ['20261121-abc', '60'], true);
+    expect(cmd.startsWith("sudo -n sh -c '#!/bin/sh")).toBe(true);
+    expect(cmd.endsWith("' fleetfw-host prepare 20261121-abc 60")).toBe(true);
+    expect(hostCommand('facts', [], false).startsWith("sh -c '")).toBe(true);
+  });
+
+  it('refuses any argument a shell could read as more than one word', () => {
+    for (const bad of ['a b', 'x;y', '$(id)', '`id`', 'a\nb', '', "it's", 'ü']) {
+      expect(() => hostCommand('facts', [bad], false)).toThrow(/unsafe argument/);
+    }
+  });
+
+  it('carries both families on one stdin and splits them back', () => {
+    const joined = joinFamilies('*filter\nCOMMIT', '*filter\n:INPUT DROP [0:0]\nCOMMIT\n');
+    expect(splitFamilies(joined)).toEqual({ v4: '*filter\nCOMMIT\n', v6: '*filter\n:INPUT DROP [0:0]\nCOMMIT\n' });
+  });
+
+  it('the host script is shellcheck-clean POSIX sh', () => {
+    const file = fileURLToPath(new URL('./fleetfw-host.sh', import.meta.url));
+    const r = spawnSync('shellcheck', ['-s', 'sh', file], { encoding: 'utf8' });
+    expect(r.error, 'shellcheck must be installed (scripts/install-debian-deps.sh)').toBeUndefined();
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(hostScript()).toContain('set -eu');
+  });
+});
+
+describe('facts', () => {
+  const sample = [
+    'fleetfw-facts 1',
+    'backend=nft',
+    'systemd=no',
+    'restore=yes',
+    'persistent=yes',
+    'ipset=yes',
+    'generation=4',
+    'txn=20261121T101010-aabbcc state=pending watchdog=no started=2026-11-21T10:10:10Z user=ops@laptop',
+    'live_hash=11',
+    'persisted_hash=22',
+    'boot_id=b1',
+    '--- v4',
+    '*filter',
+    ':INPUT DROP [0:0]',
+    'COMMIT',
+    '--- v6',
+    '--- canonical',
+    '*filter',
+    'COMMIT',
+    '--- canonical-v6',
+    '*filter',
+    'COMMIT',
+    '--- end',
+    '',
+  ].join('\n');
+
+  it('parses the key=value header, the dumps and the canonical candidate', () => {
+    const f = parseFacts(sample);
+    expect(f.backend).toBe('nft');
+    expect(f.generation).toBe(4);
+    expect(f.txn).toEqual({ id: '20261121T101010-aabbcc', state: 'pending', watchdogAlive: false, started: '2026-11-21T10:10:10Z', user: 'ops@laptop' });
+    expect(f.live.v4).toBe('*filter\n:INPUT DROP [0:0]\nCOMMIT\n');
+    expect(f.canonical).toEqual({ v4: '*filter\nCOMMIT\n', v6: '*filter\nCOMMIT\n' });
+    expect(f.liveHash).not.toBe(f.persistedHash);
+  });
+
+  it('refuses an answer that is not from the script', () => {
+    expect(() => parseFacts('Welcome to Ubuntu\n')).toThrow(/unexpected answer/);
+  });
+});

@@ -1,0 +1,160 @@
+// Live (or stored) rules vs rendered, per host: a plain value that the CLI
+// prints as text, markdown or JSON and that apply executes.
+import { createHash } from 'node:crypto';
+import { createTwoFilesPatch } from 'diff';
+import type { Family } from '../model/inventory.js';
+import type { RuleSet } from '../model/ruleset.js';
+import type { RenderedHost } from '../render/render.js';
+import type { HostFacts, PendingTxn } from '../host/facts.js';
+import { parseRuleSet } from '../analyze/parse.js';
+import { formatRuleSet } from '../analyze/format.js';
+import { describeForeign, mergeForeign, splitForeign } from './foreign.js';
+
+export const PLAN_FORMAT = 'fleetfw-plan';
+export const PLAN_VERSION = 1;
+
+export interface FamilyDiff {
+  family: Family;
+  added: number;
+  removed: number;
+  /** Unified diff, live (or stored) → rendered; empty when in sync. */
+  patch: string;
+}
+
+export type HostStatus = 'in-sync' | 'changes' | 'unreachable' | 'error';
+
+export interface HostPlan {
+  host: string;
+  status: HostStatus;
+  error?: string;
+  diffs: FamilyDiff[];
+  /** Other software's chains and rules, preserved as they are. */
+  preserved: string[];
+  /** Tables with rules that fleetfw's templates do not declare: left untouched. */
+  unmanagedTables: string[];
+  notes: string[];
+  /** What apply loads: rendered rules plus the preserved parts (restore format). */
+  desired?: { v4: string; v6: string };
+  /** Hash of the live rules the plan was made against (a stale plan is refused). */
+  liveHash?: string;
+  /** A transaction left on the host by an interrupted apply. */
+  leftover?: PendingTxn;
+  generation?: number;
+  /** Persisted rules.v4/v6 differ from what runs. */
+  persistedDrift?: boolean;
+}
+
+export interface Plan {
+  format: typeof PLAN_FORMAT;
+  version: typeof PLAN_VERSION;
+  mode: 'live' | 'offline';
+  inventory: string;
+  /** Hash of every host's desired rules: recorded with each generation. */
+  planHash: string;
+  hosts: HostPlan[];
+  summary: { hosts: number; changes: number; inSync: number; unreachable: number; errors: number };
+}
+
+function countLines(patch: string, sign: '+' | '-'): number {
+  return patch.split('\n').filter((l) => l.startsWith(sign) && !l.startsWith(`${sign}${sign}${sign} `)).length;
+}
+
+export function diffText(name: string, before: string, after: string, labels: [string, string]): Omit<FamilyDiff, 'family'> {
+  if (before === after) return { added: 0, removed: 0, patch: '' };
+  const patch = createTwoFilesPatch(`${name} (${labels[0]})`, `${name} (${labels[1]})`, before, after, undefined, undefined, { context: 3 })
+    .split('\n')
+    .filter((l) => !l.startsWith('====='))
+    .join('\n');
+  return { added: countLines(patch, '+'), removed: countLines(patch, '-'), patch };
+}
+
+function parseOrThrow(text: string, family: Family, file: string): RuleSet {
+  const { ruleSet, problems } = parseRuleSet(text, { family, file });
+  if (problems.length > 0) {
+    throw new Error(`${file}: cannot parse: ${problems.map((p) => `line ${p.line}: ${p.message}`).join('; ')}`);
+  }
+  return ruleSet;
+}
+
+/** Compare one host's live facts with its rendered rules. */
+export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve: readonly string[]): HostPlan {
+  const plan: HostPlan = {
+    host: rendered.host,
+    status: 'in-sync',
+    diffs: [],
+    preserved: [],
+    unmanagedTables: [],
+    notes: [...rendered.notes],
+    liveHash: facts.liveHash,
+    generation: facts.generation,
+    persistedDrift: facts.persistedHash !== facts.liveHash,
+  };
+  if (facts.txn) plan.leftover = facts.txn;
+  if (facts.backend === 'mixed') {
+    return { ...plan, status: 'error', error: 'both iptables backends (nft and legacy) hold rules: refusing to guess which one is live' };
+  }
+  if (!facts.restore) return { ...plan, status: 'error', error: 'iptables-restore / ip6tables-restore not found on the host' };
+  const canonical = facts.canonical && 'v4' in facts.canonical ? facts.canonical : undefined;
+  if (facts.canonical && 'unavailable' in facts.canonical) {
+    plan.notes.push(`host could not canonicalise the rules (${facts.canonical.unavailable}); compared fleetfw's own formatting`);
+  }
+  const desired = { v4: '', v6: '' };
+  for (const family of [4, 6] as const) {
+    const key = family === 4 ? 'v4' : 'v6';
+    const want = parseOrThrow(canonical ? canonical[key] : rendered[key].text, family, `${rendered.host}/rules.${key}`);
+    const live = parseOrThrow(facts.live[key], family, `${rendered.host} live ${key}`);
+    const { managed, foreign } = splitForeign(live, preserve);
+    const wantTables = new Set(want.tables.map((t) => t.name));
+    plan.unmanagedTables.push(
+      ...managed.tables
+        .filter((t) => !wantTables.has(t.name) && t.chains.some((c) => c.rules.length > 0 || (c.policy ?? 'ACCEPT') !== 'ACCEPT'))
+        .map((t) => `${t.name} (${key})`),
+    );
+    const ownForeign = foreign.filter((f) => wantTables.has(f.table));
+    plan.preserved.push(...describeForeign(foreign).map((d) => `${d} (${key})`));
+    const before = formatRuleSet({ ...managed, tables: managed.tables.filter((t) => wantTables.has(t.name)) });
+    const after = formatRuleSet(want);
+    const d = diffText(`${rendered.host}/rules.${key}`, before, after, ['live', 'rendered']);
+    if (d.patch) plan.diffs.push({ family, ...d });
+    // Upload the rendered text itself unless other software's parts must be merged in.
+    desired[key] = ownForeign.length > 0 ? formatRuleSet(mergeForeign(want, ownForeign)) : rendered[key].text;
+  }
+  plan.desired = desired;
+  if (plan.diffs.length > 0) plan.status = 'changes';
+  return plan;
+}
+
+/** Compare rendered rules with a stored render (a snapshot folder), no SSH. */
+export function planOfflineHost(rendered: RenderedHost, stored: { v4?: string; v6?: string }): HostPlan {
+  const plan: HostPlan = { host: rendered.host, status: 'in-sync', diffs: [], preserved: [], unmanagedTables: [], notes: [...rendered.notes] };
+  for (const family of [4, 6] as const) {
+    const key = family === 4 ? 'v4' : 'v6';
+    const label = stored[key] === undefined ? 'absent' : 'snapshot';
+    const d = diffText(`${rendered.host}/rules.${key}`, stored[key] ?? '', rendered[key].text, [label, 'rendered']);
+    if (d.patch) plan.diffs.push({ family, ...d });
+  }
+  if (stored.v4 === undefined && stored.v6 === undefined) plan.notes.push('new host: no stored rules');
+  plan.desired = { v4: rendered.v4.text, v6: rendered.v6.text };
+  if (plan.diffs.length > 0) plan.status = 'changes';
+  return plan;
+}
+
+export function failedHostPlan(host: string, status: 'unreachable' | 'error', error: string): HostPlan {
+  return { host, status, error, diffs: [], preserved: [], unmanagedTables: [], notes: [] };
+}
+
+export function assemblePlan(mode: Plan['mode'], inventory: string, hosts: HostPlan[]): Plan {
+  const sorted = [...hosts].sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
+  const hash = createHash('sha256');
+  for (const h of sorted) hash.update(`${h.host}\0${h.desired?.v4 ?? ''}\0${h.desired?.v6 ?? ''}\0`);
+  const count = (s: HostStatus) => sorted.filter((h) => h.status === s).length;
+  return {
+    format: PLAN_FORMAT,
+    version: PLAN_VERSION,
+    mode,
+    inventory,
+    planHash: hash.digest('hex').slice(0, 16),
+    hosts: sorted,
+    summary: { hosts: sorted.length, changes: count('changes'), inSync: count('in-sync'), unreachable: count('unreachable'), errors: count('error') },
+  };
+}

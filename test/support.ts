@@ -1,0 +1,79 @@
+// Shared by the end-to-end suites: run the real fleetfw CLI from the lab's
+// operator namespace, and small helpers over the lab.
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
+import { runInLab } from '../src/cli/lab-commands.js';
+import type { Lab } from '../src/lab/lab.js';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const inventoryPath = (name: string) => join(ROOT, 'inventories', `${name}.yaml`);
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** The end-to-end suite is required: missing root or tools is a failure, never a skip. */
+export function requireLabPrerequisites(): void {
+  expect(process.getuid?.(), 'the end-to-end suite must run as root').toBe(0);
+  for (const tool of ['ip', 'sshd', 'iptables-restore', 'netfilter-persistent', 'socat', 'sudo', 'ssh-keygen']) {
+    const found = spawnSync('sh', ['-c', `PATH="$PATH:/usr/sbin:/sbin" command -v ${tool}`]).status === 0;
+    expect(found, `${tool} must be installed (scripts/install-debian-deps.sh)`).toBe(true);
+  }
+}
+
+export function fleetfw(lab: Lab, args: string[], opts: { onStderr?: (chunk: string, child: ChildProcess) => void } = {}): Promise<CliResult> {
+  const t0 = Date.now();
+  const child = runInLab(lab, args, { stdio: 'pipe' });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => {
+    stderr += d;
+    opts.onStderr?.(String(d), child);
+  });
+  return new Promise((resolve) =>
+    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr, ms: Date.now() - t0 })),
+  );
+}
+
+/** A writable copy of the templates and an inventory, to change the fleet inside a test. */
+export function scratchFleet(name: string): { dir: string; inventory: string; templates: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'fleetfw-e2e-'));
+  cpSync(join(ROOT, 'templates'), join(dir, 'templates'), { recursive: true });
+  const inventory = join(dir, 'inventories', `${name}.yaml`);
+  cpSync(inventoryPath(name), inventory, { recursive: true });
+  return { dir, inventory, templates: join(dir, 'templates'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function writeTemplate(templatesDir: string, rel: string, text: string): void {
+  writeFileSync(join(templatesDir, rel), text);
+}
+
+export async function liveRules(lab: Lab, host: string): Promise<{ v4: string; v6: string }> {
+  const strip = (t: string) => t.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]$/, '[0:0]')).join('\n');
+  const v4 = await lab.exec(host, ['iptables-save']);
+  const v6 = await lab.exec(host, ['ip6tables-save']);
+  return { v4: strip(v4.stdout), v6: strip(v6.stdout) };
+}
+
+export async function persistedRules(lab: Lab, host: string): Promise<{ v4: string; v6: string; mode: string }> {
+  const r = await lab.exec(host, ['sh', '-c', 'cat /etc/iptables/rules.v4; echo "@@split@@"; cat /etc/iptables/rules.v6; echo "@@split@@"; stat -c %a /etc/iptables/rules.v4']);
+  const [v4 = '', v6 = '', mode = ''] = r.stdout.split('@@split@@\n');
+  return { v4, v6, mode: mode.trim() };
+}
+
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}

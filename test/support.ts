@@ -56,8 +56,13 @@ export function writeTemplate(templatesDir: string, rel: string, text: string): 
   writeFileSync(join(templatesDir, rel), text);
 }
 
+/** A dump without comments and counters, as the host script hashes it. */
+export function normalizeDump(t: string): string {
+  return t.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]$/, '[0:0]')).join('\n');
+}
+
 export async function liveRules(lab: Lab, host: string): Promise<{ v4: string; v6: string }> {
-  const strip = (t: string) => t.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]$/, '[0:0]')).join('\n');
+  const strip = normalizeDump;
   const v4 = await lab.exec(host, ['iptables-save']);
   const v6 = await lab.exec(host, ['ip6tables-save']);
   return { v4: strip(v4.stdout), v6: strip(v6.stdout) };

@@ -10,7 +10,8 @@ import { loadFleet } from './context.js';
 import { out } from './io.js';
 
 export const DEFAULT_LAB_DIR = '.lab';
-const CLI = fileURLToPath(new URL('./main.js', import.meta.url));
+// The built CLI, from src/cli (tests) and dist/cli alike.
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 /** Environment that points fleetfw at the lab's keys, known_hosts and agent. */
 export function labEnv(lab: Lab): Record<string, string> {

@@ -5,10 +5,12 @@
 # on stdin. Nothing is installed: state lives in $FLEETFW_STATE (0700).
 #
 # Transaction (one at a time per host, the txn/ directory is the lock):
-#   prepare  test, back up, arm the revert, load     -> txn/pending exists
-#   confirm  (over a NEW connection) rename pending -> confirmed, persist
-#   revert   (timer or failure) rename pending -> reverting, restore backup
+#   prepare  test, back up, arm the revert, load     -> txn/pending.TXID exists
+#   confirm  (over a NEW connection) rename pending.TXID -> confirmed.TXID, persist
+#   revert   (timer or failure) rename pending.TXID -> reverting.TXID, restore backup
 # The rename is the single atomic step that decides between confirm and revert.
+# The markers carry the transaction id so that a late watchdog of an earlier
+# transaction can never touch a later one.
 # A && B || die is the intended idiom here: die when either step fails.
 # shellcheck disable=SC2015
 set -eu
@@ -60,7 +62,8 @@ watchdog_alive() {
 }
 
 txn_state() {
-  for st in pending confirmed reverting; do [ -e "$T/$st" ] && { echo "$st"; return; }; done
+  id=$(cat "$T/id" 2>/dev/null || echo none)
+  for st in pending confirmed reverting; do [ -e "$T/$st.$id" ] && { echo "$st"; return; }; done
   echo preparing
 }
 
@@ -92,11 +95,11 @@ recover_stale() {
   case "$st" in
     pending)
       if [ "$same_boot" = yes ] && [ -f "$T/revert.sh" ]; then
-        sh "$T/revert.sh" now "stale transaction without a watchdog" >&2 || true
+        sh "$T/revert.sh" "$(cat "$T/id")" now "stale transaction without a watchdog" >&2 || true
         [ -d "$T" ] && retire_txn
         echo "recovered: reverted stale transaction"
       else
-        mv "$T/pending" "$T/reverting" 2>/dev/null || true
+        mv "$T/pending.$(cat "$T/id")" "$T/reverting.$(cat "$T/id")" 2>/dev/null || true
         record "$(cat "$T/id" 2>/dev/null) reverted-by-reboot"
         retire_txn
         echo "recovered: host rebooted inside the window; it booted its persisted rules"
@@ -164,24 +167,24 @@ write_revert_script() {
   cat >"$T/revert.sh" <<'REVERT'
 #!/bin/sh
 # fleetfw revert: restore the backup unless the transaction was confirmed first.
-#   revert.sh watchdog SECONDS | revert.sh timer | revert.sh now REASON
+#   revert.sh TXID watchdog SECONDS | revert.sh TXID timer | revert.sh TXID now REASON
 S=${FLEETFW_STATE:-/var/lib/fleetfw}
 T=$S/txn
-mode=$1
-reason=${2:-}
+id=$1
+mode=$2
+reason=${3:-}
 if [ "$mode" = watchdog ]; then
   trap '' HUP INT TERM
   echo "pid:$$" >"$T/watchdog"
-  sleep "$2"
-  reason="no confirmation within ${2}s"
+  sleep "$3"
+  reason="no confirmation within ${3}s"
 fi
 [ "$mode" = timer ] && reason="no confirmation within the window"
-# The one atomic step: whoever renames pending first decides.
-mv "$T/pending" "$T/reverting" 2>/dev/null || exit 0
+# The one atomic step: whoever renames this transaction's marker first decides.
+mv "$T/pending.$id" "$T/reverting.$id" 2>/dev/null || exit 0
 rc=0
 iptables-restore <"$T/backup.v4" || rc=1
 ip6tables-restore <"$T/backup.v6" || rc=1
-id=$(cat "$T/id")
 if [ "$rc" = 0 ]; then result=reverted; else result=revert-failed; fi
 echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $id $result $reason" >>"$S/history.log"
 echo "$result: $reason" >"$T/outcome"
@@ -196,11 +199,11 @@ arm_watchdog() { # window txid
   if [ -d /run/systemd/system ] && has systemd-run; then
     unit="fleetfw-revert-$2"
     systemd-run --quiet --unit "$unit" --on-active="$1s" --timer-property=AccuracySec=100ms \
-      --setenv=FLEETFW_STATE="$S" /bin/sh "$T/revert.sh" timer >/dev/null 2>&1 \
+      --setenv=FLEETFW_STATE="$S" /bin/sh "$T/revert.sh" "$2" timer >/dev/null 2>&1 \
       || die "$E_ARM" "systemd-run could not arm the revert timer"
     echo "unit:$unit" >"$T/watchdog"
   else
-    FLEETFW_STATE="$S" setsid -f /bin/sh "$T/revert.sh" watchdog "$1" </dev/null >/dev/null 2>&1
+    FLEETFW_STATE="$S" setsid -f /bin/sh "$T/revert.sh" "$2" watchdog "$1" </dev/null >/dev/null 2>&1
     i=0
     while [ ! -s "$T/watchdog" ]; do
       i=$((i + 1))
@@ -276,13 +279,13 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   make_backup "$T/live.v4" "$T/candidate.v4" "$T/backup.v4" && make_backup "$T/live.v6" "$T/candidate.v6" "$T/backup.v6" \
     || die "$E_SPACE" "cannot write the backup: disk full?"
   write_revert_script || die "$E_SPACE" "cannot write the revert script: disk full?"
-  : >"$T/pending" || die "$E_SPACE" "cannot write $T/pending: disk full?"
+  : >"$T/pending.$txid" || die "$E_SPACE" "cannot write $T/pending.$txid: disk full?"
   arm_watchdog "$window" "$txid"
   trap - EXIT
   # Armed: from now on the revert script owns the rollback.
   if ! iptables-restore <"$T/candidate.v4" 2>"$T/load.err" || ! ip6tables-restore <"$T/candidate.v6" 2>>"$T/load.err"; then
     err=$(head -c 500 "$T/load.err")
-    sh "$T/revert.sh" now "the load failed: $err" || true
+    sh "$T/revert.sh" "$txid" now "the load failed: $err" || true
     die "$E_LOAD" "loading the rules failed, previous rules restored: $err"
   fi
   live_hash >"$T/loaded_hash"
@@ -302,14 +305,14 @@ cmd_confirm() { # TXID KEEP SOURCE
     die "$E_CHANGED" "the host rebooted inside the window: it runs its persisted rules"
   fi
   if [ "$(live_hash)" != "$(cat "$T/loaded_hash")" ]; then
-    sh "$T/revert.sh" now "rules changed inside the window" || true
+    sh "$T/revert.sh" "$txid" now "rules changed inside the window" || true
     die "$E_CHANGED" "the live rules changed inside the window; reverted"
   fi
-  mv "$T/pending" "$T/confirmed" 2>/dev/null || die "$E_LATE" "too late: the revert won the race"
+  mv "$T/pending.$txid" "$T/confirmed.$txid" 2>/dev/null || die "$E_LATE" "too late: the revert won the race"
   # Confirmed: finish even if the session dies now.
   trap '' HUP INT TERM PIPE
   case "$(cat "$T/watchdog" 2>/dev/null)" in
-    pid:*) kill "$(cut -d: -f2 "$T/watchdog")" 2>/dev/null || true ;;
+    pid:*) kill -KILL "$(cut -d: -f2 "$T/watchdog")" 2>/dev/null || true ;;
     unit:*) systemctl stop "$(cut -d: -f2 "$T/watchdog").timer" >/dev/null 2>&1 || true ;;
   esac
   persist_live
@@ -333,7 +336,7 @@ cmd_confirm() { # TXID KEEP SOURCE
 cmd_abort() { # TXID REASON
   [ $# -eq 2 ] || die "$E_USAGE" "abort TXID REASON"
   [ -d "$T" ] && [ "$(cat "$T/id" 2>/dev/null)" = "$1" ] || die "$E_NOTXN" "transaction $1 is not pending"
-  sh "$T/revert.sh" now "$2" || die "$E_LOAD" "the revert failed"
+  sh "$T/revert.sh" "$1" now "$2" || die "$E_LOAD" "the revert failed"
   echo "reverted"
 }
 

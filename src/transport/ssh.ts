@@ -1,0 +1,494 @@
+// The SSH transport: one shared ssh2 connection per bastion, every target
+// reached through a forwarded channel on it (see PRIOR-ART.md: forwarded
+// channels do not count against MaxSessions, and one connection per bastion
+// keeps fleetfw far from MaxStartups and PerSourcePenalties).
+
+import { readFile } from 'node:fs/promises';
+import type { Duplex } from 'node:stream';
+import ssh2, {
+  type AgentAuthMethod,
+  type ClientChannel,
+  type ConnectConfig,
+  type ParsedKey,
+  type PublicKeyAuthMethod,
+} from 'ssh2';
+import { ExitCode, FleetError } from '../errors.js';
+import { loadKnownHosts, recordHostKey } from './known-hosts-file.js';
+import { checkHostKey, fingerprintSha256, formatHostName, readKeyType, type HostKey } from './known-hosts.js';
+
+// ssh2 is CommonJS: Node's ESM loader does not expose `utils` as a named export.
+const { Client, utils } = ssh2;
+type Client = InstanceType<typeof Client>;
+
+export interface ExecResult {
+  code: number | null;
+  signal?: string;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ExecOptions {
+  stdin?: string | Buffer;
+  timeoutMs?: number;
+}
+
+export interface HostSession {
+  readonly host: string;
+  exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** Overrides {@link TransportOptions.connectRetries} for this open. */
+  retries?: number;
+}
+
+export interface Transport {
+  /** A NEW TCP+SSH connection each call (to a target: a new channel through the shared bastion connection). */
+  open(host: string, opts?: OpenOptions): Promise<HostSession>;
+  close(): Promise<void>;
+}
+
+export interface SshEndpoint {
+  name: string;
+  address: string;
+  port: number;
+  user: string;
+  identityFile?: string;
+  passphrase?: string;
+  /** Name of the bastion endpoint; undefined = this IS a bastion, reached directly. */
+  bastion?: string;
+}
+
+export interface TransportOptions {
+  knownHostsFile: string;
+  acceptNewHostKeys: boolean;
+  agentSocket?: string;
+  readyTimeoutMs?: number;
+  keepaliveIntervalMs?: number;
+  connectRetries?: number;
+  forwardTimeoutMs?: number;
+  askPassphrase?: (file: string) => Promise<string>;
+}
+
+export type TransportHop = 'bastion' | 'target';
+export type TransportReason = 'hostkey-unknown' | 'hostkey-changed' | 'auth' | 'timeout' | 'connect' | 'channel' | 'exec';
+
+export class TransportError extends FleetError {
+  constructor(
+    message: string,
+    readonly host: string,
+    readonly hop: TransportHop,
+    readonly reason: TransportReason,
+    /** Transient failures (connect, channel open) are retried; host keys and auth never. */
+    readonly retryable = false,
+  ) {
+    super(message, ExitCode.hostsFailed);
+  }
+}
+
+const defaults = {
+  readyTimeoutMs: 15_000,
+  keepaliveIntervalMs: 10_000,
+  connectRetries: 3,
+  forwardTimeoutMs: 10_000,
+};
+const backoffBaseMs = 500;
+
+interface Credentials {
+  agent?: string;
+  privateKey?: ParsedKey;
+}
+
+export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOptions): Transport {
+  const cfg = {
+    ...opts,
+    readyTimeoutMs: opts.readyTimeoutMs ?? defaults.readyTimeoutMs,
+    keepaliveIntervalMs: opts.keepaliveIntervalMs ?? defaults.keepaliveIntervalMs,
+    connectRetries: opts.connectRetries ?? defaults.connectRetries,
+    forwardTimeoutMs: opts.forwardTimeoutMs ?? defaults.forwardTimeoutMs,
+  };
+  const byName = new Map(endpoints.map((e) => [e.name, e]));
+  for (const e of endpoints) {
+    if (e.bastion === undefined) continue;
+    const b = byName.get(e.bastion);
+    if (!b) throw new FleetError(`${e.name}: bastion ${e.bastion} is not a known endpoint`);
+    if (b.bastion !== undefined) throw new FleetError(`${e.name}: bastion ${b.name} is itself behind a bastion`);
+  }
+  const shared = new Map<string, Promise<Client>>();
+  const live = new Set<Client>();
+  const keyCache = new Map<string, Promise<ParsedKey>>();
+  let closed = false;
+
+  function endpoint(name: string): SshEndpoint {
+    const e = byName.get(name);
+    if (!e) throw new FleetError(`unknown host ${name}: not in the transport's endpoints`);
+    return e;
+  }
+
+  // Decrypting a key (bcrypt KDF) is slow and may prompt: do it once per file.
+  function loadKey(ep: SshEndpoint, hop: TransportHop, file: string): Promise<ParsedKey> {
+    let p = keyCache.get(file);
+    if (!p) {
+      p = parseIdentity(ep, hop, file, cfg.askPassphrase);
+      keyCache.set(file, p);
+      p.catch(() => keyCache.delete(file));
+    }
+    return p;
+  }
+
+  async function credentials(ep: SshEndpoint, hop: TransportHop): Promise<Credentials> {
+    const agent = cfg.agentSocket ?? (process.env.SSH_AUTH_SOCK || undefined);
+    const privateKey = ep.identityFile ? await loadKey(ep, hop, ep.identityFile) : undefined;
+    if (!agent && !privateKey) {
+      throw new TransportError(
+        `${ep.name}: no identity file and no ssh-agent (SSH_AUTH_SOCK) to authenticate with`,
+        ep.name,
+        hop,
+        'auth',
+      );
+    }
+    return { ...(agent ? { agent } : {}), ...(privateKey ? { privateKey } : {}) };
+  }
+
+  /** `dial` opens the forwarded stream for a target; it runs last so no stream waits on local file reads. */
+  async function connect(ep: SshEndpoint, hop: TransportHop, dial?: () => Promise<Duplex>): Promise<Client> {
+    const [creds, known] = await Promise.all([
+      credentials(ep, hop),
+      loadKnownHosts(cfg.knownHostsFile).catch((err: Error) => {
+        throw new TransportError(err.message, ep.name, hop, 'hostkey-unknown');
+      }),
+    ]);
+    const names = [...new Set([formatHostName(ep.name, ep.port), formatHostName(ep.address, ep.port)])];
+    const label = hop === 'target' ? `${ep.name} (${ep.address}, via bastion ${ep.bastion})` : `${ep.name} (${ep.address})`;
+    let refusal: TransportError | undefined;
+
+    // Runs after key exchange, before anything is sent: a refused key means no auth attempt.
+    const hostVerifier = (blob: Buffer, verify: (ok: boolean) => void): void => {
+      const key: HostKey = { type: readKeyType(blob) ?? 'unknown', blob };
+      const fp = fingerprintSha256(blob);
+      const check = checkHostKey(known.entries, names, key);
+      const refuse = (message: string, reason: TransportReason): void => {
+        refusal = new TransportError(message, ep.name, hop, reason);
+        verify(false);
+      };
+      switch (check.status) {
+        case 'match':
+          return verify(true);
+        case 'revoked':
+          return refuse(`the ${key.type} host key ${fp} of ${label} is marked @revoked in ${cfg.knownHostsFile}`, 'hostkey-changed');
+        case 'changed':
+          return refuse(
+            `WARNING: the host key of ${ep.name} (${ep.address}) has CHANGED: possible man-in-the-middle attack ` +
+              `(or the host was reinstalled). Expected ${check.expectedFingerprint}, got ${fp} (${key.type}), ` +
+              `${cfg.knownHostsFile} line ${check.line}. fleetfw never overrides a changed key: verify the new key ` +
+              `out of band, then remove the old line (ssh-keygen -R ${names[0]} -f ${cfg.knownHostsFile}).`,
+            'hostkey-changed',
+          );
+        case 'unknown':
+          if (!cfg.acceptNewHostKeys) {
+            return refuse(
+              `unknown host key for ${label}: ${key.type} ${fp}. To trust it, check the fingerprint and rerun with ` +
+                `--accept-new-host-keys, or add it with ssh-keyscan -p ${ep.port} ${ep.address} >> ${cfg.knownHostsFile}`,
+              'hostkey-unknown',
+            );
+          }
+          recordHostKey(cfg.knownHostsFile, names, key).then(
+            (ok) =>
+              ok
+                ? verify(true)
+                : refuse(`the host key of ${label} changed while it was being recorded (${fp}); refusing`, 'hostkey-changed'),
+            (err: Error) => refuse(`cannot record the host key of ${label} in ${cfg.knownHostsFile}: ${err.message}`, 'hostkey-unknown'),
+          );
+          return;
+      }
+    };
+
+    const authMethods: (PublicKeyAuthMethod | AgentAuthMethod)[] = [];
+    if (creds.privateKey) authMethods.push({ type: 'publickey', username: ep.user, key: creds.privateKey });
+    if (creds.agent) authMethods.push({ type: 'agent', username: ep.user, agent: creds.agent });
+    const sock = dial ? await dial() : undefined;
+    const client = new Client();
+    const config: ConnectConfig = {
+      host: ep.address,
+      port: ep.port,
+      username: ep.user,
+      readyTimeout: cfg.readyTimeoutMs,
+      keepaliveInterval: cfg.keepaliveIntervalMs,
+      keepaliveCountMax: 3,
+      hostVerifier,
+      ...(sock ? { sock: sock as ConnectConfig['sock'] } : {}),
+      // Explicit methods so the already parsed (decrypted once) key is used as is; the
+      // identity file goes first so a crowded agent cannot exhaust MaxAuthTries before it.
+      authHandler: authMethods,
+    };
+
+    return new Promise<Client>((resolve, reject) => {
+      const errors: (Error & { level?: string })[] = [];
+      let settled = false;
+      // Insurance: ssh2 should close the socket after every fatal error, but never hang on it.
+      const guard = setTimeout(() => fail(), cfg.readyTimeoutMs + 5_000);
+      const fail = (): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(guard);
+        client.destroy();
+        reject(refusal ?? classify(ep, hop, label, errors));
+      };
+      // 'error' can fire more than once (agent errors are not even fatal): record, settle on close.
+      client.on('error', (err: Error & { level?: string }) => {
+        errors.push(err);
+        if (settled) live.delete(client);
+      });
+      client.on('close', () => {
+        closedClients.add(client);
+        live.delete(client);
+        fail();
+      });
+      client.on('ready', () => {
+        if (settled) return client.end();
+        settled = true;
+        clearTimeout(guard);
+        if (closed) {
+          client.end();
+          reject(new TransportError(`${ep.name}: transport closed`, ep.name, hop, 'connect'));
+          return;
+        }
+        live.add(client);
+        resolve(client);
+      });
+      try {
+        client.connect(config);
+      } catch (err) {
+        errors.push(err as Error);
+        fail();
+      }
+    }).catch((err: unknown) => {
+      sock?.destroy();
+      throw err;
+    });
+  }
+
+  // Lazily dialled, shared, and dropped as soon as it dies so the next open re-dials.
+  function bastionConnection(b: SshEndpoint): Promise<Client> {
+    let p = shared.get(b.name);
+    if (p) return p;
+    p = connect(b, 'bastion');
+    shared.set(b.name, p);
+    const forget = (): void => {
+      if (shared.get(b.name) === p) shared.delete(b.name);
+    };
+    p.then((c) => c.on('close', forget).on('end', forget), forget);
+    return p;
+  }
+
+  function forward(bastion: Client, b: SshEndpoint, ep: SshEndpoint): Promise<ClientChannel> {
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        done = true;
+        reject(
+          new TransportError(
+            `${ep.name}: bastion ${b.name} could not open a connection to ${ep.address}:${ep.port} within ${cfg.forwardTimeoutMs} ms`,
+            ep.name,
+            'target',
+            'timeout',
+            true,
+          ),
+        );
+      }, cfg.forwardTimeoutMs);
+      const finish = (err: Error | undefined, stream?: ClientChannel): void => {
+        if (done) {
+          stream?.destroy(); // arrived after the timeout
+          return;
+        }
+        done = true;
+        clearTimeout(timer);
+        if (err || !stream) {
+          reject(
+            new TransportError(
+              `${ep.name}: bastion ${b.name} could not forward to ${ep.address}:${ep.port}: ${err?.message ?? 'no stream'}`,
+              ep.name,
+              'target',
+              'channel',
+              true,
+            ),
+          );
+        } else {
+          stream.on('error', () => undefined); // ssh2's client reports it once it owns the stream
+          resolve(stream);
+        }
+      };
+      try {
+        bastion.forwardOut('127.0.0.1', 0, ep.address, ep.port, finish);
+      } catch (err) {
+        // "Not connected": the shared connection died under us.
+        shared.delete(b.name);
+        finish(err as Error);
+      }
+    });
+  }
+
+  async function openOnce(ep: SshEndpoint): Promise<Client> {
+    if (ep.bastion === undefined) return connect(ep, 'bastion');
+    const b = endpoint(ep.bastion);
+    return connect(ep, 'target', async () => forward(await bastionConnection(b), b, ep));
+  }
+
+  async function open(host: string, o: OpenOptions = {}): Promise<HostSession> {
+    const ep = endpoint(host);
+    const retries = o.retries ?? cfg.connectRetries;
+    for (let attempt = 0; ; attempt++) {
+      if (closed) throw new TransportError(`${host}: transport closed`, host, ep.bastion ? 'target' : 'bastion', 'connect');
+      try {
+        return createSession(host, ep.bastion ? 'target' : 'bastion', await openOnce(ep), live);
+      } catch (err) {
+        if (!(err instanceof TransportError) || !err.retryable || attempt >= retries) throw err;
+        const delay = backoffBaseMs * 2 ** attempt * (0.75 + Math.random() * 0.5);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  async function close(): Promise<void> {
+    closed = true;
+    shared.clear();
+    await Promise.all([...live].map((c) => endClient(c)));
+  }
+
+  return { open, close };
+}
+
+function createSession(host: string, hop: TransportHop, client: Client, live: Set<Client>): HostSession {
+  return {
+    host,
+    exec(command, o = {}) {
+      return new Promise<ExecResult>((resolve, reject) => {
+        const onChannel = (err: Error | undefined, ch: ClientChannel): void => {
+          if (err) {
+            reject(new TransportError(`${host}: cannot open an exec channel: ${err.message}`, host, hop, 'channel'));
+            return;
+          }
+          const out: Buffer[] = [];
+          const errOut: Buffer[] = [];
+          let exit: { code: number | null; signal?: string } | undefined;
+          let timedOut = false;
+          const timer =
+            o.timeoutMs === undefined
+              ? undefined
+              : setTimeout(() => {
+                  timedOut = true;
+                  ch.close();
+                  reject(
+                    new TransportError(
+                      `${host}: command timed out after ${o.timeoutMs} ms (the remote process may still be running)`,
+                      host,
+                      hop,
+                      'timeout',
+                    ),
+                  );
+                }, o.timeoutMs);
+          // Both streams must be drained or 'close' never fires.
+          ch.on('data', (d: Buffer) => out.push(d));
+          ch.stderr.on('data', (d: Buffer) => errOut.push(d));
+          ch.on('exit', (code: number | null, signal?: string) => {
+            exit = { code: code ?? null, ...(signal ? { signal } : {}) };
+          });
+          ch.on('error', () => undefined);
+          ch.on('close', () => {
+            clearTimeout(timer);
+            if (timedOut) return;
+            if (!exit) {
+              reject(new TransportError(`${host}: the session closed before the command exited (connection lost?)`, host, hop, 'exec'));
+              return;
+            }
+            resolve({ ...exit, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') });
+          });
+          ch.end(o.stdin ?? undefined);
+        };
+        try {
+          client.exec(command, onChannel);
+        } catch (err) {
+          reject(new TransportError(`${host}: cannot run a command: ${(err as Error).message}`, host, hop, 'channel'));
+        }
+      });
+    },
+    async close() {
+      live.delete(client);
+      await endClient(client);
+    },
+  };
+}
+
+// ssh2 has no public "is closed" flag; remembered so ending a dead client does not wait.
+const closedClients = new WeakSet<Client>();
+
+function endClient(client: Client): Promise<void> {
+  if (closedClients.has(client)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      client.destroy();
+      resolve();
+    }, 2_000);
+    client.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    client.end();
+  });
+}
+
+async function parseIdentity(
+  ep: SshEndpoint,
+  hop: TransportHop,
+  file: string,
+  askPassphrase: TransportOptions['askPassphrase'],
+): Promise<ParsedKey> {
+  const fail = (why: string): TransportError => new TransportError(`${ep.name}: identity file ${file}: ${why}`, ep.name, hop, 'auth');
+  let data: Buffer;
+  try {
+    data = await readFile(file);
+  } catch (err) {
+    throw fail(`cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let key = utils.parseKey(data);
+  if (key instanceof Error && /encrypted|passphrase/i.test(key.message)) {
+    const passphrase = ep.passphrase ?? (askPassphrase ? await askPassphrase(file) : undefined);
+    if (passphrase === undefined) throw fail('it is encrypted and no passphrase is available (load it into ssh-agent with ssh-add)');
+    key = utils.parseKey(data, passphrase);
+    if (key instanceof Error) throw fail('cannot decrypt it (wrong passphrase?)');
+  }
+  if (key instanceof Error) throw fail(`not a usable private key (${key.message})`);
+  const parsed = Array.isArray(key) ? key[0] : key;
+  if (!parsed) throw fail('no key in it');
+  return parsed;
+}
+
+function classify(ep: SshEndpoint, hop: TransportHop, label: string, errors: (Error & { level?: string })[]): TransportError {
+  const fatal = errors.filter((e) => e.level !== 'agent');
+  const auth = fatal.find((e) => e.level === 'client-authentication' && /authentication methods failed/.test(e.message));
+  if (auth) {
+    const agentNote = errors.find((e) => e.level === 'agent');
+    return new TransportError(
+      `${label}: authentication as ${ep.user} failed (tried ${ep.identityFile ? `identity file ${ep.identityFile}` : 'no identity file'}` +
+        ` and ${agentNote ? `ssh-agent, which failed: ${agentNote.message}` : 'ssh-agent keys'})`,
+      ep.name,
+      hop,
+      'auth',
+    );
+  }
+  const first = fatal[0];
+  if (first?.level === 'client-timeout') {
+    return new TransportError(`${label}: ${first.message}`, ep.name, hop, 'timeout', true);
+  }
+  const message = first?.message ?? 'connection closed before the SSH session was ready';
+  const code = (first as NodeJS.ErrnoException | undefined)?.code;
+  return new TransportError(`${label}: cannot connect: ${message}${code && !message.includes(code) ? ` (${code})` : ''}`, ep.name, hop, 'connect', isTransient(first));
+}
+
+// Retry what a busy or restarting server produces; not protocol or algorithm mismatches.
+function isTransient(err: (Error & { level?: string }) | undefined): boolean {
+  if (!err) return true;
+  if (err.level === 'client-socket') return true;
+  return /Connection lost before handshake|ECONNRESET|ECONNREFUSED|open failed|socket hang up/i.test(err.message);
+}

@@ -165,12 +165,15 @@ function managementRules(ctx: RefContext): string[] {
   const port = self.ssh.port ?? 22;
   const tcp = (dir: '--dport' | '--sport', p: number) => `-p tcp -m tcp ${dir} ${p}`;
   const established = '-m conntrack --ctstate ESTABLISHED';
+  // Replies of our own sshd go out without a conntrack match: on a host whose
+  // first conntrack rule is being loaded, the SSH session that loads it is
+  // picked up mid-stream as NEW, and an ESTABLISHED-only rule would stall it.
   if (self.name !== bastion.name) {
     const from = `${bastion.private}/32`;
     const iface = self.interfaces.private;
     return [
       `-A INPUT -s ${from} -i ${iface} ${tcp('--dport', port)} -j ACCEPT`,
-      `-A OUTPUT -d ${from} -o ${iface} ${tcp('--sport', port)} ${established} -j ACCEPT`,
+      `-A OUTPUT -d ${from} -o ${iface} ${tcp('--sport', port)} -j ACCEPT`,
     ];
   }
   const rules: string[] = [];
@@ -178,7 +181,7 @@ function managementRules(ctx: RefContext): string[] {
     const src = cidr === '0.0.0.0/0' ? '' : `-s ${cidr} `;
     const dst = cidr === '0.0.0.0/0' ? '' : `-d ${cidr} `;
     rules.push(`-A INPUT ${src}-i ${self.interfaces.public} ${tcp('--dport', port)} -j ACCEPT`);
-    rules.push(`-A OUTPUT ${dst}-o ${self.interfaces.public} ${tcp('--sport', port)} ${established} -j ACCEPT`);
+    rules.push(`-A OUTPUT ${dst}-o ${self.interfaces.public} ${tcp('--sport', port)} -j ACCEPT`);
   }
   const targetPorts = [...new Set(inv.hosts.filter((h) => h.name !== self.name).map((h) => h.ssh.port ?? 22))].sort((a, b) => a - b);
   for (const p of targetPorts) {

@@ -23,6 +23,8 @@ export default defineConfig({
           hookTimeout: 180_000,
           // Each e2e file builds its own lab; two at a time fits 2 cores.
           maxWorkers: 2,
+          // Empties test-results/reliability.jsonl once per run (npm run reliability reads it).
+          globalSetup: ['test/reliability-setup.ts'],
           fileParallelism: true,
         },
       },

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Debian packages fleetfw's tests and lab need: real sshd, real netfilter,
-# iptables-persistent, a listener for probes, sudo for the non-root lab user.
+# iptables-persistent (+ ipset-persistent: sets load at boot before the rules),
+# a listener for probes, sudo for the non-root lab user, GNU time for the benchmark.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 # iptables-persistent asks whether to save the current rules: it must not.
@@ -10,4 +11,4 @@ printf '%s\n' \
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   openssh-server openssh-client iptables iptables-persistent netfilter-persistent \
-  ipset iproute2 socat netcat-openbsd sudo shellcheck procps util-linux ca-certificates >/dev/null
+  ipset ipset-persistent time iproute2 socat netcat-openbsd sudo shellcheck procps util-linux ca-certificates >/dev/null

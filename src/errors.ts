@@ -11,6 +11,8 @@ export const ExitCode = {
   hostsFailed: 5,
   rolledBack: 6,
   unknownState: 7,
+  /** `apply PLAN`: the inventory or templates changed since the plan was saved; nothing was applied. */
+  stalePlan: 8,
   usage: 64,
   interrupted: 130,
 } as const;

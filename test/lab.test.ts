@@ -242,6 +242,7 @@ describe('labSpecFromInventory', () => {
       externals: [{ name: 'internet', address: '203.0.113.200', side: 'public' }],
       intents: [],
       preserve: [],
+      health: {},
       settings: { window: 60, generations: 5, installPersistent: true },
     } satisfies Inventory;
     expect(labSpecFromInventory(inv)).toEqual({

@@ -2,11 +2,12 @@
 // with real connections, plan in sync afterwards, rollback, a lockout trap
 // reverted by the host itself, SIGKILL inside the window, a changed host key.
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, copyFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadInventory } from '../src/inventory/load.js';
 import { labSpecFromInventory, startLab, type Lab } from '../src/lab/lab.js';
+import { TRAP_NO_SSH } from '../src/cli/demo.js';
 import { failedRows, probeIntents } from './matrix.js';
 import { fleetfw, inventoryPath, liveRules, normalizeDump, persistedRules, requireLabPrerequisites, scratchFleet, waitFor, writeTemplate } from './support.js';
 
@@ -123,17 +124,6 @@ describe('rollback', () => {
   });
 });
 
-/** A base that takes over the management path and then cuts it (lockout trap 1). */
-const TRAP_NO_SSH = `%management off
-*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -i lo -j ACCEPT
-%roles
-COMMIT
-`;
-
 describe('lockout trap 1: INPUT DROP with no SSH rule', () => {
   it('is refused before anything is sent, naming the host, the path and what cuts it', async () => {
     const fleet = scratchFleet('s1');
@@ -200,6 +190,30 @@ describe('fleetfw killed with SIGKILL inside the window', () => {
       const status = await fleetfw(lab, ['status', '--inventory', S1, '--limit', 'mysql-1', '--format', 'json']);
       const host = (JSON.parse(status.stdout) as { hosts: Array<{ state: string; leftover: unknown }> }).hosts[0]!;
       expect(host).toMatchObject({ state: 'in sync', leftover: null });
+    } finally {
+      fleet.cleanup();
+    }
+  });
+});
+
+describe('health probes', () => {
+  it('a probe that fails refuses the confirmation: the host reverts at once, not at the end of the window', async () => {
+    const fleet = scratchFleet('s1');
+    try {
+      const inv = readFileSync(fleet.inventory, 'utf8');
+      writeFileSync(fleet.inventory, inv.replace('intents:', 'health:\n  wordpress:\n    - { port: 80, from: haproxy-www }\nintents:'));
+      await lab.listen('wordpress-2', 'tcp', 80).catch(() => undefined);
+      const passing = await fleetfw(lab, ['apply', '--inventory', fleet.inventory, '--limit', 'wordpress-2', '--yes', '--force', '--window', '30']);
+      expect(passing.code, passing.stdout + passing.stderr).toBe(0);
+      // Now a role change that keeps SSH but closes HTTP from the load balancer.
+      const role = readFileSync(join(fleet.templates, 'roles/wordpress.v4'), 'utf8');
+      writeTemplate(fleet.templates, 'roles/wordpress.v4', role.replace('--dport 80 -j ACCEPT', '--dport 81 -j ACCEPT'));
+      const live = await liveRules(lab, 'wordpress-2');
+      const failing = await fleetfw(lab, ['apply', '--inventory', fleet.inventory, '--limit', 'wordpress-2', '--yes', '--window', '30', '--unsafe-skip-checks']);
+      expect(failing.code, failing.stdout + failing.stderr).toBe(6);
+      expect(failing.stdout).toMatch(/wordpress-2\s+rolled-back .*health probe failed: haproxy-www cannot connect to wordpress-2 192\.0\.2\.13:80/);
+      expect(failing.ms).toBeLessThan(30_000);
+      expect(await liveRules(lab, 'wordpress-2')).toEqual(live);
     } finally {
       fleet.cleanup();
     }

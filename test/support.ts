@@ -1,7 +1,7 @@
 // Shared by the end-to-end suites: run the real fleetfw CLI from the lab's
 // operator namespace, and small helpers over the lab.
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,9 +28,14 @@ export function requireLabPrerequisites(): void {
   }
 }
 
-export function fleetfw(lab: Lab, args: string[], opts: { onStderr?: (chunk: string, child: ChildProcess) => void } = {}): Promise<CliResult> {
+export function fleetfw(
+  lab: Lab,
+  args: string[],
+  opts: { onStderr?: (chunk: string, child: ChildProcess) => void; onSpawn?: (child: ChildProcess) => void } = {},
+): Promise<CliResult> {
   const t0 = Date.now();
   const child = runInLab(lab, args, { stdio: 'pipe' });
+  opts.onSpawn?.(child);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
@@ -81,4 +86,23 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Give one host of a scratch inventory its own base (S1 style: `  <host>:` then 4-space keys). */
+export function setHostBase(inventory: string, host: string, base: string): void {
+  const text = readFileSync(inventory, 'utf8');
+  const at = `\n  ${host}:\n`;
+  if (!text.includes(at)) throw new Error(`${inventory}: no block for host ${host}`);
+  writeFileSync(inventory, text.replace(at, `${at}    base: ${base}\n`));
+}
+
+/** The host's audit trail: what any host-side step would have appended to. */
+export async function historyLog(lab: Lab, host: string): Promise<string> {
+  return (await lab.exec(host, ['sh', '-c', 'cat /var/lib/fleetfw/history.log 2>/dev/null || true'])).stdout;
+}
+
+/** The `reverted N.Ns after load` figure of an apply's summary line for host, in ms. */
+export function revertMsOf(stdout: string, host: string): number | undefined {
+  const m = new RegExp(`^${host}\\s+rolled-back\\s.*reverted ([\\d.]+)s after load`, 'm').exec(stdout);
+  return m ? Math.round(Number(m[1]) * 1000) : undefined;
 }

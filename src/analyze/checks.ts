@@ -1,7 +1,7 @@
 // Lint a rule set for mistakes iptables itself accepts: jumps to chains that do
 // not exist (iptables-restore -t on nft lets them through), rules that can never
 // match, closed chains that forget replies or loopback, and options we cannot judge.
-import type { AddrMatch, Chain, CtState, NameMatch, PortMatch, Rule, RuleSet, Table } from '../model/ruleset.js';
+import type { AddrMatch, Chain, CtState, NameMatch, PortMatch, Rule, RuleSet, SetMatch, Table } from '../model/ruleset.js';
 import { cidrContains, cidrsOverlap } from './cidr.js';
 import { formatRule } from './format.js';
 import { EXTENSION_TARGETS, VERDICT_TARGETS } from './netfilter-names.js';
@@ -56,6 +56,11 @@ function coversState(a: Rule['state'], b: Rule['state']): boolean {
   return bSet.every((s) => aSet.includes(s));
 }
 
+/** Set contents are not compared: only the same set (same negation) is known to cover. */
+function coversSet(a: SetMatch | undefined, b: SetMatch | undefined): boolean {
+  return !a || (b !== undefined && a.name === b.name && a.negate === b.negate);
+}
+
 function coversProto(a: Rule['proto'], b: Rule['proto']): boolean {
   if (!a) return true;
   if (!b) return false;
@@ -75,6 +80,8 @@ export function coversRule(a: Rule, b: Rule): boolean {
   return (
     coversAddr(a.src, b.src) &&
     coversAddr(a.dst, b.dst) &&
+    coversSet(a.srcSet, b.srcSet) &&
+    coversSet(a.dstSet, b.dstSet) &&
     coversIface(a.in, b.in) &&
     coversIface(a.out, b.out) &&
     coversProto(a.proto, b.proto) &&
@@ -113,7 +120,7 @@ function collectReachable(table: Table, start: Chain): Chain[] {
 }
 
 const isUnconditional = (r: Rule): boolean =>
-  !r.src && !r.dst && !r.in && !r.out && !r.proto && !r.sport && !r.dport && !r.ports && !r.state && !r.syn && !r.icmpType && !r.limit && r.unmodelled.length === 0;
+  !r.src && !r.dst && !r.srcSet && !r.dstSet && !r.in && !r.out && !r.proto && !r.sport && !r.dport && !r.ports && !r.state && !r.syn && !r.icmpType && !r.limit && r.unmodelled.length === 0;
 
 /** Policy DROP, or a final unconditional DROP/REJECT: either way unmatched packets die. */
 function isClosed(chain: Chain): boolean {
@@ -131,7 +138,7 @@ function acceptsEstablished(r: Rule): boolean {
 
 function acceptsLoopback(r: Rule): boolean {
   if (r.target !== 'ACCEPT' || r.limit || r.unmodelled.length > 0) return false;
-  return isUnconditional(r) || (r.in?.name === 'lo' && !r.in.negate && !r.state && !r.proto && !r.src && !r.dst);
+  return isUnconditional(r) || (r.in?.name === 'lo' && !r.in.negate && !r.state && !r.proto && !r.src && !r.dst && !r.srcSet && !r.dstSet);
 }
 
 export function lintRuleSet(rs: RuleSet): Finding[] {

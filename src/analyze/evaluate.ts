@@ -3,7 +3,7 @@
 // unmodelled option, a rate limit, a missing packet detail) the verdict is
 // "unknown" and names the rule responsible.
 import type { Family } from '../model/inventory.js';
-import type { Chain, CtState, NameMatch, PortMatch, Rule, RuleSet } from '../model/ruleset.js';
+import type { Chain, CtState, IpSet, NameMatch, PortMatch, Rule, RuleSet, SetMatch } from '../model/ruleset.js';
 import { cidrContains } from './cidr.js';
 import { formatRule } from './format.js';
 import { VERDICT_TARGETS } from './netfilter-names.js';
@@ -70,13 +70,24 @@ function matchPort(m: PortMatch, port: number | undefined, opt: string): MatchRe
   return hit !== m.negate;
 }
 
+// Membership tests on shared member lists: one Set per list, built on first use.
+const memberIndex = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+function matchSet(m: SetMatch, addr: string, dir: 'src' | 'dst', sets: RuleSet['sets']): MatchResult {
+  const set: IpSet | undefined = sets?.get(m.name);
+  if (!set) return { unknown: `${fmtNeg(m.negate)}--match-set ${m.name} ${dir} (contents of set ${m.name} not known)` };
+  let index = memberIndex.get(set.members);
+  if (!index) memberIndex.set(set.members, (index = new Set(set.members)));
+  return index.has(addr) !== m.negate;
+}
+
 /** The packet's protocol as iptables names it in this family. */
 function protoName(pkt: Packet): string {
   return pkt.proto === 'icmp' && pkt.family === 6 ? 'ipv6-icmp' : pkt.proto;
 }
 
 /** Does `rule` match `pkt`? A definite `false` from any modelled match wins over unknowns (matches are ANDed). */
-export function matchRule(rule: Rule, pkt: Packet): MatchResult {
+export function matchRule(rule: Rule, pkt: Packet, sets?: RuleSet['sets']): MatchResult {
   const results: MatchResult[] = [];
   const check = (r: MatchResult): boolean => {
     results.push(r);
@@ -84,6 +95,8 @@ export function matchRule(rule: Rule, pkt: Packet): MatchResult {
   };
   if (rule.src && check(cidrContains(rule.src.cidr, pkt.src) !== rule.src.negate)) return false;
   if (rule.dst && check(cidrContains(rule.dst.cidr, pkt.dst) !== rule.dst.negate)) return false;
+  if (rule.srcSet && check(matchSet(rule.srcSet, pkt.src, 'src', sets))) return false;
+  if (rule.dstSet && check(matchSet(rule.dstSet, pkt.dst, 'dst', sets))) return false;
   // A hook without that interface (INPUT has no out) has the empty name.
   const inName = pkt.hook === 'OUTPUT' ? '' : pkt.in;
   const outName = pkt.hook === 'INPUT' ? '' : pkt.out;
@@ -162,7 +175,7 @@ export function evaluatePacket(rs: RuleSet, pkt: Packet): Evaluation {
     }
     frame.pos++;
     if (++steps > MAX_STEPS) return unknown(rule, 'too many steps (jump loop?)');
-    const m = matchRule(rule, pkt);
+    const m = matchRule(rule, pkt, rs.sets);
     if (m === false) {
       trace.push({ chain: frame.chain.name, rule, event: 'no-match' });
       continue;

@@ -146,11 +146,13 @@ function runIn(ns: string, cmd: string, input?: string): string {
 }
 
 /** Load `text` with the real iptables-restore and return the real iptables-save, comments dropped. */
-function dumpReal(text: string, family: Family): string {
+function dumpReal(text: string, family: Family, ipsets?: string): string {
   const ns = `ffw-fmt-${randomBytes(4).toString('hex')}`;
   const bin = family === 4 ? 'iptables' : 'ip6tables';
   execFileSync('ip', ['netns', 'add', ns]);
   try {
+    // Sets are per network namespace; rules that match them need them to exist.
+    if (ipsets) execFileSync('ip', ['netns', 'exec', ns, 'ipset', 'restore'], { input: ipsets, stdio: ['pipe', 'pipe', 'pipe'] });
     runIn(ns, `${bin}-restore`, text);
     const saved = runIn(ns, `${bin}-save`);
     return saved
@@ -181,6 +183,20 @@ describe('formatRuleSet against the real iptables-save (root, network namespace)
     ['IPv6 names', buildNameCorpus(6), 6 as const],
   ])('%s prints byte for byte like iptables-save', (_name, text, family) => {
     expect(formatParsed(text, family)).toBe(dumpReal(text, family));
+  });
+
+  it('ipset matches (as render writes them) print like iptables-save', () => {
+    const sets = 'create fleetfw-web-private hash:ip family inet\ncreate fleetfw-db-private hash:ip family inet\n';
+    const text = [
+      '*filter',
+      '-A INPUT -i eth1 -p tcp ! -s 192.0.2.3 -m set --match-set fleetfw-web-private src -j ACCEPT',
+      '-A OUTPUT -o eth1 -p tcp -m set --match-set fleetfw-web-private dst --dport 80 -j ACCEPT',
+      '-A INPUT -p tcp --dport 3306 -m set ! --match-set fleetfw-db-private src -m conntrack --ctstate NEW -j DROP',
+      '-A INPUT -m set --match-set fleetfw-web-private src -m set --match-set fleetfw-db-private dst -j ACCEPT',
+      'COMMIT',
+      '',
+    ].join('\n');
+    expect(formatParsed(text, 4)).toBe(dumpReal(text, 4, sets));
   });
 
   it('the corpora are large enough to mean something', () => {

@@ -58,6 +58,8 @@ function pickDefaultOrder(rule: Rule): string[] {
   if (rule.dport?.multiport) order.push('multiport:dports');
   if (rule.sport?.multiport) order.push('multiport:sports');
   if (rule.ports) order.push('multiport:ports');
+  if (rule.srcSet) order.push('set:src');
+  if (rule.dstSet) order.push('set:dst');
   if (rule.state) order.push('state');
   if (rule.limit) order.push('limit');
   if (rule.comment !== undefined) order.push('comment');
@@ -79,6 +81,11 @@ function formatMatch(rule: Rule, key: string): string | undefined {
       return multiport(rule.sport, 'sports');
     case 'multiport:ports':
       return multiport(rule.ports, 'ports');
+    case 'set:src':
+    case 'set:dst': {
+      const m = key === 'set:src' ? rule.srcSet : rule.dstSet;
+      return m && `-m set ${not(m.negate)}--match-set ${m.name} ${key.slice(4)}`;
+    }
     case 'state': {
       const s = rule.state;
       if (!s) return undefined;

@@ -103,6 +103,7 @@ const MODULE_OPTIONS: Record<string, Record<string, number>> = {
   state: { '--state': 1 },
   limit: { '--limit': 1, '--limit-burst': 1 },
   comment: { '--comment': 1 },
+  set: { '--match-set': 2 },
 };
 const TARGET_OPTIONS: Record<string, Record<string, number>> = {
   REJECT: { '--reject-with': 1 },
@@ -475,6 +476,18 @@ function interpretSegment(seg: Segment, rule: Rule, family: Family, report: Repo
       rule.limit = rate;
       if (burst !== undefined) rule.limitBurst = burst;
       return ['limit'];
+    }
+    case 'set': {
+      // One address dimension (hash:ip); anything else (src,dst, counters) stays verbatim.
+      const o = seg.opts[0];
+      const dir = o?.args[1];
+      if (!o || seg.opts.length > 1 || (dir !== 'src' && dir !== 'dst')) return undefined;
+      const field = dir === 'src' ? 'srcSet' : 'dstSet';
+      if (rule[field]) return undefined;
+      const name = o.args[0] ?? '';
+      if (name.length === 0 || name.length > 31) report(o.col, `bad set name ${JSON.stringify(name)} (1-31 characters)`);
+      rule[field] = { name, negate: o.negate };
+      return [`set:${dir}`];
     }
     case 'comment': {
       const o = seg.opts[0];

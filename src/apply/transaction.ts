@@ -3,9 +3,10 @@
 // ever confirms, so losing fleetfw at any point leaves the old rules.
 import { randomBytes } from 'node:crypto';
 import type { HostSpec } from '../model/inventory.js';
-import type { Transport, HostSession } from '../transport/ssh.js';
+import { TransportError, type Transport, type HostSession } from '../transport/ssh.js';
 import { HostExit, hostMessage, joinFamilies, runHost } from '../host/run.js';
 import { parseFacts, type HostFacts } from '../host/facts.js';
+import { isDeadSession, type SessionPool } from './session-pool.js';
 
 export type HostOutcome = 'confirmed' | 'unchanged' | 'rolled-back' | 'failed' | 'unknown' | 'skipped';
 
@@ -43,11 +44,13 @@ export interface HostResult {
 
 export interface TransactionInput {
   host: HostSpec;
-  desired: { v4: string; v6: string };
+  desired: { v4: string; v6: string; ipsets?: string };
   /** Live hash the plan was made against; '-' = read it now. */
   expectedLiveHash?: string;
   /** Why this generation exists: apply or rollback. */
   source: 'apply' | 'rollback';
+  /** Install iptables-persistent first (it is missing and the operator allows it). */
+  installPersistent?: boolean;
 }
 
 export interface TransactionOptions {
@@ -63,6 +66,8 @@ export interface TransactionOptions {
   emit: (stage: Stage, detail?: string) => void;
   /** Test hook: stop after this step (simulates fleetfw dying there). */
   stopAfter?: 'prepare';
+  /** Sessions the plan kept open: prepare runs on the host's one instead of a new connection. */
+  pool?: SessionPool;
 }
 
 export function newTxid(): string {
@@ -81,16 +86,24 @@ async function withSession<T>(transport: Transport, host: string, fn: (s: HostSe
   }
 }
 
-export async function readFacts(transport: Transport, host: HostSpec, candidate?: { v4: string; v6: string }): Promise<HostFacts> {
-  return withSession(transport, host.name, async (s) => {
+/** Read a host's facts; with a pool, its session stays open there for the transaction that may follow. */
+export async function readFacts(transport: Transport, host: HostSpec, candidate?: { v4: string; v6: string; ipsets?: string }, pool?: SessionPool): Promise<HostFacts> {
+  const s = await transport.open(host.name);
+  let keep = false;
+  try {
     const r = await runHost(s, 'facts', candidate ? ['canonical'] : [], {
       sudo: host.ssh.sudo,
-      stdin: candidate ? joinFamilies(candidate.v4, candidate.v6) : '',
+      stdin: candidate ? joinFamilies(candidate.v4, candidate.v6, candidate.ipsets) : '',
       timeoutMs: 60_000,
     });
     if (r.code !== 0) throw new Error(`facts failed: ${hostMessage(r)}`);
-    return parseFacts(r.stdout);
-  });
+    const facts = parseFacts(r.stdout);
+    keep = pool !== undefined;
+    return facts;
+  } finally {
+    if (keep) pool!.park(s);
+    else await s.close().catch(() => undefined);
+  }
 }
 
 export async function runTransaction(input: TransactionInput, opts: TransactionOptions): Promise<Omit<HostResult, 'ms'>> {
@@ -98,35 +111,70 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
   const sudo = host.ssh.sudo;
   const txid = newTxid();
   opts.emit('connecting');
-  const first = await opts.transport.open(host.name);
+  const taken = opts.pool ? await opts.pool.take(opts.transport, host.name) : { session: await opts.transport.open(host.name), reused: false };
+  let first = taken.session;
+  let reused = taken.reused;
+  // Every step before the confirmation runs on this first session.
+  const runFirst = async (verb: string, args: readonly string[], o: Parameters<typeof runHost>[3]) => {
+    try {
+      return await runHost(first, verb, args, o);
+    } catch (err) {
+      if (!reused || !isDeadSession(err)) throw err;
+      reused = false;
+      await first.close().catch(() => undefined);
+      first = await opts.transport.open(host.name);
+      return runHost(first, verb, args, o);
+    }
+  };
   let before: string;
-  let loadedAt: number;
+  // The load happens after this instant, never before: the window and the revert
+  // figure count from it. The host's answer can come much later (a rule set that
+  // drops the replies holds it until the host has reverted).
+  let sentAt = 0;
+  let noAnswer: string | undefined;
   try {
     // With a plan's hash, prepare itself refuses stale rules on the host: no extra round trip.
     if (input.expectedLiveHash && input.expectedLiveHash !== '-') {
       before = input.expectedLiveHash;
     } else {
-      const facts = await runHost(first, 'facts', [], { sudo, timeoutMs: 60_000 });
+      const facts = await runFirst('facts', [], { sudo, timeoutMs: 60_000 });
       if (facts.code !== 0) return { host: host.name, outcome: 'failed', reason: `facts: ${hostMessage(facts)}` };
       before = parseFacts(facts.stdout).liveHash;
     }
+    if (input.installPersistent) {
+      const inst = await runFirst('ensure-persistent', [], { sudo, timeoutMs: 300_000 });
+      if (inst.code !== 0) return { host: host.name, outcome: 'failed', reason: `iptables-persistent: ${hostMessage(inst)}` };
+    }
     opts.emit('testing');
-    const prep = await runHost(first, 'prepare', [txid, String(opts.window), before, opts.user, opts.planHash], {
-      sudo,
-      stdin: joinFamilies(input.desired.v4, input.desired.v6),
-      timeoutMs: 120_000,
-    });
-    if (prep.code !== 0) return prepareFailure(host.name, txid, prep.code, hostMessage(prep));
-    loadedAt = Date.now();
+    sentAt = Date.now();
+    try {
+      const prep = await runFirst('prepare', [txid, String(opts.window), before, opts.user, opts.planHash], {
+        sudo,
+        stdin: joinFamilies(input.desired.v4, input.desired.v6, input.desired.ipsets),
+        timeoutMs: 120_000,
+      });
+      if (prep.code !== 0) return prepareFailure(host.name, txid, prep.code, hostMessage(prep));
+    } catch (err) {
+      // Sent but unanswered (timeout, connection lost): the rules may be loaded and
+      // armed, so this is not "failed"; only a channel that never opened sent nothing.
+      if (!(err instanceof TransportError) || err.reason === 'channel') throw err;
+      noAnswer = err.message;
+    }
   } finally {
     await first.close().catch(() => undefined);
   }
+  if (noAnswer !== undefined) {
+    const reason = `no answer to prepare (${noAnswer})`;
+    opts.emit('rolling-back', reason);
+    return verifyRevert(host, txid, before, sentAt + opts.window * 1000, sentAt, reason, opts);
+  }
+  const loadedAt = sentAt;
   opts.emit('loaded', `txid ${txid}, window ${opts.window}s`);
   if (opts.stopAfter === 'prepare') return { host: host.name, outcome: 'unknown', reason: 'stopped after prepare (test hook)', txid };
 
   // Confirm over a NEW connection: the old one survives on conntrack and proves nothing.
   opts.emit('confirming');
-  const deadline = loadedAt + opts.window * 1000;
+  let deadline = loadedAt + opts.window * 1000;
   let refusal: string | undefined;
   try {
     const budget = Math.max(2_000, Math.min(20_000, (opts.window * 1000) / 2));
@@ -135,7 +183,9 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
         const bad = opts.probe ? await opts.probe(host) : undefined;
         if (bad) {
           refusal = `health probe failed: ${bad}`;
-          await runHost(s, 'abort', [txid, 'health-probe-failed'], { sudo, timeoutMs: 30_000 });
+          const aborted = await runHost(s, 'abort', [txid, 'health-probe-failed'], { sudo, timeoutMs: 30_000 });
+          // Reverted on the spot: no need to wait for the window.
+          if (aborted.code === 0) deadline = Date.now();
           return undefined;
         }
         return runHost(s, 'confirm', [txid, String(opts.generations), input.source], { sudo, timeoutMs: 60_000 });
@@ -149,6 +199,8 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
       return { host: host.name, outcome: 'confirmed', generation: gen ? Number(gen) : undefined, txid };
     }
     refusal ??= confirmed ? `confirm refused: ${hostMessage(confirmed)}` : 'confirmation refused';
+    // The host already settled it (reverted, or the revert won the race): check now.
+    if (confirmed && [HostExit.noTxn, HostExit.changed, HostExit.late].includes(confirmed.code as 70 | 71 | 72)) deadline = Date.now();
   } catch (err) {
     refusal = `confirmation failed: ${(err as Error).message}`;
   }
@@ -172,7 +224,8 @@ async function verifyRevert(
   while (Date.now() < giveUp) {
     try {
       const facts = await readFacts(opts.transport, host);
-      if (facts.txn?.id === txid && facts.txn.watchdogAlive) {
+      // Still armed, or (prepare unanswered) still being prepared: not settled yet.
+      if (facts.txn?.id === txid && (facts.txn.watchdogAlive || facts.txn.state === 'preparing')) {
         last = 'revert still pending';
       } else if (facts.liveHash === before) {
         opts.emit('rolled-back', reason);

@@ -93,6 +93,7 @@ export async function openTransport(inv: Inventory, opts: SshCliOptions): Promis
     knownHostsFile: knownHosts,
     acceptNewHostKeys: Boolean(opts.acceptNewHostKeys),
     agentSocket: first?.identityAgent === 'none' ? undefined : agent,
-    askPassphrase: (file) => askSecret(`Passphrase for ${file}: `),
+    // Without a terminal the transport's own advice (use ssh-agent) is the clear message.
+    ...(process.stdin.isTTY ? { askPassphrase: (file: string) => askSecret(`Passphrase for ${file}: `) } : {}),
   });
 }

@@ -1,5 +1,6 @@
 // Commands that need no host: render, offline plan, verify, explain.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { formatIpSets } from '../render/ipsets.js';
 import { dirname, join, basename } from 'node:path';
 import { ExitCode, UsageError, type ExitCodeValue } from '../errors.js';
 import type { Inventory, Proto, Side } from '../model/inventory.js';
@@ -29,6 +30,9 @@ export function cmdRender(opts: InventoryOptions & { out: string }): ExitCodeVal
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'rules.v4'), r.v4.text);
     writeFileSync(join(dir, 'rules.v6'), r.v6.text);
+    const sets = formatIpSets(r.ipsets ?? []);
+    if (sets) writeFileSync(join(dir, 'ipsets'), sets);
+    else rmSync(join(dir, 'ipsets'), { force: true });
   }
   out(`rendered ${hosts.size} hosts into ${opts.out}/<host>/rules.v4 and rules.v6`);
   for (const r of rendered.filter((x) => hosts.has(x.host))) for (const n of r.notes) out(`  ${r.host}: ${n}`);
@@ -60,7 +64,10 @@ export function printFindings(findings: FleetFinding[], color?: boolean): void {
   }
 }
 
-export function cmdPlanOffline(opts: InventoryOptions & { against?: string; format?: string; color?: boolean }): ExitCodeValue {
+/** Receives every plan a plan command makes (`plan --out` saves it). */
+export type PlanSink = (plan: Plan, inv: Inventory, rendered: RenderedHost[]) => void;
+
+export function cmdPlanOffline(opts: InventoryOptions & { against?: string; format?: string; color?: boolean }, sink?: PlanSink): ExitCodeValue {
   const format = parseFormat(opts.format);
   const { inv, display, rendered } = loadFleet(opts);
   const findings = checkFleet(inv, parseFleet(rendered));
@@ -69,8 +76,9 @@ export function cmdPlanOffline(opts: InventoryOptions & { against?: string; form
   const read = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8') : undefined);
   const plans = rendered
     .filter((r) => hosts.has(r.host))
-    .map((r) => planOfflineHost(r, { v4: read(join(dir, r.host, 'rules.v4')), v6: read(join(dir, r.host, 'rules.v6')) }));
+    .map((r) => planOfflineHost(r, { v4: read(join(dir, r.host, 'rules.v4')), v6: read(join(dir, r.host, 'rules.v6')), ipsets: read(join(dir, r.host, 'ipsets')) }));
   const plan = assemblePlan('offline', display, plans);
+  sink?.(plan, inv, rendered);
   printPlan(plan, format, opts.color);
   printFindings(findings, opts.color);
   return planExitCode(plan, findings);

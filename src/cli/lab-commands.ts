@@ -1,7 +1,7 @@
 // `fleetfw lab`: the network-namespace test fleet, for trying fleetfw and for
 // its end-to-end tests. Needs root (ip netns, sshd).
 import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { ExitCode, FleetError, type ExitCodeValue } from '../errors.js';
@@ -20,6 +20,8 @@ export function labEnv(lab: Lab): Record<string, string> {
     FLEETFW_IDENTITY: lab.identityFile,
     FLEETFW_SSH_CONFIG: lab.sshConfigFile,
     ...(lab.agentSocket ? { SSH_AUTH_SOCK: lab.agentSocket } : {}),
+    // The operator's local state (audit log) stays in the lab too.
+    XDG_STATE_HOME: join(lab.dir, 'operator-state'),
   };
 }
 

@@ -7,26 +7,36 @@ import type { Transport } from '../transport/ssh.js';
 import type { RenderedHost } from '../render/render.js';
 import { bastionOf } from '../inventory/query.js';
 import { hostMessage, runHost, splitFamilies } from '../host/run.js';
-import { readFacts, type ApplyEvent, type HostResult } from '../apply/transaction.js';
+import { readFacts, type HostResult } from '../apply/transaction.js';
 import { rollout, rolloutExitCode } from '../apply/rollout.js';
+import { SessionPool } from '../apply/session-pool.js';
+import { formatIpSets, parseIpSets } from '../render/ipsets.js';
+import { healthProber } from '../apply/health.js';
 import { assemblePlan, failedHostPlan, planLiveHost, type HostPlan, type Plan } from '../plan/plan.js';
 import { checkFleet, parseFleet, type FleetFinding } from '../plan/checks.js';
+import { withoutForeign } from '../plan/foreign.js';
+import { addListenerWarnings } from '../plan/listeners.js';
 import { verifyIntents } from '../analyze/intents.js';
 import { parseRuleSet } from '../analyze/parse.js';
 import { checkManagementPath } from '../analyze/lockout.js';
 import { summaryLine } from '../plan/report.js';
 import { chalkFor, confirm, err, out } from './io.js';
 import { loadFleet, openTransport, selectHosts, type InventoryOptions, type SshCliOptions } from './context.js';
-import { parseFormat, planExitCode, printFindings, printPlan } from './core-commands.js';
+import { parseFormat, planExitCode, printFindings, printPlan, type PlanSink } from './core-commands.js';
+import { startRolloutProgress } from './progress.js';
+import { describeAuditMatch, formatHostAudit, inventoryHashOf, readHostAudit, recordAudit, type AuditCliOptions } from './audit-log.js';
+import type { ReviewedApply } from './review-commands.js';
 
+// Measured (PERFORMANCE.md, 99 targets on 2 cores): 10 is as fast as 20 or 30 for plan and
+// apply, since sshd handshakes are CPU-bound; 5 leaves the hosts' waits (fsync, watchdog) idle.
 export const DEFAULT_PARALLEL = 10;
 
-interface LiveOptions extends InventoryOptions, SshCliOptions {
+export interface LiveOptions extends InventoryOptions, SshCliOptions {
   parallel?: string;
   color?: boolean;
 }
 
-function parallelOf(opts: LiveOptions): number {
+export function parallelOf(opts: LiveOptions): number {
   const n = Number(opts.parallel ?? DEFAULT_PARALLEL);
   if (!Number.isInteger(n) || n < 1 || n > 200) throw new UsageError('--parallel must be an integer from 1 to 200');
   return n;
@@ -40,15 +50,18 @@ export async function planLive(
   hosts: HostSpec[],
   transport: Transport,
   parallel: number,
+  /** apply: keep each host's session open for its transaction. */
+  pool?: SessionPool,
 ): Promise<Plan> {
   const limit = pLimit(parallel);
+  const byHost = new Map(rendered.map((r) => [r.host, r]));
   const plans = await Promise.all(
     hosts.map((h) =>
       limit(async (): Promise<HostPlan> => {
-        const r = rendered.find((x) => x.host === h.name)!;
+        const r = byHost.get(h.name)!;
         try {
-          const facts = await readFacts(transport, h, { v4: r.v4.text, v6: r.v6.text });
-          return planLiveHost(r, facts, inv.preserve);
+          const facts = await readFacts(transport, h, { v4: r.v4.text, v6: r.v6.text, ipsets: formatIpSets(r.ipsets ?? []) }, pool);
+          return addListenerWarnings(planLiveHost(r, facts, inv.preserve), inv, r, facts.listeners);
         } catch (e) {
           return failedHostPlan(h.name, 'unreachable', (e as Error).message);
         }
@@ -58,7 +71,7 @@ export async function planLive(
   return assemblePlan('live', display, plans);
 }
 
-function preflight(inv: Inventory, rendered: RenderedHost[], hosts: HostSpec[]): FleetFinding[] {
+export function preflight(inv: Inventory, rendered: RenderedHost[], hosts: HostSpec[]): FleetFinding[] {
   const parsed = parseFleet(rendered);
   const names = new Set(hosts.map((h) => h.name));
   const findings = checkFleet(inv, parsed).filter((f) => names.has(f.host));
@@ -72,7 +85,7 @@ function preflight(inv: Inventory, rendered: RenderedHost[], hosts: HostSpec[]):
   return findings;
 }
 
-export async function cmdPlanLive(opts: LiveOptions & { format?: string }): Promise<ExitCodeValue> {
+export async function cmdPlanLive(opts: LiveOptions & { format?: string }, sink?: PlanSink): Promise<ExitCodeValue> {
   const format = parseFormat(opts.format);
   const { inv, display, rendered } = loadFleet(opts);
   const hosts = selectHosts(inv, opts.limit);
@@ -80,6 +93,7 @@ export async function cmdPlanLive(opts: LiveOptions & { format?: string }): Prom
   const transport = await openTransport(inv, opts);
   try {
     const plan = await planLive(inv, display, rendered, hosts, transport, parallelOf(opts));
+    sink?.(plan, inv, rendered);
     printPlan(plan, format, opts.color);
     printFindings(findings, opts.color);
     return planExitCode(plan, findings);
@@ -88,26 +102,15 @@ export async function cmdPlanLive(opts: LiveOptions & { format?: string }): Prom
   }
 }
 
-function operatorName(): string {
+export function operatorName(): string {
   const raw = `${userInfo().username}@${hostname()}`;
   return raw.replace(/[^A-Za-z0-9._@-]/g, '_').slice(0, 64);
 }
 
-function eventPrinter(json: boolean, color?: boolean): (e: ApplyEvent) => void {
-  const c = chalkFor(process.stderr, color);
-  return (e) => {
-    if (json) {
-      process.stdout.write(`${JSON.stringify({ type: 'event', ...e })}\n`);
-      return;
-    }
-    const paintStage = e.stage === 'persisted' ? c.green : e.stage === 'failed' || e.stage === 'unknown' ? c.red : e.stage.startsWith('roll') ? c.yellow : (s: string) => s;
-    err(`[${(e.at / 1000).toFixed(1).padStart(6)}s] ${e.host}: ${paintStage(e.stage)}${e.detail ? ` (${e.detail})` : ''}`);
-  };
-}
-
-function printResults(results: HostResult[], json: boolean, color?: boolean): void {
+function printResults(results: HostResult[], json: boolean, color?: boolean, planHash?: string): void {
   if (json) {
-    out(JSON.stringify({ type: 'summary', results }));
+    const counts = Object.fromEntries(['confirmed', 'unchanged', 'rolled-back', 'failed', 'unknown', 'skipped'].map((o) => [o, results.filter((r) => r.outcome === o).length]));
+    out(JSON.stringify({ type: 'summary', ...(planHash ? { planHash } : {}), exitCode: rolloutExitCode(results), counts, results }));
     return;
   }
   const c = chalkFor(process.stdout, color);
@@ -123,40 +126,53 @@ function printResults(results: HostResult[], json: boolean, color?: boolean): vo
   out(`\n${count('confirmed')} confirmed, ${count('unchanged')} unchanged, ${count('rolled-back')} rolled back, ${count('failed')} failed, ${count('unknown')} unknown, ${count('skipped')} skipped.`);
 }
 
-interface ApplyOptions extends LiveOptions {
+export interface ApplyOptions extends LiveOptions, AuditCliOptions {
   window?: string;
   yes?: boolean;
   maxFailures?: string;
   force?: boolean;
   unsafeSkipChecks?: boolean;
   json?: boolean;
+  installPersistent?: boolean;
 }
 
-function windowOf(inv: Inventory, opts: ApplyOptions): number {
+export function windowOf(inv: Inventory, opts: ApplyOptions): number {
   const w = Number(opts.window ?? inv.settings.window);
   if (!Number.isInteger(w) || w < 5 || w > 3600) throw new UsageError('--window must be an integer number of seconds from 5 to 3600');
   return w;
 }
 
-export async function cmdApply(opts: ApplyOptions): Promise<ExitCodeValue> {
-  const { inv, display, rendered } = loadFleet(opts);
-  const hosts = selectHosts(inv, opts.limit);
+/** Plan and apply in one go, or (reviewed) apply a saved plan exactly as reviewed. */
+export async function cmdApply(opts: ApplyOptions, reviewed?: ReviewedApply): Promise<ExitCodeValue> {
+  const { inv, display, rendered } = reviewed?.fleet ?? loadFleet(opts);
+  const hosts = reviewed ? reviewed.hosts : selectHosts(inv, opts.limit);
   const window = windowOf(inv, opts);
   const maxFailures = Number(opts.maxFailures ?? 1);
-  const findings = preflight(inv, rendered, hosts);
+  const findings = preflight(inv, reviewed?.checkedRules ?? rendered, hosts);
   printFindings(findings, opts.color);
   if (findings.some((f) => f.severity === 'error')) {
     if (!opts.unsafeSkipChecks) throw new CheckError('pre-flight checks failed: nothing was sent to any host (override with --unsafe-skip-checks)');
     err('fleetfw: --unsafe-skip-checks: going on despite failed checks; the hosts will revert by themselves if they lose their management path');
   }
   const transport = await openTransport(inv, opts);
+  const pool = new SessionPool();
   try {
-    const plan = await planLive(inv, display, rendered, hosts, transport, parallelOf(opts));
+    const plan = reviewed ? await reviewed.recheck(transport, parallelOf(opts)) : await planLive(inv, display, rendered, hosts, transport, parallelOf(opts), pool);
     if (!opts.json) printPlan(plan, 'text', opts.color);
     const todo = plan.hosts.filter((h) => h.status === 'changes' || (opts.force && h.status === 'in-sync'));
     const broken = plan.hosts.filter((h) => h.status === 'unreachable' || h.status === 'error');
+    await pool.release(new Set(todo.map((h) => h.host)));
+    const audit = (results: HostResult[]) =>
+      recordAudit(opts, { user: operatorName(), command: 'apply', planFile: reviewed?.file, planHash: plan.planHash, inventory: { path: display, sha256: inventoryHashOf(inv) }, window, results, exitCode: rolloutExitCode(results) });
+    // Hosts no transaction runs on: reported (and audited) beside those it runs on.
+    const untouched = [
+      ...plan.hosts.filter((h) => h.status === 'in-sync' && !opts.force).map((h): HostResult => ({ host: h.host, outcome: 'unchanged', ms: 0, generation: h.generation })),
+      ...broken.map((h): HostResult => ({ host: h.host, outcome: 'failed', reason: h.error, ms: 0 })),
+    ];
     if (todo.length === 0) {
-      out(broken.length ? 'Nothing to apply on the reachable hosts.' : 'Nothing to apply: every host is in sync.');
+      if (broken.length > 0) audit(untouched);
+      if (opts.json) printResults(untouched, true, opts.color, plan.planHash);
+      else out(broken.length ? 'Nothing to apply on the reachable hosts.' : 'Nothing to apply: every host is in sync.');
       return broken.length ? ExitCode.hostsFailed : ExitCode.ok;
     }
     if (!opts.yes) {
@@ -164,8 +180,22 @@ export async function cmdApply(opts: ApplyOptions): Promise<ExitCodeValue> {
       if (!ok) throw new UsageError(process.stdin.isTTY ? 'aborted: nothing was applied' : 'not a terminal: pass --yes to apply');
     }
     const byName = new Map(inv.hosts.map((h) => [h.name, h]));
+    const bastionNames = new Set(inv.networks.map((n) => n.bastion));
+    const progress = startRolloutProgress({
+      hosts: [...todo.filter((h) => bastionNames.has(h.host)), ...todo.filter((h) => !bastionNames.has(h.host))].map((h) => h.host),
+      title: `fleetfw apply: ${todo.length} host(s), window ${window}s, plan ${plan.planHash}`,
+      window,
+      json: Boolean(opts.json),
+      color: opts.color,
+    });
     const results = await rollout(
-      todo.map((h) => ({ host: byName.get(h.host)!, desired: h.desired!, expectedLiveHash: h.liveHash, source: 'apply' as const })),
+      todo.map((h) => ({
+        host: byName.get(h.host)!,
+        desired: h.desired!,
+        expectedLiveHash: h.liveHash,
+        source: 'apply' as const,
+        installPersistent: Boolean(h.persistentMissing) && inv.settings.installPersistent && opts.installPersistent !== false,
+      })),
       {
         transport,
         window,
@@ -174,18 +204,18 @@ export async function cmdApply(opts: ApplyOptions): Promise<ExitCodeValue> {
         planHash: plan.planHash,
         parallel: parallelOf(opts),
         maxFailures: Number.isInteger(maxFailures) && maxFailures > 0 ? maxFailures : 1,
-        bastions: new Set(inv.networks.map((n) => n.bastion)),
-        onEvent: eventPrinter(Boolean(opts.json), opts.color),
+        bastions: bastionNames,
+        onEvent: progress.onEvent,
+        probe: healthProber(inv, transport),
+        pool,
       },
-    );
-    const all = [
-      ...results,
-      ...plan.hosts.filter((h) => h.status === 'in-sync' && !opts.force).map((h): HostResult => ({ host: h.host, outcome: 'unchanged', ms: 0, generation: h.generation })),
-      ...broken.map((h): HostResult => ({ host: h.host, outcome: 'failed', reason: h.error, ms: 0 })),
-    ].sort((a, b) => (a.host < b.host ? -1 : 1));
-    printResults(all, Boolean(opts.json), opts.color);
+    ).finally(() => progress.stop());
+    const all = [...results, ...untouched].sort((a, b) => (a.host < b.host ? -1 : 1));
+    audit(all);
+    printResults(all, Boolean(opts.json), opts.color, plan.planHash);
     return rolloutExitCode(all);
   } finally {
+    await pool.release();
     await transport.close();
   }
 }
@@ -228,23 +258,26 @@ function hostByName(inv: Inventory, name: string): HostSpec {
   return h;
 }
 
-export async function cmdHistory(hostName: string, opts: LiveOptions & { json?: boolean }): Promise<ExitCodeValue> {
+export async function cmdHistory(hostName: string, opts: LiveOptions & AuditCliOptions & { json?: boolean }): Promise<ExitCodeValue> {
   const { inv } = loadFleet(opts);
   const host = hostByName(inv, hostName);
   const transport = await openTransport(inv, opts);
   try {
     const facts = await readFacts(transport, host);
     const { generations, log } = await readHistory(transport, host);
+    const audit = readHostAudit(opts, hostName);
     if (opts.json) {
-      out(JSON.stringify({ host: hostName, current: facts.generation, generations, log }, null, 2));
+      out(JSON.stringify({ host: hostName, current: facts.generation, generations, log, audit }, null, 2));
       return ExitCode.ok;
     }
     out(`${hostName}: current generation ${facts.generation}`);
     for (const g of generations) {
       const m = g.meta;
-      out(`${g.generation === facts.generation ? '*' : ' '} ${String(g.generation).padStart(4)}  ${m.when ?? ''}  ${(m.source ?? '').padEnd(8)} by ${m.user ?? '?'}  plan ${m.plan_hash ?? '?'}`);
+      out(`${g.generation === facts.generation ? '*' : ' '} ${String(g.generation).padStart(4)}  ${m.when ?? ''}  ${(m.source ?? '').padEnd(8)} by ${m.user ?? '?'}  plan ${m.plan_hash ?? '?'}  txid ${m.txid ?? '?'}${describeAuditMatch(audit, m.txid)}`);
     }
     if (log.length > 0) out(`\nrecent transactions:\n${log.slice(-15).map((l) => `  ${l}`).join('\n')}`);
+    const hostTxids = new Set([...generations.map((g) => g.meta.txid ?? ''), ...log.map((l) => l.split(' ')[1] ?? '')]);
+    out(formatHostAudit(audit, hostName, hostTxids).join('\n'));
     return ExitCode.ok;
   } finally {
     await transport.close();
@@ -252,7 +285,7 @@ export async function cmdHistory(hostName: string, opts: LiveOptions & { json?: 
 }
 
 export async function cmdRollback(hostName: string, opts: ApplyOptions & { to?: string }): Promise<ExitCodeValue> {
-  const { inv, rendered } = loadFleet(opts);
+  const { inv, display, rendered } = loadFleet(opts);
   const host = hostByName(inv, hostName);
   const window = windowOf(inv, opts);
   const transport = await openTransport(inv, opts);
@@ -263,7 +296,7 @@ export async function cmdRollback(hostName: string, opts: ApplyOptions & { to?: 
       throw new UsageError(`${hostName} has no previous generation to roll back to (current: ${facts.generation}); see fleetfw history ${hostName}`);
     }
     const s = await transport.open(host.name);
-    let stored: { v4: string; v6: string };
+    let stored: { v4: string; v6: string; ipsets?: string };
     try {
       const r = await runHost(s, 'generation', [String(target)], { sudo: host.ssh.sudo, timeoutMs: 30_000 });
       if (r.code !== 0) throw new UsageError(`${hostName}: ${hostMessage(r)}`);
@@ -271,23 +304,30 @@ export async function cmdRollback(hostName: string, opts: ApplyOptions & { to?: 
     } finally {
       await s.close();
     }
-    // The old generation, with today's foreign chains merged in like any apply.
+    // The old generation without the foreign parts it saved, with today's merged in like any apply.
     const base = rendered.find((x) => x.host === hostName)!;
     const asRendered: RenderedHost = {
       ...base,
-      v4: { ...base.v4, text: stored.v4, origins: [] },
-      v6: { ...base.v6, text: stored.v6, origins: [] },
+      v4: { ...base.v4, text: withoutForeign(stored.v4, 4, inv.preserve), origins: [] },
+      v6: { ...base.v6, text: withoutForeign(stored.v6, 6, inv.preserve), origins: [] },
       notes: [`rollback to generation ${target}`],
+      ipsets: parseIpSets(stored.ipsets ?? ''),
     };
     const hostPlan = planLiveHost(asRendered, { ...facts, canonical: undefined }, inv.preserve);
-    const parsed = parseRuleSet(stored.v4, { family: 4, file: `${hostName} generation ${target}` }).ruleSet;
+    const parsed = {
+      ...parseRuleSet(stored.v4, { family: 4, file: `${hostName} generation ${target}` }).ruleSet,
+      sets: new Map(asRendered.ipsets!.map((s) => [s.name, s])),
+    };
     const bastion = bastionOf(inv, host);
     const lockout = checkManagementPath(inv, host, parsed);
     if (!lockout.ok && !opts.unsafeSkipChecks) {
       throw new CheckError(`generation ${target} would cut the management path of ${hostName} via ${bastion.name}: ${lockout.message}`);
     }
-    out(`rolling ${hostName} back from generation ${facts.generation} to ${target}`);
-    for (const d of hostPlan.diffs) out(d.patch);
+    // With --json, stdout carries only the JSON lines.
+    const say = opts.json ? err : out;
+    say(`rolling ${hostName} back from generation ${facts.generation} to ${target}`);
+    for (const d of hostPlan.diffs) say(d.patch);
+    const progress = startRolloutProgress({ hosts: [hostName], title: `fleetfw rollback: ${hostName} to generation ${target}, window ${window}s`, window, json: Boolean(opts.json), color: opts.color });
     const results = await rollout([{ host, desired: hostPlan.desired!, expectedLiveHash: facts.liveHash, source: 'rollback' }], {
       transport,
       window,
@@ -297,9 +337,11 @@ export async function cmdRollback(hostName: string, opts: ApplyOptions & { to?: 
       parallel: 1,
       maxFailures: 1,
       bastions: new Set(),
-      onEvent: eventPrinter(Boolean(opts.json), opts.color),
-    });
-    printResults(results, Boolean(opts.json), opts.color);
+      onEvent: progress.onEvent,
+      probe: healthProber(inv, transport),
+    }).finally(() => progress.stop());
+    recordAudit(opts, { user: operatorName(), command: 'rollback', planHash: `rollback-to-${target}`, inventory: { path: display, sha256: inventoryHashOf(inv) }, window, results, exitCode: rolloutExitCode(results) });
+    printResults(results, Boolean(opts.json), opts.color, `rollback-to-${target}`);
     return rolloutExitCode(results);
   } finally {
     await transport.close();

@@ -4,8 +4,14 @@ import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, FleetError, InputError, type ExitCodeValue } from '../errors.js';
 import { cmdExplain, cmdPlanOffline, cmdRender, cmdVerify } from './core-commands.js';
 import { cmdApply, cmdHistory, cmdPlanLive, cmdRollback, cmdStatus, DEFAULT_PARALLEL } from './live-commands.js';
+import { cmdApplyPlan, savePlanFile } from './review-commands.js';
 import { addLabCommands } from './lab-commands.js';
+import { cmdDiscover, cmdLogs, cmdShow } from './operate-commands.js';
+import { cmdDemo } from './demo.js';
 import { chalkFor, err } from './io.js';
+import type { Plan } from '../plan/plan.js';
+import type { Inventory } from '../model/inventory.js';
+import type { RenderedHost } from '../render/render.js';
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -16,6 +22,7 @@ Exit codes:
   5  some hosts failed or were unreachable (the others still ran)
   6  apply: some hosts were rolled back
   7  apply: some hosts are in an unknown state
+  8  apply PLAN: the inventory or templates changed since the plan was saved: nothing was applied
   64 usage error
   130 interrupted`;
 
@@ -33,6 +40,10 @@ function sshOptions(cmd: Command): Command {
     .option('--ssh-config <file>', 'OpenSSH client config to read User/Port/IdentityFile from (default ~/.ssh/config; env FLEETFW_SSH_CONFIG)')
     .option('--identity <file>', 'private key file (default: inventory, ~/.ssh/config, ssh-agent; env FLEETFW_IDENTITY)')
     .option('--parallel <n>', 'hosts worked on at once', String(DEFAULT_PARALLEL));
+}
+
+function auditOption(cmd: Command): Command {
+  return cmd.option('--audit-log <file>', 'local audit log, JSON lines (default: $XDG_STATE_HOME/fleetfw/audit.jsonl or ~/.local/state/fleetfw/audit.jsonl)');
 }
 
 function formatOption(cmd: Command): Command {
@@ -55,7 +66,11 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .description('dry run: show, per host, the live rules against the rendered ones (exit 2 when there are changes)')
     .option('--offline', 'compare with a stored render instead of the live hosts (no SSH)')
     .option('--against <dir>', 'with --offline: the stored render (default: <inventory>.rendered/ beside the inventory)')
-    .action((o) => run(o.offline ? cmdPlanOffline(o) : cmdPlanLive(o)));
+    .option('--out <file>', 'also save the plan (versioned JSON) for `fleetfw apply FILE`, which applies exactly it')
+    .action((o) => {
+      const sink = o.out ? (plan: Plan, inv: Inventory, rendered: RenderedHost[]) => savePlanFile(o.out, plan, inv, rendered, o) : undefined;
+      run(o.offline ? cmdPlanOffline(o, sink) : cmdPlanLive(o, sink));
+    });
 
   formatOption(inventoryOption(program.command('verify')))
     .description("check the inventory's intents (expected flows) and the safety checks against the rendered rules")
@@ -73,17 +88,19 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action((host, o) => run(cmdExplain(host, o)));
 
-  sshOptions(inventoryOption(program.command('apply')))
+  auditOption(sshOptions(inventoryOption(program.command('apply'))))
+    .argument('[plan]', 'a plan saved by `fleetfw plan --out`: apply exactly it; refused when the inventory, the templates or a host\'s live rules changed since')
     .description('apply the rendered rules: bastion first, then a canary, then the rest, each inside an auto-rollback window')
     .option('--window <seconds>', 'auto-rollback window (default: inventory settings.window, 60)')
     .option('-y, --yes', 'do not ask for confirmation (required when not on a terminal)')
     .option('--max-failures <n>', 'stop starting hosts after this many failures or rollbacks', '1')
     .option('--force', 'run the transaction even on hosts already in sync')
     .option('--unsafe-skip-checks', 'apply even when the pre-flight safety checks fail (the host-side revert still protects you)')
+    .option('--no-install-persistent', 'do not install iptables-persistent where it is missing (inventory: settings.install_persistent)')
     .option('--json', 'stream events and the summary as JSON lines on stdout')
-    .action((o) => run(cmdApply(o)));
+    .action((planFile, o) => run(planFile ? cmdApplyPlan(planFile, o) : cmdApply(o)));
 
-  sshOptions(inventoryOption(program.command('rollback')))
+  auditOption(sshOptions(inventoryOption(program.command('rollback'))))
     .description('restore a previous generation of a host, through the same safety window')
     .argument('<host>', 'the host to roll back')
     .option('--to <generation>', 'generation number (default: the one before the current)')
@@ -92,8 +109,8 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .option('--json', 'JSON lines on stdout')
     .action((host, o) => run(cmdRollback(host, o)));
 
-  sshOptions(inventoryOption(program.command('history')))
-    .description("list a host's generations and recent transactions")
+  auditOption(sshOptions(inventoryOption(program.command('history'))))
+    .description("list a host's generations and recent transactions, with the local audit log's entries for it")
     .argument('<host>', 'the host')
     .option('--json', 'JSON output')
     .action((host, o) => run(cmdHistory(host, o)));
@@ -101,6 +118,33 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
   formatOption(sshOptions(inventoryOption(program.command('status'))))
     .description('per host: in sync, drift or unreachable; generation; leftovers of interrupted transactions')
     .action((o) => run(cmdStatus(o)));
+
+  sshOptions(inventoryOption(program.command('show')))
+    .description('live rules of a host with packet counters and line numbers (iptables -vnL --line-numbers, IPv4 and IPv6)')
+    .argument('<host>', 'the host')
+    .addOption(new Option('--table <table>', 'netfilter table').choices(['filter', 'nat', 'mangle', 'raw', 'security']).default('filter'))
+    .option('--json', 'chains and rules with exact counters as JSON')
+    .action((host, o) => run(cmdShow(host, o)));
+
+  sshOptions(inventoryOption(program.command('logs')))
+    .description("recent packets logged by a template's %log-drops, from the host's kernel log (journalctl -k or dmesg)")
+    .argument('<host>', 'the host')
+    .option('--since <duration>', 'how far back: 90s, 15m, 2h, 1d', '1h')
+    .option('--lines <n>', 'at most this many, the most recent', '50')
+    .option('--prefix <text>', 'only lines whose log prefix starts with this (e.g. "fleetfw DROP:")')
+    .option('--json', 'JSON output')
+    .action((host, o) => run(cmdLogs(host, o)));
+
+  sshOptions(inventoryOption(program.command('discover')))
+    .description('list listening services (ss -ltnup) per host and check them against the rendered rules: blocked or exposed')
+    .option('--json', 'JSON output')
+    .action((o) => run(cmdDiscover(o)));
+
+  program
+    .command('demo')
+    .description('as root: S1 in a namespace lab, plan, apply, prove the matrix with real packets, a lockout trap reverted by the host; then tear down')
+    .option('--no-color', 'no colour')
+    .action((o) => run(cmdDemo(o)));
 
   addLabCommands(program, run);
   return program;

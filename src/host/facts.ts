@@ -1,6 +1,8 @@
 // Parse what `fleetfw-host.sh facts` prints: key=value lines, then the live
 // dumps, then (optionally) the candidate rules canonicalised by the host.
 import { FleetError } from '../errors.js';
+import type { Listener } from '../model/listener.js';
+import { parseSsListeners } from './listeners.js';
 
 export interface PendingTxn {
   id: string;
@@ -24,6 +26,12 @@ export interface HostFacts {
   live: { v4: string; v6: string };
   /** Candidate rules as this host's iptables-save prints them, when asked for. */
   canonical?: { v4: string; v6: string } | { unavailable: string };
+  /** ipset-persistent's plugin is installed (it loads /etc/iptables/ipsets at boot). */
+  ipsetPersistent?: boolean;
+  /** fleetfw's live ipsets (fleetfw-*), `ipset save` lines; undefined when the host has no ipset. */
+  ipsets?: string;
+  /** Listening sockets (`ss -ltnup`); undefined when the host could not list them. */
+  listeners?: Listener[];
 }
 
 export function parseFacts(stdout: string): HostFacts {
@@ -31,7 +39,7 @@ export function parseFacts(stdout: string): HostFacts {
   let current = 'meta';
   sections.set(current, []);
   for (const line of stdout.split('\n')) {
-    const m = /^--- (v4|v6|canonical|canonical-v6|end)$/.exec(line);
+    const m = /^--- (v4|v6|ipsets|listeners|canonical|canonical-v6|end)$/.exec(line);
     if (m) {
       current = m[1]!;
       sections.set(current, []);
@@ -55,12 +63,16 @@ export function parseFacts(stdout: string): HostFacts {
     restore: kv.get('restore') === 'yes',
     persistent: kv.get('persistent') === 'yes',
     ipset: kv.get('ipset') === 'yes',
+    ipsetPersistent: kv.get('ipset_persistent') === 'yes',
     generation: Number(kv.get('generation') ?? 0),
     liveHash: kv.get('live_hash') ?? '',
     persistedHash: kv.get('persisted_hash') ?? '',
     bootId: kv.get('boot_id') ?? '',
     live: { v4: text('v4'), v6: text('v6') },
   };
+  if (sections.has('ipsets')) facts.ipsets = sections.get('ipsets')!.filter((l) => l.trim() !== '').map((l) => `${l}\n`).join('');
+  const sockets = sections.get('listeners');
+  if (sockets && !(sockets[0] ?? '').startsWith('unavailable')) facts.listeners = parseSsListeners(sockets.join('\n'));
   const txn = kv.get('txn');
   if (txn && txn !== 'none') facts.txn = parseTxn(txn);
   if (sections.has('canonical')) {

@@ -19,6 +19,7 @@ S=${FLEETFW_STATE:-/var/lib/fleetfw}
 T=$S/txn
 PERSIST_DIR=${FLEETFW_PERSIST_DIR:-/etc/iptables}
 SPLIT='# fleetfw-split v6'
+SETS_SPLIT='# fleetfw-split ipsets'
 
 # Exit codes, mirrored in src/host/protocol.ts.
 E_USAGE=64 E_TEST=65 E_LOAD=66 E_LOCKED=75 E_STALE=76 E_NOTXN=70 E_CHANGED=71 E_LATE=72 E_ARM=73 E_TOOL=74 E_SPACE=77
@@ -28,13 +29,29 @@ now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 boot_id() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown; }
 has() { command -v "$1" >/dev/null 2>&1; }
 
+# Fault injection for the end-to-end tests: pause at a step while the file
+# $S/faults/pause-NAME exists (at most 60 s). Inert in production: $S is 0700
+# root, so only root on the host could arm it.
+fault_point() {
+  [ -e "$S/faults/pause-$1" ] || return 0
+  : >"$S/faults/at-$1" 2>/dev/null || true
+  fp_n=0
+  while [ -e "$S/faults/pause-$1" ] && [ "$fp_n" -lt 600 ]; do sleep 0.1; fp_n=$((fp_n + 1)); done
+}
+
 # A dump without comments and counters: what "the same rules" means for hashes.
 normalize() { sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]$/[0:0]/'; }
 save4() { iptables-save 2>/dev/null || true; }
 save6() { ip6tables-save 2>/dev/null || true; }
-live_hash() { { save4 | normalize; echo '---'; save6 | normalize; } | sha256sum | cut -d' ' -f1; }
+# fleetfw's own ipsets (fleetfw-*) in a stable form: create lines cut to name,
+# type and family, sorted. A host without them hashes as it always did.
+sets_norm() { awk '($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/ { if ($1 == "create") print $1, $2, $3, $4, $5; else print }' | LC_ALL=C sort; }
+live_sets() { if has ipset; then ipset save 2>/dev/null | sets_norm; fi; }
+with_sets() { [ -z "$1" ] || printf -- '---\n%s\n' "$1"; }
+live_hash() { lh_sets=$(live_sets); { save4 | normalize; echo '---'; save6 | normalize; with_sets "$lh_sets"; } | sha256sum | cut -d' ' -f1; }
 file_hash() {
-  { [ ! -f "$1" ] || normalize <"$1"; echo '---'; [ ! -f "$2" ] || normalize <"$2"; } | sha256sum | cut -d' ' -f1
+  fh_sets=$([ ! -f "${3:-}" ] || sets_norm <"$3")
+  { [ ! -f "$1" ] || normalize <"$1"; echo '---'; [ ! -f "$2" ] || normalize <"$2"; with_sets "$fh_sets"; } | sha256sum | cut -d' ' -f1
 }
 
 backend() {
@@ -54,6 +71,9 @@ backend() {
 # Is the transaction's revert still armed (watchdog process or systemd timer)?
 watchdog_alive() {
   [ -f "$T/watchdog" ] || return 1
+  # After a reboot the recorded pid (or transient unit) is gone; the same pid
+  # may belong to another process now, so it proves nothing.
+  [ "$(cat "$T/boot_id" 2>/dev/null || true)" = "$(boot_id)" ] || return 1
   case "$(cat "$T/watchdog")" in
     pid:*) kill -0 "$(cut -d: -f2 "$T/watchdog")" 2>/dev/null ;;
     unit:*) systemctl is-active --quiet "$(cut -d: -f2 "$T/watchdog").timer" 2>/dev/null ;;
@@ -86,7 +106,11 @@ recover_stale() {
   if watchdog_alive; then return 1; fi
   st=$(txn_state)
   # A transaction still being prepared (or arming its watchdog) is not stale.
-  age=$(( $(date +%s) - $(cat "$T/started_epoch" 2>/dev/null || echo 0) ))
+  # Not written yet (a prepare that has just taken the lock): the lock's own age
+  # counts, so a fresh lock is never mistaken for an ancient one and stolen.
+  since=$(cat "$T/started_epoch" 2>/dev/null || true)
+  case "$since" in ''|*[!0-9]*) since=$(stat -c %Y "$T" 2>/dev/null || date +%s) ;; esac
+  age=$(( $(date +%s) - since ))
   if [ "$age" -lt 120 ] && { [ "$st" = preparing ] || { [ "$st" = pending ] && [ ! -s "$T/watchdog" ]; }; }; then
     return 1
   fi
@@ -114,6 +138,7 @@ recover_stale() {
       # The revert died half-way: finish it.
       iptables-restore <"$T/backup.v4" || true
       ip6tables-restore <"$T/backup.v6" || true
+      [ ! -f "$T/ipset-load.sh" ] || sh "$T/ipset-load.sh" "$T/backup.sets" || true
       record "$(cat "$T/id" 2>/dev/null) reverted-recovered"
       retire_txn
       echo "recovered: finished an interrupted revert" ;;
@@ -133,16 +158,26 @@ persist_live() {
     chmod 0640 "$tmp"
     sync "$tmp" 2>/dev/null || sync
     mv -f "$tmp" "$PERSIST_DIR/rules.v$fam"
+    if [ "$fam" = 4 ]; then fault_point persist; fi
   done
+  # The ipsets the rules match: ipset-persistent loads them at boot, before the rules.
+  if has ipset && { [ -n "$(ipset list -n 2>/dev/null)" ] || [ -f "$PERSIST_DIR/ipsets" ]; }; then
+    tmp="$PERSIST_DIR/.ipsets.fleetfw-tmp"
+    ipset save >"$tmp"
+    chmod 0640 "$tmp"
+    sync "$tmp" 2>/dev/null || sync
+    mv -f "$tmp" "$PERSIST_DIR/ipsets"
+  fi
   sync "$PERSIST_DIR" 2>/dev/null || sync
 }
 
 # Read "v4 text, split line, v6 text" from stdin into two files.
-split_stdin() {
-  awk -v a="$1" -v b="$2" -v split_line="$SPLIT" '
+split_stdin() { # v4-file v6-file [ipsets-file]
+  awk -v a="$1" -v b="$2" -v c="${3:-/dev/null}" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" '
     $0 == split_line { out = b; next }
+    $0 == sets_line { out = c; next }
     { print > (out ? out : a) }
-    END { if (!out) printf "" > b }' || die "$E_SPACE" "cannot write $1: disk full?"
+    END { printf "" > b; printf "" > c }' || die "$E_SPACE" "cannot write $1: disk full?"
 }
 
 # A backup that really restores: every table the candidate replaces must be in
@@ -183,8 +218,11 @@ fi
 # The one atomic step: whoever renames this transaction's marker first decides.
 mv "$T/pending.$id" "$T/reverting.$id" 2>/dev/null || exit 0
 rc=0
+[ ! -f "$T/ipset-load.sh" ] || sh "$T/ipset-load.sh" "$T/backup.sets" || rc=1
 iptables-restore <"$T/backup.v4" || rc=1
 ip6tables-restore <"$T/backup.v6" || rc=1
+# Sets this transaction created: nothing matches them any more.
+[ ! -f "$T/sets.created" ] || while read -r set; do ipset destroy "$set" 2>/dev/null || true; done <"$T/sets.created"
 if [ "$rc" = 0 ]; then result=reverted; else result=revert-failed; fi
 echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $id $result $reason" >>"$S/history.log"
 echo "$result: $reason" >"$T/outcome"
@@ -193,6 +231,21 @@ rm -rf "$S/txns/$id"
 mv "$T" "$S/txns/$id"
 exit "$rc"
 REVERT
+  cat >"$T/ipset-load.sh" <<'IPSETS'
+#!/bin/sh
+# fleetfw ipset-load.sh FILE: give each set in FILE (`ipset save` format) exactly
+# FILE's members, atomically per set: fill a temporary set, swap, destroy it.
+# A set that does not exist yet is created first.
+set -e
+[ -s "$1" ] || exit 0
+ipset destroy fleetfw--swap 2>/dev/null || true
+{ ipset list -n; echo '--- sets'; cat "$1"; } | awk '
+  function flush() { if (name != "") { print "swap fleetfw--swap " name; print "destroy fleetfw--swap" } }
+  !body { if ($0 == "--- sets") body = 1; else have[$1] = 1; next }
+  $1 == "create" { flush(); name = $2; if (!(name in have)) print; $2 = "fleetfw--swap"; print; next }
+  $1 == "add" { $2 = "fleetfw--swap"; print }
+  END { flush() }' | ipset restore
+IPSETS
 }
 
 arm_watchdog() { # window txid
@@ -207,8 +260,9 @@ arm_watchdog() { # window txid
     i=0
     while [ ! -s "$T/watchdog" ]; do
       i=$((i + 1))
-      [ "$i" -gt 50 ] && die "$E_ARM" "the revert watchdog did not start"
-      sleep 0.1
+      # Polled finely: the watchdog is usually up within a few ms, and every host waits here.
+      [ "$i" -gt 500 ] && die "$E_ARM" "the revert watchdog did not start"
+      sleep 0.01
     done
   fi
 }
@@ -221,6 +275,7 @@ cmd_facts() {
   if has iptables-restore && has ip6tables-restore; then echo "restore=yes"; else echo "restore=no"; fi
   if has netfilter-persistent || [ -d /usr/share/netfilter-persistent ]; then echo "persistent=yes"; else echo "persistent=no"; fi
   if has ipset; then echo "ipset=yes"; else echo "ipset=no"; fi
+  if [ -e /usr/share/netfilter-persistent/plugins.d/10-ipset ]; then echo "ipset_persistent=yes"; else echo "ipset_persistent=no"; fi
   echo "generation=$(cat "$S/current" 2>/dev/null || echo 0)"
   if [ -d "$T" ]; then
     alive=no; watchdog_alive && alive=yes
@@ -229,21 +284,26 @@ cmd_facts() {
     echo "txn=none"
   fi
   echo "live_hash=$(live_hash)"
-  echo "persisted_hash=$(file_hash "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6")"
+  echo "persisted_hash=$(file_hash "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6" "$PERSIST_DIR/ipsets")"
   echo "boot_id=$(boot_id)"
   echo "--- v4"
   save4
   echo "--- v6"
   save6
+  # Listening sockets, so a live plan can warn about services the new rules block.
+  if has ipset; then echo "--- ipsets"; live_sets; fi
+  echo "--- listeners"
+  listeners
   # Optional: candidate rules on stdin, printed back the way this host's own
   # iptables-save prints them, from a throwaway network namespace.
   if [ "${1:-}" = canonical ]; then
     d=$(mktemp -d)
-    split_stdin "$d/c4" "$d/c6"
+    split_stdin "$d/c4" "$d/c6" "$d/cs"
     echo "--- canonical"
     # shellcheck disable=SC2016 # expanded by the inner shell
-    if unshare -n sh -c 'iptables-restore <"$1" && ip6tables-restore <"$2" && iptables-save && echo "--- canonical-v6" && ip6tables-save' \
-      sh "$d/c4" "$d/c6" >"$d/out" 2>"$d/err"; then
+    # Sets are per network namespace: the candidate's must exist there for its rules to load.
+    if unshare -n sh -c '{ [ ! -s "$3" ] || ipset restore <"$3"; } && iptables-restore <"$1" && ip6tables-restore <"$2" && iptables-save && echo "--- canonical-v6" && ip6tables-save' \
+      sh "$d/c4" "$d/c6" "$d/cs" >"$d/out" 2>"$d/err"; then
       cat "$d/out"
     else
       echo "unavailable: $(head -c 300 "$d/err" | tr '\n' ' ')"
@@ -253,11 +313,35 @@ cmd_facts() {
   echo "--- end"
 }
 
+# The candidate matches ipsets: back up the live fleetfw sets for the revert, then
+# create the missing ones empty, so that `iptables-restore -t` finds them (no
+# rule uses them yet). Their members are loaded after the revert is armed.
+prepare_sets() {
+  has ipset || die "$E_TOOL" "the rules match ipsets but ipset is not installed on this host (apt-get install ipset ipset-persistent)"
+  [ -e /usr/share/netfilter-persistent/plugins.d/10-ipset ] \
+    || die "$E_TOOL" "the rules match ipsets but ipset-persistent is not installed: the host would boot its rules without their sets (apt-get install ipset-persistent)"
+  ipset save 2>/dev/null | awk '($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/' >"$T/backup.sets"
+  { ipset list -n 2>/dev/null; echo '--- sets'; cat "$T/candidate.sets"; } \
+    | awk '!body { if ($0 == "--- sets") body = 1; else have[$1] = 1; next } $1 == "create" && !($2 in have)' >"$T/sets.new"
+  awk '{ print $2 }' "$T/sets.new" >"$T/sets.created"
+  [ ! -s "$T/sets.new" ] || ipset restore <"$T/sets.new" 2>"$T/test.err" || die "$E_TEST" "cannot create the ipsets: $(head -c 500 "$T/test.err")"
+}
+
+# A prepare that fails before the load leaves no set of its own behind.
+drop_new_sets() {
+  [ -f "$T/sets.created" ] || return 0
+  while read -r set; do ipset destroy "$set" 2>/dev/null || true; done <"$T/sets.created"
+}
+
 cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   [ $# -eq 5 ] || die "$E_USAGE" "prepare TXID WINDOW EXPECTED_HASH USER PLAN_HASH"
   txid=$1 window=$2 expected=$3
   has iptables-restore && has ip6tables-restore || die "$E_TOOL" "iptables-restore/ip6tables-restore not found on this host"
   mkdir -p "$S" && chmod 0700 "$S"
+  # Room for the candidate, backups and markers, checked before any step: running
+  # out after the load would leave loaded rules without their records.
+  free_kb=$(df -Pk "$S" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  [ -z "$free_kb" ] || [ "$free_kb" -ge 1024 ] || die "$E_SPACE" "only ${free_kb} KB free in $S (fleetfw needs 1024 KB): disk full?"
   if ! mkdir "$T" 2>/dev/null; then
     if recover_stale >&2; then mkdir "$T" 2>/dev/null || die "$E_LOCKED" "another transaction started meanwhile"
     else
@@ -265,14 +349,17 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
     fi
   fi
   # From here on, any failure before the load must release the lock.
-  trap 'rm -rf "$T"' EXIT
+  trap 'drop_new_sets; rm -rf "$T"' EXIT
+  fault_point lock
   echo "$txid" >"$T/id" && echo "$4" >"$T/user" && echo "$5" >"$T/plan_hash" && now >"$T/started" && date +%s >"$T/started_epoch" \
     && boot_id >"$T/boot_id" || die "$E_SPACE" "cannot write $T: disk full?"
-  split_stdin "$T/candidate.v4" "$T/candidate.v6"
+  split_stdin "$T/candidate.v4" "$T/candidate.v6" "$T/candidate.sets"
+  fault_point upload
   if [ "$expected" != "-" ]; then
     actual=$(live_hash)
     [ "$actual" = "$expected" ] || die "$E_STALE" "live rules changed since they were read (expected $expected, found $actual)"
   fi
+  [ ! -s "$T/candidate.sets" ] || prepare_sets
   iptables-restore -t <"$T/candidate.v4" 2>"$T/test.err" || die "$E_TEST" "iptables-restore -t refused the IPv4 rules: $(head -c 500 "$T/test.err")"
   ip6tables-restore -t <"$T/candidate.v6" 2>"$T/test.err" || die "$E_TEST" "ip6tables-restore -t refused the IPv6 rules: $(head -c 500 "$T/test.err")"
   save4 >"$T/live.v4" && save6 >"$T/live.v6" || die "$E_SPACE" "cannot write the backup: disk full?"
@@ -280,16 +367,21 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
     || die "$E_SPACE" "cannot write the backup: disk full?"
   write_revert_script || die "$E_SPACE" "cannot write the revert script: disk full?"
   : >"$T/pending.$txid" || die "$E_SPACE" "cannot write $T/pending.$txid: disk full?"
+  fault_point backup
   arm_watchdog "$window" "$txid"
+  fault_point arm
   trap - EXIT
   # Armed: from now on the revert script owns the rollback.
-  if ! iptables-restore <"$T/candidate.v4" 2>"$T/load.err" || ! ip6tables-restore <"$T/candidate.v6" 2>>"$T/load.err"; then
+  # Sets first: the new rules must find their members when they start matching.
+  if ! sh "$T/ipset-load.sh" "$T/candidate.sets" 2>"$T/load.err" || ! iptables-restore <"$T/candidate.v4" 2>>"$T/load.err" \
+    || ! ip6tables-restore <"$T/candidate.v6" 2>>"$T/load.err"; then
     err=$(head -c 500 "$T/load.err")
     sh "$T/revert.sh" "$txid" now "the load failed: $err" || true
     die "$E_LOAD" "loading the rules failed, previous rules restored: $err"
   fi
   live_hash >"$T/loaded_hash"
   record "$txid prepared user=$4 plan=$5 window=$window"
+  fault_point load
   echo "loaded txid=$txid hash=$(cat "$T/loaded_hash")"
 }
 
@@ -308,6 +400,7 @@ cmd_confirm() { # TXID KEEP SOURCE
     sh "$T/revert.sh" "$txid" now "rules changed inside the window" || true
     die "$E_CHANGED" "the live rules changed inside the window; reverted"
   fi
+  fault_point confirm
   mv "$T/pending.$txid" "$T/confirmed.$txid" 2>/dev/null || die "$E_LATE" "too late: the revert won the race"
   # Confirmed: finish even if the session dies now.
   trap '' HUP INT TERM PIPE
@@ -315,11 +408,18 @@ cmd_confirm() { # TXID KEEP SOURCE
     pid:*) kill -KILL "$(cut -d: -f2 "$T/watchdog")" 2>/dev/null || true ;;
     unit:*) systemctl stop "$(cut -d: -f2 "$T/watchdog").timer" >/dev/null 2>&1 || true ;;
   esac
+  # fleetfw sets the confirmed rules no longer match (a set in use refuses to go).
+  if has ipset; then
+    for set in $(ipset list -n 2>/dev/null | grep '^fleetfw-' || true); do
+      grep -q "^create $set " "$T/candidate.sets" 2>/dev/null || ipset destroy "$set" 2>/dev/null || true
+    done
+  fi
   persist_live
   gen=$(( $(cat "$S/current" 2>/dev/null || echo 0) + 1 ))
   g=$S/generations/$(printf '%06d' "$gen")
   mkdir -p "$g"
   cp "$T/candidate.v4" "$g/rules.v4" && cp "$T/candidate.v6" "$g/rules.v6"
+  [ ! -s "$T/candidate.sets" ] || cp "$T/candidate.sets" "$g/ipsets"
   {
     echo "generation=$gen"; echo "txid=$txid"; echo "user=$(cat "$T/user")"; echo "when=$(now)"
     echo "plan_hash=$(cat "$T/plan_hash")"; echo "source=$source"; echo "hash=$(cat "$T/loaded_hash")"
@@ -351,6 +451,50 @@ cmd_generation() { # N
   g=$S/generations/$(printf '%06d' "$1")
   [ -f "$g/rules.v4" ] || die "$E_NOTXN" "no generation $1 on this host"
   cat "$g/rules.v4"; echo "$SPLIT"; cat "$g/rules.v6"
+  if [ -f "$g/ipsets" ]; then echo "$SETS_SPLIT"; cat "$g/ipsets"; fi
+}
+
+# Listening TCP and UDP sockets as `ss -ltnup` prints them (seed 003's discovery step).
+listeners() {
+  if has ss; then ss -ltnup 2>/dev/null || true; else echo "unavailable: ss not found"; fi
+}
+
+cmd_listeners() { echo "--- listeners"; listeners; echo "--- end"; }
+
+cmd_show() { # TABLE exact|human
+  [ $# -eq 2 ] || die "$E_USAGE" "show TABLE exact|human"
+  case "$1" in filter|nat|mangle|raw|security) ;; *) die "$E_USAGE" "unknown table $1" ;; esac
+  case "$2" in exact) x=-x ;; human) x= ;; *) die "$E_USAGE" "show TABLE exact|human" ;; esac
+  has iptables || die "$E_TOOL" "iptables not found on this host"
+  # -n: no DNS lookups, which a host whose firewall blocks DNS would hang on.
+  echo "--- v4"
+  iptables -t "$1" -v -n $x -L --line-numbers 2>&1 || true
+  echo "--- v6"
+  if has ip6tables; then ip6tables -t "$1" -v -n $x -L --line-numbers 2>&1 || true; fi
+  echo "--- end"
+}
+
+# Recent netfilter LOG lines (they carry IN= OUT= SRC= ...), from the journal
+# where journald runs, else from the kernel ring buffer.
+cmd_kernel_log() { # SECONDS
+  [ $# -eq 1 ] || die "$E_USAGE" "kernel-log SECONDS"
+  case "$1" in ''|*[!0-9]*) die "$E_USAGE" "kernel-log SECONDS" ;; esac
+  echo "now=$(date +%s)"
+  echo "uptime=$(cut -d' ' -f1 /proc/uptime 2>/dev/null || echo 0)"
+  if has journalctl && [ -d /run/systemd/journal ]; then
+    echo "source=journalctl"
+    echo "--- log"
+    journalctl -k -q --no-pager -o short-unix --since "-$1s" 2>/dev/null | grep ' IN=.* SRC=' | tail -n 5000 || true
+  elif has dmesg; then
+    echo "source=dmesg"
+    echo "--- log"
+    { dmesg --time-format iso 2>/dev/null || dmesg 2>/dev/null || echo "unavailable: dmesg failed"; } | grep -e ' IN=.* SRC=' -e '^unavailable' | tail -n 5000 || true
+  else
+    echo "source=none"
+    echo "--- log"
+    echo "unavailable: neither journalctl nor dmesg"
+  fi
+  echo "--- end"
 }
 
 cmd_ensure_persistent() {
@@ -374,5 +518,8 @@ case "$verb" in
   history) cmd_history ;;
   generation) cmd_generation "$@" ;;
   ensure-persistent) cmd_ensure_persistent ;;
+  listeners) cmd_listeners ;;
+  show) cmd_show "$@" ;;
+  kernel-log) cmd_kernel_log "$@" ;;
   *) die "$E_USAGE" "unknown verb '$verb'" ;;
 esac

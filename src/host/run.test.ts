@@ -27,6 +27,9 @@ describe('host command line', () => {
   it('carries both families on one stdin and splits them back', () => {
     const joined = joinFamilies('*filter\nCOMMIT', '*filter\n:INPUT DROP [0:0]\nCOMMIT\n');
     expect(splitFamilies(joined)).toEqual({ v4: '*filter\nCOMMIT\n', v6: '*filter\n:INPUT DROP [0:0]\nCOMMIT\n' });
+    const sets = 'create fleetfw-web-private hash:ip family inet\nadd fleetfw-web-private 192.0.2.5\n';
+    const withSets = joinFamilies('*filter\nCOMMIT', '*filter\nCOMMIT', sets);
+    expect(splitFamilies(withSets)).toEqual({ v4: '*filter\nCOMMIT\n', v6: '*filter\nCOMMIT\n', ipsets: sets });
   });
 
   it('the host script is shellcheck-clean POSIX sh', () => {

@@ -22,6 +22,8 @@ export const HostExit = {
 } as const;
 
 export const SPLIT_LINE = '# fleetfw-split v6';
+/** Starts the optional third section: the ipsets the rules match (`ipset restore` format). */
+export const SETS_SPLIT_LINE = '# fleetfw-split ipsets';
 const SAFE_ARG = /^[A-Za-z0-9._:/=@+-]+$/;
 
 let scriptText: string | undefined;
@@ -47,15 +49,24 @@ export function hostCommand(verb: string, args: readonly string[], sudo: boolean
   return `${sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(hostScript())} fleetfw-host ${[verb, ...args].join(' ')}`;
 }
 
-/** Candidate rules for both families as one stdin stream. */
-export function joinFamilies(v4: string, v6: string): string {
-  return `${v4.endsWith('\n') ? v4 : `${v4}\n`}${SPLIT_LINE}\n${v6}`;
+const withNewline = (t: string) => (t.endsWith('\n') || t === '' ? t : `${t}\n`);
+
+/** Candidate rules for both families (and their ipsets, if any) as one stdin stream. */
+export function joinFamilies(v4: string, v6: string, ipsets?: string): string {
+  const sets = ipsets ? `${withNewline(v6)}${SETS_SPLIT_LINE}\n${ipsets}` : v6;
+  return `${v4.endsWith('\n') ? v4 : `${v4}\n`}${SPLIT_LINE}\n${sets}`;
 }
 
-export function splitFamilies(text: string): { v4: string; v6: string } {
+export function splitFamilies(text: string): { v4: string; v6: string; ipsets?: string } {
   const at = text.indexOf(`\n${SPLIT_LINE}\n`);
   if (at < 0) return { v4: text, v6: '' };
-  return { v4: text.slice(0, at + 1), v6: text.slice(at + SPLIT_LINE.length + 2) };
+  const v4 = text.slice(0, at + 1);
+  const rest = text.slice(at + SPLIT_LINE.length + 2);
+  const marker = `${SETS_SPLIT_LINE}\n`;
+  const found = rest.indexOf(`\n${marker}`);
+  const sets = rest.startsWith(marker) ? 0 : found < 0 ? -1 : found + 1;
+  if (sets < 0) return { v4, v6: rest };
+  return { v4, v6: rest.slice(0, sets), ipsets: rest.slice(sets + marker.length) };
 }
 
 export async function runHost(

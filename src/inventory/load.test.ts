@@ -147,6 +147,7 @@ describe('loadInventory: one problem per rule', () => {
     ['bad-generations', '3:16: settings.generations: generations must be 1-100, got 101'],
     ['bad-install-persistent', '3:23: settings.install_persistent: expected true or false, got a string'],
     ['bad-known-hosts', '3:16: settings.known_hosts: expected a string, got a list'],
+    ['bad-ipset-threshold', '3:20: settings.ipset_threshold: ipset_threshold (members) must be 0-1000000, got -1'],
     ['bad-preserve', '2:12: preserve[0]: "f2b *" is not a valid chain pattern (1-28 of A-Z a-z 0-9 _ . + * -)'],
   ];
   it.each(cases)('%s', (name, expected) => {
@@ -158,6 +159,28 @@ describe('loadInventory: one problem per rule', () => {
       'bad/missing-base.yaml:8:3: hosts.tunnel-1.base: no base given (set "base" here or in defaults)',
       'bad/missing-base.yaml:12:3: hosts.mysql-1.base: no base given (set "base" here or in defaults)',
     ]);
+  });
+
+  it('bad-health: unknown role, unknown probing host, missing port', () => {
+    expect(badFixture('bad-health')).toEqual([
+      'bad/bad-health.yaml:16:3: health.mysq: unknown role or group "mysq" (did you mean "mysql"?)',
+      'bad/bad-health.yaml:19:27: health.mysql[0].from: unknown host "tunel-1" (did you mean "tunnel-1"?)',
+      'bad/bad-health.yaml:20:7: health.mysql[1]: missing "port"',
+    ]);
+  });
+
+  it('settings.ipset_threshold loads (absent = the renderer default)', () => {
+    const text = readFileSync(path.join(FIXTURES, 'bad', 'bad-window.yaml'), 'utf8');
+    const at = path.join(FIXTURES, 'bad', 'x.yaml');
+    expect(parseInventory(text.replace('window: 2', 'ipset_threshold: 20'), 'x.yaml', at).settings.ipsetThreshold).toBe(20);
+    expect(parseInventory(text.replace('window: 2', 'window: 30'), 'x.yaml', at).settings.ipsetThreshold).toBeUndefined();
+  });
+
+  it('health probes load per role', () => {
+    const text = readFileSync(path.join(FIXTURES, 'bad', 'unknown-network.yaml'), 'utf8').replace('    network: lam\n', '');
+    const inv = parseInventory(`${text}health:\n  mysql:\n    - { port: 3306 }\n    - { port: 22, from: tunnel-1 }\n`, 'x.yaml', path.join(FIXTURES, 'bad', 'x.yaml'));
+    expect(Object.keys(inv.health)).toEqual(['mysql']);
+    expect(inv.health.mysql!.map(({ port, from }) => ({ port, from }))).toEqual([{ port: 3306, from: undefined }, { port: 22, from: 'tunnel-1' }]);
   });
 
   it('an unreadable file is one problem', () => {

@@ -41,12 +41,13 @@ import {
 } from './tokens.js';
 import type { Checked } from './tokens.js';
 
-const TOP_KEYS = ['version', 'templates', 'operators', 'networks', 'defaults', 'settings', 'preserve', 'externals', 'hosts', 'intents'];
+const TOP_KEYS = ['version', 'templates', 'operators', 'networks', 'defaults', 'settings', 'preserve', 'externals', 'health', 'hosts', 'intents'];
+const HEALTH_KEYS = ['port', 'from'];
 const DEFAULTS_KEYS = ['base', 'interfaces', 'ssh', 'vars'];
 const HOST_KEYS = ['public', 'private', 'public6', 'private6', 'roles', 'groups', 'base', 'network', 'interfaces', 'ssh', 'vars'];
 const INTERFACE_KEYS = ['public', 'private'];
 const SSH_KEYS = ['user', 'port', 'identity', 'sudo'];
-const SETTINGS_KEYS = ['window', 'generations', 'install_persistent', 'known_hosts'];
+const SETTINGS_KEYS = ['window', 'generations', 'install_persistent', 'known_hosts', 'ipset_threshold'];
 const NETWORK_KEYS = ['bastion'];
 const EXTERNAL_KEYS = ['address', 'address6', 'side'];
 const EXPECTS: Expect[] = ['allow', 'deny', 'reject', 'drop'];
@@ -166,7 +167,7 @@ class Reader {
         this.report(entry.key, `duplicate ${noun} ${quote(name)} (first defined at line ${first.key.line})`);
       } else if (keys && !keys.includes(name)) {
         const hint = suggest(name, keys);
-        this.report(entry.key, `unknown key ${quote(name)}${hint ? ` (did you mean "${hint}"?)` : ''}`);
+        this.report(entry.key, `unknown key ${quote(name)}${didYouMean(hint)}`);
       } else {
         out.set(name, entry);
       }
@@ -246,6 +247,9 @@ function joinPath(parent: string, key: string): string {
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(key)) return `${parent}[${quote(key)}]`;
   return parent ? `${parent}.${key}` : key;
 }
+
+/** ` (did you mean "x"?)` for a suggestion, or nothing. */
+const didYouMean = (s: string | undefined): string => (s ? ` (did you mean "${s}"?)` : '');
 
 /** The closest candidate within edit distance 2, for "did you mean" hints. */
 export function suggest(word: string, candidates: Iterable<string>): string | undefined {
@@ -370,6 +374,7 @@ function validate(r: Reader, root: YNode, absPath: string): Inventory | undefine
   const intentsEntry = top.get('intents');
   const intentList = intentsEntry && r.list(intentsEntry.node, intentsEntry.path);
   const intents = intentList?.flatMap((e) => readIntent(r, e, names) ?? []) ?? [];
+  const health = readHealth(r, top.get('health'), groupSites, hostByName);
 
   if (r.problems.length > 0 || !templatesDir) return undefined;
   return {
@@ -381,8 +386,31 @@ function validate(r: Reader, root: YNode, absPath: string): Inventory | undefine
     externals,
     intents,
     preserve,
+    health,
     settings,
   };
+}
+
+/** `health: { role: [{ port: 80, from: haproxy-www }] }`: probes run before a host of that role is confirmed. */
+function readHealth(r: Reader, e: Entry | undefined, roles: Map<string, Located>, hosts: Map<string, HostDraft>): Inventory['health'] {
+  const out: Inventory['health'] = {};
+  for (const [role, x] of (e && r.map(e.node, e.path)) ?? []) {
+    if (!roles.has(role)) r.report(x.key, `unknown role or group ${quote(role)}${didYouMean(suggest(role, roles.keys()))}`);
+    out[role] = (r.list(x.node, x.path) ?? []).flatMap((item) => {
+      const f = r.map(item.node, item.path, HEALTH_KEYS);
+      const port = f?.get('port');
+      if (!f || !port) {
+        if (f) r.report(r.where(item.node, item.path), 'missing "port"');
+        return [];
+      }
+      const p = r.int(port.node, port.path, 1, 65535, 'port');
+      const from = f.get('from');
+      const fromName = from && r.token(from.node, from.path, isHostName)?.value;
+      if (fromName && !hosts.has(fromName)) r.report(r.where(from.node, from.path), `unknown host ${quote(fromName)}${didYouMean(suggest(fromName, hosts.keys()))}`);
+      return p ? [{ port: p.value, ...(fromName ? { from: fromName } : {}), pos: r.pos(r.where(item.node, item.path)) }] : [];
+    });
+  }
+  return out;
 }
 
 function readTemplatesDir(r: Reader, e: Entry | undefined, absPath: string): string | undefined {
@@ -412,6 +440,7 @@ function readSettings(r: Reader, e: Entry | undefined): Settings {
     if (k === 'generations') s.generations = r.int(v.node, v.path, 1, 100, 'generations')?.value ?? s.generations;
     if (k === 'install_persistent') s.installPersistent = r.bool(v.node, v.path) ?? s.installPersistent;
     if (k === 'known_hosts') s.knownHosts = r.token(v.node, v.path, isLocalPath)?.value;
+    if (k === 'ipset_threshold') s.ipsetThreshold = r.int(v.node, v.path, 0, 1_000_000, 'ipset_threshold (members)')?.value;
   }
   return s;
 }
@@ -477,7 +506,7 @@ function readNetworks(r: Reader, e: Entry | undefined, at: Where, hosts: Map<str
     const other = servedBy.get(bastion.value);
     if (hosts && !host) {
       const hint = suggest(bastion.value, hosts.keys());
-      r.report(bastion, `bastion ${quote(bastion.value)} is not a host${hint ? ` (did you mean "${hint}"?)` : ''}`);
+      r.report(bastion, `bastion ${quote(bastion.value)} is not a host${didYouMean(hint)}`);
     } else if (host && host.addresses.public === undefined) {
       r.report(bastion, `bastion ${quote(bastion.value)} has no public address`);
     }
@@ -505,7 +534,7 @@ function assignNetworks(r: Reader, hosts: HostDraft[], networks: NetworkDraft[])
       const n = byName.get(h.network.value);
       if (!n) {
         const hint = suggest(h.network.value, byName.keys());
-        r.report(h.network, `unknown network ${quote(h.network.value)}${hint ? ` (did you mean "${hint}"?)` : ''}`);
+        r.report(h.network, `unknown network ${quote(h.network.value)}${didYouMean(hint)}`);
         continue;
       }
       if (served && served !== n) r.report(h.network, `host ${quote(h.name)} is the bastion of network "${served.name}" so it must be on it`);
@@ -612,7 +641,7 @@ function readIntent(r: Reader, e: Entry, names: Set<string>): IntentSpec | undef
   for (const name of [from, to]) {
     if (names.has(name)) continue;
     const hint = suggest(name, names);
-    bad(`unknown host, group or external ${quote(name)}${hint ? ` (did you mean "${hint}"?)` : ''}`);
+    bad(`unknown host, group or external ${quote(name)}${didYouMean(hint)}`);
   }
   let proto: Proto = 'icmp';
   let port: number | undefined;

@@ -6,7 +6,11 @@ import type { HostSpec, Inventory } from '../model/inventory.js';
 export function groupMembers(inv: Inventory): Map<string, HostSpec[]> {
   const out = new Map<string, HostSpec[]>();
   for (const host of inv.hosts) {
-    for (const g of host.groups) out.set(g, [...(out.get(g) ?? []), host]);
+    for (const g of host.groups) {
+      const list = out.get(g);
+      if (list) list.push(host);
+      else out.set(g, [host]);
+    }
   }
   return out;
 }

@@ -97,6 +97,16 @@ export interface Settings {
   installPersistent: boolean;
   /** Path to known_hosts; undefined = ~/.ssh/known_hosts. */
   knownHosts?: string;
+  /** A group reference with more members than this becomes one ipset match; undefined = the default (8). */
+  ipsetThreshold?: number;
+}
+
+/** A health probe run after the load and before confirming: `from` must reach the host on `port`. */
+export interface HealthProbe {
+  port: number;
+  /** A host name; undefined = the host's bastion. */
+  from?: string;
+  pos: SourcePos;
 }
 
 export interface Inventory {
@@ -113,5 +123,7 @@ export interface Inventory {
   intents: IntentSpec[];
   /** Chain-name patterns of other software (Docker, fail2ban) that fleetfw preserves. */
   preserve: string[];
+  /** Role → probes that must pass before a host with that role is confirmed. */
+  health: Record<string, HealthProbe[]>;
   settings: Settings;
 }

@@ -30,6 +30,24 @@ export interface PortMatch {
   multiport?: boolean;
 }
 
+/** `-m set --match-set NAME src|dst`: the address is (not) in the host's ipset NAME. */
+export interface SetMatch {
+  name: string;
+  negate: boolean;
+}
+
+/**
+ * An ipset (hash:ip) shipped with a host's rules: the members of a large group,
+ * so that a group reference is one rule instead of one rule per member. Objects
+ * are shared between hosts that get the same set (see render.ts).
+ */
+export interface IpSet {
+  name: string;
+  family: Family;
+  /** Canonical addresses, sorted. */
+  members: readonly string[];
+}
+
 export type CtState = 'NEW' | 'ESTABLISHED' | 'RELATED' | 'INVALID' | 'UNTRACKED';
 
 export interface Rule {
@@ -40,6 +58,8 @@ export interface Rule {
   /** Matches the evaluator understands. Absent = not constrained. */
   src?: AddrMatch;
   dst?: AddrMatch;
+  srcSet?: SetMatch;
+  dstSet?: SetMatch;
   in?: NameMatch;
   out?: NameMatch;
   proto?: { name: string; negate: boolean };
@@ -62,7 +82,7 @@ export interface Rule {
   comment?: string;
   /**
    * Printed order of the match modules, as iptables-save keeps them: `proto` (the
-   * tcp/udp/icmp/icmp6 match), `multiport:dports|sports|ports`, `state`, `limit`,
+   * tcp/udp/icmp/icmp6 match), `multiport:dports|sports|ports`, `set:src|dst`, `state`, `limit`,
    * `comment`, `unmodelled:<i>` (index into `unmodelled`). Absent = that order.
    */
   matchOrder?: string[];
@@ -99,4 +119,6 @@ export interface Table {
 export interface RuleSet {
   family: Family;
   tables: Table[];
+  /** The ipsets the rules match against, by name; absent = not known (set matches evaluate to unknown). */
+  sets?: ReadonlyMap<string, IpSet>;
 }

@@ -21,13 +21,14 @@ export type ParsedFleet = Map<string, { v4: RuleSet; v6: RuleSet }>;
 export function parseFleet(rendered: RenderedHost[]): ParsedFleet {
   const out: ParsedFleet = new Map();
   for (const r of rendered) {
+    const sets = new Map((r.ipsets ?? []).map((s) => [s.name, s]));
     const parse = (family: Family) => {
       const key = family === 4 ? 'v4' : 'v6';
       const { ruleSet, problems } = parseRuleSet(r[key].text, { family, file: `${r.host}/rules.${key}` });
       if (problems.length > 0) {
         throw new Error(`${r.host}/rules.${key}: ${problems.map((p) => `line ${p.line}: ${p.message}`).join('; ')}`);
       }
-      return ruleSet;
+      return sets.size > 0 ? { ...ruleSet, sets } : ruleSet;
     };
     out.set(r.host, { v4: parse(4), v6: parse(6) });
   }

@@ -1,6 +1,10 @@
 // Chains and rules that belong to other software (Docker, fail2ban, Kubernetes):
 // fleetfw neither diffs them nor deletes them, and puts them back on every load.
+import type { Family } from '../model/inventory.js';
 import type { Chain, Rule, RuleSet } from '../model/ruleset.js';
+import { cidrContains, isWholeSpace } from '../analyze/cidr.js';
+import { formatRuleSet } from '../analyze/format.js';
+import { parseRuleSet } from '../analyze/parse.js';
 
 /** Chain names other software creates, matched as globs. */
 export const BUILTIN_FOREIGN_CHAINS = ['DOCKER', 'DOCKER-*', 'f2b-*', 'fail2ban-*', 'KUBE-*', 'CILIUM_*', 'cali-*', 'FLANNEL-*', 'LIBVIRT_*', 'ts-*', 'ufw-*'];
@@ -24,9 +28,21 @@ export function isForeignChain(name: string, patterns: readonly string[]): boole
   return [...BUILTIN_FOREIGN_CHAINS, ...patterns].some((p) => globMatch(p, name));
 }
 
-function isForeignRule(rule: Rule, foreignChains: Set<string>): boolean {
-  if (rule.target && foreignChains.has(rule.target)) return true;
+function onForeignInterface(rule: Rule): boolean {
   return [rule.in?.name, rule.out?.name].some((n) => n !== undefined && FOREIGN_INTERFACES.some((p) => globMatch(p, n.replace(/\+$/, '*'))));
+}
+
+/** Networks behind container bridges, named by rules on those bridges such as Docker's `-s 172.17.0.0/16 ! -o docker0 -j MASQUERADE`. */
+function containerNets(rules: Rule[]): string[] {
+  return rules.filter((r) => onForeignInterface(r) && r.src && !r.src.negate && !isWholeSpace(r.src.cidr)).map((r) => r.src!.cidr);
+}
+
+function isForeignRule(rule: Rule, foreignChains: Set<string>, nets: string[]): boolean {
+  if (rule.target && foreignChains.has(rule.target)) return true;
+  if (onForeignInterface(rule)) return true;
+  // Container to container, e.g. Docker's hairpin `-s 172.17.0.2/32 -d 172.17.0.2/32 … -j MASQUERADE` for a published port.
+  const { src, dst } = rule;
+  return !!src && !!dst && !src.negate && !dst.negate && nets.some((n) => cidrContains(n, src.cidr) && cidrContains(n, dst.cidr));
 }
 
 /** Split a live rule set into what fleetfw manages and what it must preserve. */
@@ -35,11 +51,12 @@ export function splitForeign(rs: RuleSet, patterns: readonly string[]): { manage
   const tables = rs.tables.map((t) => {
     const foreignChains = new Set(t.chains.filter((c) => !c.builtin && isForeignChain(c.name, patterns)).map((c) => c.name));
     const part: ForeignPart = { table: t.name, chains: t.chains.filter((c) => foreignChains.has(c.name)), rules: [] };
+    const nets = containerNets(t.chains.flatMap((c) => c.rules));
     const chains = t.chains
       .filter((c) => !foreignChains.has(c.name))
       .map((c) => {
-        const ours = c.rules.filter((r) => !isForeignRule(r, foreignChains));
-        part.rules.push(...c.rules.filter((r) => isForeignRule(r, foreignChains)));
+        const ours = c.rules.filter((r) => !isForeignRule(r, foreignChains, nets));
+        part.rules.push(...c.rules.filter((r) => isForeignRule(r, foreignChains, nets)));
         return { ...c, rules: ours };
       });
     if (part.chains.length > 0 || part.rules.length > 0) foreign.push(part);
@@ -66,6 +83,20 @@ export function mergeForeign(desired: RuleSet, foreign: ForeignPart[]): RuleSet 
     return { ...t, chains: [...chains, ...missing] };
   });
   return { ...desired, tables };
+}
+
+/**
+ * A saved dump (a generation: what ran, other software's parts included)
+ * reduced to fleetfw's own rules. A rollback merges today's foreign parts in
+ * like any apply; the dump's own copies would come in twice (duplicate jumps)
+ * or stale.
+ */
+export function withoutForeign(text: string, family: Family, patterns: readonly string[]): string {
+  const { ruleSet, problems } = parseRuleSet(text, { family, file: 'generation' });
+  // Unparseable text is left for the plan to report.
+  if (problems.length > 0) return text;
+  const { managed, foreign } = splitForeign(ruleSet, patterns);
+  return foreign.length > 0 ? formatRuleSet(managed) : text;
 }
 
 export function describeForeign(parts: ForeignPart[]): string[] {

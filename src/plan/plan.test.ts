@@ -3,7 +3,7 @@ import { parseRuleSet } from '../analyze/parse.js';
 import { formatRuleSet } from '../analyze/format.js';
 import type { HostFacts } from '../host/facts.js';
 import type { RenderedHost } from '../render/render.js';
-import { globMatch, mergeForeign, splitForeign } from './foreign.js';
+import { globMatch, mergeForeign, splitForeign, withoutForeign } from './foreign.js';
 import { assemblePlan, failedHostPlan, planLiveHost, planOfflineHost } from './plan.js';
 import { formatPlanMarkdown, formatPlanText } from './report.js';
 
@@ -110,6 +110,21 @@ describe('foreign chains', () => {
     expect(merged).toContain('-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT');
     expect(merged).not.toContain('*nat');
   });
+
+  it("counts Docker's hairpin MASQUERADE of a published port as Docker's; other nat rules stay ours", () => {
+    const live = DOCKER_LIVE.replace(
+      '-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n',
+      '$&-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE\n-A POSTROUTING -s 192.0.2.0/24 -d 192.0.2.5/32 -j MASQUERADE\n',
+    );
+    const { managed, foreign } = splitForeign(parse4(live), []);
+    expect(foreign.find((p) => p.table === 'nat')!.rules.map((r) => r.text)).toEqual([
+      '-m addrtype --dst-type LOCAL -j DOCKER',
+      '-s 172.17.0.0/16 ! -o docker0 -j MASQUERADE',
+      '-s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE',
+    ]);
+    const nat = managed.tables.find((t) => t.name === 'nat')!;
+    expect(nat.chains.flatMap((c) => c.rules.map((r) => r.text))).toEqual(['-s 192.0.2.0/24 -d 192.0.2.5/32 -j MASQUERADE']);
+  });
 });
 
 describe('live host plan', () => {
@@ -127,6 +142,15 @@ describe('live host plan', () => {
     expect(plan.unmanagedTables).toEqual([]);
     expect(plan.desired!.v4).toContain('-A FORWARD -j DOCKER-USER');
     expect(plan.desired!.v6).toBe(RENDERED_V6);
+  });
+
+  it("rolls back to a saved generation (Docker's parts included) with Docker's jumps loaded once", () => {
+    const plan = planLiveHost(rendered(withoutForeign(DOCKER_LIVE, 4, [])), facts(DOCKER_LIVE), []);
+    const count = (line: string) => plan.desired!.v4.split('\n').filter((l) => l === line).length;
+    expect(count('-A FORWARD -j DOCKER-USER')).toBe(1);
+    expect(count('-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER')).toBe(1);
+    expect(count(':DOCKER - [0:0]')).toBe(2);
+    expect(plan.diffs.flatMap((d) => d.patch.split('\n')).filter((l) => /^[-+].*DOCKER/.test(l))).toEqual([]);
   });
 
   it('is in sync when the live dump matches, counters and comments aside', () => {

@@ -9,12 +9,15 @@ import type { HostFacts, PendingTxn } from '../host/facts.js';
 import { parseRuleSet } from '../analyze/parse.js';
 import { formatRuleSet } from '../analyze/format.js';
 import { describeForeign, mergeForeign, splitForeign } from './foreign.js';
+import { formatIpSets, parseIpSets } from '../render/ipsets.js';
 
 export const PLAN_FORMAT = 'fleetfw-plan';
 export const PLAN_VERSION = 1;
 
 export interface FamilyDiff {
   family: Family;
+  /** Set for the diff of the host's ipsets (not a rules file of `family`). */
+  what?: 'ipsets';
   added: number;
   removed: number;
   /** Unified diff, live (or stored) → rendered; empty when in sync. */
@@ -33,8 +36,8 @@ export interface HostPlan {
   /** Tables with rules that fleetfw's templates do not declare: left untouched. */
   unmanagedTables: string[];
   notes: string[];
-  /** What apply loads: rendered rules plus the preserved parts (restore format). */
-  desired?: { v4: string; v6: string };
+  /** What apply loads: rendered rules plus the preserved parts (restore format), and the ipsets they match. */
+  desired?: { v4: string; v6: string; ipsets?: string };
   /** Hash of the live rules the plan was made against (a stale plan is refused). */
   liveHash?: string;
   /** A transaction left on the host by an interrupted apply. */
@@ -42,6 +45,10 @@ export interface HostPlan {
   generation?: number;
   /** Persisted rules.v4/v6 differ from what runs. */
   persistedDrift?: boolean;
+  /** Live plans: listening services the rendered rules would block or expose (see analyze/exposure.ts). */
+  warnings?: string[];
+  /** iptables-persistent is not installed: the rules would not come back after a reboot. */
+  persistentMissing?: boolean;
 }
 
 export interface Plan {
@@ -90,10 +97,21 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
     persistedDrift: facts.persistedHash !== facts.liveHash,
   };
   if (facts.txn) plan.leftover = facts.txn;
+  if (!facts.persistent) {
+    plan.persistentMissing = true;
+    plan.notes.push('iptables-persistent is not installed: apply installs it (unless --no-install-persistent)');
+  }
   if (facts.backend === 'mixed') {
     return { ...plan, status: 'error', error: 'both iptables backends (nft and legacy) hold rules: refusing to guess which one is live' };
   }
   if (!facts.restore) return { ...plan, status: 'error', error: 'iptables-restore / ip6tables-restore not found on the host' };
+  const ipsets = formatIpSets(rendered.ipsets ?? []);
+  // Refused rather than degraded: the threshold setting is the operator's choice of per-member rules.
+  if (ipsets && (!facts.ipset || facts.ipsetPersistent === false)) {
+    const missing = facts.ipset ? 'ipset-persistent (the host would boot its rules without their sets)' : 'ipset';
+    const names = (rendered.ipsets ?? []).map((s) => s.name).join(', ');
+    return { ...plan, status: 'error', error: `the rules match ipsets (${names}) but ${missing} is not installed: apt-get install ipset ipset-persistent, or raise settings.ipset_threshold to get one rule per member` };
+  }
   const canonical = facts.canonical && 'v4' in facts.canonical ? facts.canonical : undefined;
   if (facts.canonical && 'unavailable' in facts.canonical) {
     plan.notes.push(`host could not canonicalise the rules (${facts.canonical.unavailable}); compared fleetfw's own formatting`);
@@ -119,13 +137,16 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
     // Upload the rendered text itself unless other software's parts must be merged in.
     desired[key] = ownForeign.length > 0 ? formatRuleSet(mergeForeign(want, ownForeign)) : rendered[key].text;
   }
-  plan.desired = desired;
+  const liveSets = formatIpSets(parseIpSets(facts.ipsets ?? ''));
+  const setDiff = diffText(`${rendered.host}/ipsets`, liveSets, ipsets, ['live', 'rendered']);
+  if (setDiff.patch) plan.diffs.push({ family: 4, what: 'ipsets', ...setDiff });
+  plan.desired = ipsets ? { ...desired, ipsets } : desired;
   if (plan.diffs.length > 0) plan.status = 'changes';
   return plan;
 }
 
 /** Compare rendered rules with a stored render (a snapshot folder), no SSH. */
-export function planOfflineHost(rendered: RenderedHost, stored: { v4?: string; v6?: string }): HostPlan {
+export function planOfflineHost(rendered: RenderedHost, stored: { v4?: string; v6?: string; ipsets?: string }): HostPlan {
   const plan: HostPlan = { host: rendered.host, status: 'in-sync', diffs: [], preserved: [], unmanagedTables: [], notes: [...rendered.notes] };
   for (const family of [4, 6] as const) {
     const key = family === 4 ? 'v4' : 'v6';
@@ -134,7 +155,10 @@ export function planOfflineHost(rendered: RenderedHost, stored: { v4?: string; v
     if (d.patch) plan.diffs.push({ family, ...d });
   }
   if (stored.v4 === undefined && stored.v6 === undefined) plan.notes.push('new host: no stored rules');
-  plan.desired = { v4: rendered.v4.text, v6: rendered.v6.text };
+  const ipsets = formatIpSets(rendered.ipsets ?? []);
+  const setDiff = diffText(`${rendered.host}/ipsets`, stored.ipsets ?? '', ipsets, [stored.ipsets === undefined ? 'absent' : 'snapshot', 'rendered']);
+  if (setDiff.patch) plan.diffs.push({ family: 4, what: 'ipsets', ...setDiff });
+  plan.desired = { v4: rendered.v4.text, v6: rendered.v6.text, ...(ipsets ? { ipsets } : {}) };
   if (plan.diffs.length > 0) plan.status = 'changes';
   return plan;
 }
@@ -146,7 +170,7 @@ export function failedHostPlan(host: string, status: 'unreachable' | 'error', er
 export function assemblePlan(mode: Plan['mode'], inventory: string, hosts: HostPlan[]): Plan {
   const sorted = [...hosts].sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
   const hash = createHash('sha256');
-  for (const h of sorted) hash.update(`${h.host}\0${h.desired?.v4 ?? ''}\0${h.desired?.v6 ?? ''}\0`);
+  for (const h of sorted) hash.update(`${h.host}\0${h.desired?.v4 ?? ''}\0${h.desired?.v6 ?? ''}\0${h.desired?.ipsets ? `${h.desired.ipsets}\0` : ''}`);
   const count = (s: HostStatus) => sorted.filter((h) => h.status === s).length;
   return {
     format: PLAN_FORMAT,

@@ -23,7 +23,7 @@ function colorPatch(patch: string, c: InstanceType<typeof Chalk>): string {
 function counts(h: HostPlan): string {
   const added = h.diffs.reduce((n, d) => n + d.added, 0);
   const removed = h.diffs.reduce((n, d) => n + d.removed, 0);
-  return `+${added} -${removed} (${h.diffs.map((d) => `rules.v${d.family}`).join(', ')})`;
+  return `+${added} -${removed} (${h.diffs.map((d) => d.what ?? `rules.v${d.family}`).join(', ')})`;
 }
 
 export function formatPlanText(plan: Plan, opts: { color: boolean; showInSync?: boolean }): string {
@@ -42,6 +42,7 @@ export function formatPlanText(plan: Plan, opts: { color: boolean; showInSync?: 
     for (const t of h.unmanagedTables) out.push(c.dim(`    unmanaged table left as is: ${t}`));
     for (const n of h.notes) out.push(c.dim(`    note: ${n}`));
     if (h.persistedDrift) out.push(c.yellow('    warning: persisted rules.v4/rules.v6 differ from the live rules'));
+    for (const w of h.warnings ?? []) out.push(c.yellow(`    warning: ${w}`));
     if (h.leftover) {
       const l = h.leftover;
       out.push(c.yellow(`    leftover transaction ${l.id} (${l.state}, watchdog ${l.watchdogAlive ? 'armed' : 'gone'}, by ${l.user} at ${l.started})`));
@@ -63,24 +64,25 @@ export function summaryLine(plan: Plan): string {
 
 export function formatPlanMarkdown(plan: Plan): string {
   const shown = plan.hosts.filter((h) => h.status !== 'in-sync');
-  const out = [`### fleetfw plan for \`${plan.inventory}\``, '', `**${summaryLine(plan)}**`, ''];
+  const out = [`### fleetfw plan for ${markdownCode(plan.inventory)}`, '', `**${summaryLine(plan)}**`, ''];
   if (shown.length > 0) {
     out.push('| host | status | added | removed | notes |', '|---|---|---:|---:|---|');
     for (const h of shown) {
       const added = h.diffs.reduce((n, d) => n + d.added, 0);
       const removed = h.diffs.reduce((n, d) => n + d.removed, 0);
-      const notes = [h.error, ...h.preserved.map((p) => `preserved ${p}`), h.leftover && `leftover transaction ${h.leftover.id}`]
+      const notes = [h.error, ...h.preserved.map((p) => `preserved ${p}`), h.leftover && `leftover transaction ${h.leftover.id}`, ...(h.warnings ?? []).map((w) => `warning: ${w}`)]
         .filter(Boolean)
-        .join('; ')
-        .replace(/\|/g, '\\|');
-      out.push(`| \`${h.host}\` | ${h.status} | ${added} | ${removed} | ${notes} |`);
+        .join('; ');
+      out.push(`| ${markdownCode(h.host).replace(/\|/g, '\\|')} | ${h.status} | ${added} | ${removed} | ${markdownCell(notes)} |`);
     }
     out.push('');
   }
   for (const h of shown.filter((x) => x.diffs.length > 0)) {
-    out.push(`<details><summary><code>${h.host}</code>: ${counts(h)}</summary>`, '', '```diff');
+    // A fence longer than any backtick run in the rules (comments can hold backticks).
+    const fence = '`'.repeat(Math.max(3, longestBacktickRun(h.diffs.map((d) => d.patch).join('\n')) + 1));
+    out.push(`<details><summary><code>${escapeHtml(h.host)}</code>: ${counts(h)}</summary>`, '', `${fence}diff`);
     for (const d of h.diffs) out.push(d.patch.trimEnd());
-    out.push('```', '', '</details>', '');
+    out.push(fence, '', '</details>', '');
   }
   const hidden = plan.summary.inSync;
   out.push(`<sub>${hidden} unchanged host${hidden === 1 ? '' : 's'} hidden · ${plan.mode} plan · hash \`${plan.planHash}\`</sub>`, '');
@@ -96,4 +98,24 @@ function indent(text: string): string {
     .split('\n')
     .map((l) => `    ${l}`)
     .join('\n');
+}
+
+function longestBacktickRun(text: string): number {
+  return Math.max(0, ...(text.match(/`+/g) ?? []).map((r) => r.length));
+}
+
+/** Inline code that survives backticks in the text. */
+export function markdownCode(text: string): string {
+  const fence = '`'.repeat(longestBacktickRun(text) + 1);
+  const pad = text.startsWith('`') || text.endsWith('`') ? ' ' : '';
+  return `${fence}${pad}${text}${pad}${fence}`;
+}
+
+/** Plain text in a table cell: no column break, no markup, no HTML, one line. */
+export function markdownCell(text: string): string {
+  return text.replace(/[\\`|*_[\]<>]/g, (ch) => `\\${ch}`).replace(/\r?\n/g, ' ');
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }

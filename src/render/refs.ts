@@ -4,6 +4,7 @@
 // rule, a newline or a shell word.
 import { isIP } from 'node:net';
 import type { Family, HostSpec, Inventory } from '../model/inventory.js';
+import { quote } from '../inventory/tokens.js';
 
 export type ValueType = 'addr' | 'cidr' | 'iface' | 'port' | 'portrange' | 'word';
 
@@ -44,7 +45,7 @@ const LIST_SLOTS = new Set(['--dports', '--sports', '--ports']);
 
 const REF = /^\{\{\s*([A-Za-z0-9_.:-]+)\s*\}\}$/;
 const ADDRESS_FIELDS = ['public', 'private', 'public6', 'private6'] as const;
-type AddressField = (typeof ADDRESS_FIELDS)[number];
+export type AddressField = (typeof ADDRESS_FIELDS)[number];
 
 export function classifyValue(value: string): TypedValue | undefined {
   const ip = isIP(value);
@@ -68,6 +69,16 @@ export function tokenizeRule(text: string): Array<{ text: string; col: number }>
   return [...text.matchAll(re)].map((m) => ({ text: m[0], col: m.index + 1 }));
 }
 
+/** `group.<g>.<field>` / `peers.<g>.<field>` with an address field: what an ipset can stand for. */
+export function groupReference(token: string): { kind: 'group' | 'peers'; group: string; field: AddressField } | undefined {
+  const parts = REF.exec(token)?.[1]?.split('.');
+  if (!parts || parts.length < 3) return undefined;
+  const [kind, ...rest] = parts;
+  const field = rest.pop()!;
+  if ((kind !== 'group' && kind !== 'peers') || !(ADDRESS_FIELDS as readonly string[]).includes(field)) return undefined;
+  return { kind, group: rest.join('.'), field: field as AddressField };
+}
+
 export function isReference(token: string): boolean {
   return token.includes('{{') || token.includes('}}');
 }
@@ -79,7 +90,8 @@ export function resolveReference(
   ctx: RefContext,
 ): { values: TypedValue[]; joined: boolean } | { error: string } {
   const m = REF.exec(token);
-  if (!m) return { error: `"${token.replace(/\s+/g, ' ')}" is not a reference: write it as a whole word, e.g. {{ self.private }}` };
+  // quote(): a template's U+202E or U+2028 must not reach the terminal raw.
+  if (!m) return { error: `${quote(token.replace(/\s+/g, ' '))} is not a reference: write it as a whole word, e.g. {{ self.private }}` };
   const ref = m[1]!;
   const slot = option === undefined ? undefined : SLOT_TYPES[option];
   if (!slot) {

@@ -128,6 +128,9 @@ describe('errors name the template file and line', () => {
     ['-A INPUT -i {{ self.private }} -j ACCEPT', 'templates/roles/mysql.v4:2:13: hosts.mysql-1: {{ self.private }} gives "192.0.2.14" (an address) but -i takes an interface name'],
     ['-A INPUT -s {{ self.public6 }} -j ACCEPT', 'templates/roles/mysql.v4:2:13: hosts.mysql-1: {{ self.public6 }}: host mysql-1 has no public6 address'],
     ['-A INPUT -s x{{ self.private }} -j ACCEPT', 'templates/roles/mysql.v4:2:13: hosts.mysql-1: "x{{ self.private }}" is not a reference: write it as a whole word, e.g. {{ self.private }}'],
+    // Odd Unicode in a template is escaped in the message, never printed raw.
+    ['-A INPUT -s {{ host.mysql\u202e-1.private }} -j ACCEPT', 'templates/roles/mysql.v4:2:13: hosts.mysql-1: "{{ host.mysql\\u202e-1.private }}" is not a reference: write it as a whole word, e.g. {{ self.private }}'],
+    ['-A INPUT -s {{ \uff48ost.mysql-1.private }} -j ACCEPT', 'templates/roles/mysql.v4:2:13: hosts.mysql-1: "{{ \\uff48ost.mysql-1.private }}" is not a reference: write it as a whole word, e.g. {{ self.private }}'],
     ['-A INPUT -s {{ vars.dns }} -j ACCEPT', 'templates/roles/mysql.v4:2:13: hosts.mysql-1: {{ vars.dns }}: host mysql-1 has no var "dns"'],
   ];
   for (const [line, message] of cases) {
@@ -141,7 +144,7 @@ describe('errors name the template file and line', () => {
   it('reports template syntax problems with file and line', () => {
     const { problems } = parseTemplate('*filter\n-A INPUT -j ACCEPT\n%nope\n', 'templates/roles/x.v4');
     expect(problems.map((p) => `${p.file}:${p.line}:${p.col}: ${p.message}`)).toEqual([
-      'templates/roles/x.v4:3:1: unknown directive "%nope" (known: %roles, %management off)',
+      'templates/roles/x.v4:3:1: unknown directive "%nope" (known: %roles, %management off, %log-drops)',
       'templates/roles/x.v4:1:1: table *filter has no COMMIT',
     ]);
   });

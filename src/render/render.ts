@@ -1,12 +1,16 @@
 // Compose one complete rule set per host and family from its base template
 // and role fragments, substitute typed references, and add the management
 // path. Pure: templates come in as parsed values (see load-templates.ts).
+import { createHash } from 'node:crypto';
 import { InputError, type Problem } from '../errors.js';
 import type { Family, HostSpec, Inventory } from '../model/inventory.js';
-import type { Origin } from '../model/ruleset.js';
+import type { IpSet, Origin } from '../model/ruleset.js';
 import { bastionOf, groupMembers } from '../inventory/query.js';
-import { declaredChain, type Template, type TemplateLine } from './template.js';
-import { isReference, resolveReference, tokenizeRule, type RefContext } from './refs.js';
+import { declaredChain, LOG_DROPS_CHAIN, type LogDrops, type Template, type TemplateLine } from './template.js';
+import { groupReference, isReference, resolveReference, tokenizeRule, type AddressField, type RefContext } from './refs.js';
+
+/** Groups with more members than this are matched through an ipset (inventory `settings.ipset_threshold`). */
+export const DEFAULT_IPSET_THRESHOLD = 8;
 
 /** Parsed templates keyed by their path relative to the templates folder, e.g. `roles/db.v4`. */
 export type TemplateSet = Map<string, Template>;
@@ -25,6 +29,39 @@ export interface RenderedHost {
   v6: RenderedFamily;
   /** Facts a reviewer should see (closed IPv6, management path owner). */
   notes: string[];
+  /** ipsets the rules match against, sorted by name; absent or empty = none. Shared between hosts. */
+  ipsets?: IpSet[];
+}
+
+/** Large group references → one shared ipset per group and address field, for the whole fleet. */
+interface SetBuilder {
+  threshold: number;
+  /** undefined when the group is unknown or a member lacks the field: the expansion then reports it. */
+  get(group: string, field: AddressField): IpSet | undefined;
+}
+
+/** `fleetfw-<group>-<field>`, hashed when longer than ipset's 31 characters. */
+export function ipsetName(group: string, field: AddressField): string {
+  const name = `fleetfw-${group}-${field}`;
+  if (name.length <= 31) return name;
+  return `fleetfw-${group.slice(0, 12)}-${createHash('sha256').update(`${group}\0${field}`).digest('hex').slice(0, 10)}`;
+}
+
+function setBuilder(inv: Inventory, members: Map<string, HostSpec[]>): SetBuilder {
+  const cache = new Map<string, IpSet | undefined>();
+  return {
+    threshold: inv.settings.ipsetThreshold ?? DEFAULT_IPSET_THRESHOLD,
+    get(group, field) {
+      const name = ipsetName(group, field);
+      if (!cache.has(name)) {
+        const hosts = members.get(group);
+        const addrs = hosts?.map((h) => h[field]);
+        const complete = addrs !== undefined && addrs.every((a) => a !== undefined);
+        cache.set(name, complete ? { name, family: field.endsWith('6') ? 6 : 4, members: addrs as string[] } : undefined);
+      }
+      return cache.get(name);
+    },
+  };
 }
 
 /** The template files a host needs (v6 ones only if they exist). */
@@ -36,16 +73,19 @@ export function templatePaths(host: HostSpec, family: Family): string[] {
 export function renderFleet(inv: Inventory, templates: TemplateSet): RenderedHost[] {
   const problems: Problem[] = [];
   const members = groupMembers(inv);
+  const sets = setBuilder(inv, members);
   const rendered = inv.hosts.map((host) => {
     const ctxBase = { inv, self: host, bastion: bastionOf(inv, host), members: (g: string) => members.get(g) };
-    const v4 = renderFamily({ ...ctxBase, family: 4 }, templates, problems);
-    const v6 = renderFamily({ ...ctxBase, family: 6 }, templates, problems);
+    const used = new Map<string, IpSet>();
+    const v4 = renderFamily({ ...ctxBase, family: 4 }, templates, problems, { ...sets, used });
+    const v6 = renderFamily({ ...ctxBase, family: 6 }, templates, problems, { ...sets, used });
     const notes: string[] = [];
     if (v6.closedByDefault) notes.push(`IPv6 closed by default: no template bases/${host.base}.v6`);
     if (templates.get(`bases/${host.base}.v4`)?.managementOff) {
       notes.push(`management path owned by bases/${host.base}.v4 (%management off)`);
     }
-    return { host: host.name, v4, v6, notes };
+    const ipsets = [...used.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+    return { host: host.name, v4, v6, notes, ...(ipsets.length > 0 ? { ipsets } : {}) };
   });
   if (problems.length > 0) throw new InputError(sortProblems(problems));
   return rendered;
@@ -56,7 +96,9 @@ interface Out {
   origins: Array<Origin | undefined>;
 }
 
-function renderFamily(ctx: RefContext, templates: TemplateSet, problems: Problem[]): RenderedFamily {
+type HostSets = SetBuilder & { used: Map<string, IpSet> };
+
+function renderFamily(ctx: RefContext, templates: TemplateSet, problems: Problem[], sets: HostSets): RenderedFamily {
   const { self, family } = ctx;
   const base = templates.get(`bases/${self.base}.v${family}`);
   const roles = self.roles
@@ -96,6 +138,8 @@ function renderFamily(ctx: RefContext, templates: TemplateSet, problems: Problem
       ['INPUT', 'FORWARD', 'OUTPUT'].forEach((c) => declare('', { text: `:${c} ACCEPT [0:0]`, line: 0, indent: 0, kind: 'chain' }));
     }
     for (const { file, s } of fragments) s.lines.filter((l) => l.kind === 'chain').forEach((l) => declare(file, l));
+    const logDrops = logDropsOf(table, [...(section ? [{ file: base.file, s: section }] : []), ...fragments], problems, self.name);
+    if (logDrops) declare(logDrops.file, { text: `:${LOG_DROPS_CHAIN} - [0:0]`, line: logDrops.line, indent: 0, kind: 'chain' });
     if (table === 'filter' && management.length > 0) {
       emit(`# fleetfw: management path (SSH via bastion ${ctx.bastion.name})`);
       management.forEach((m) => emit(m));
@@ -105,26 +149,59 @@ function renderFamily(ctx: RefContext, templates: TemplateSet, problems: Problem
     for (const l of body) {
       if (l.kind === 'roles') {
         for (const { file, s } of fragments) {
-          for (const fl of s.lines) if (fl.kind !== 'chain') emitLine(file, fl, ctx, emit, problems);
+          for (const fl of s.lines) if (fl.kind !== 'chain') emitLine(file, fl, ctx, emit, problems, sets);
         }
       } else {
-        emitLine(base.file, l, ctx, emit, problems);
+        emitLine(base.file, l, ctx, emit, problems, sets);
       }
+    }
+    if (logDrops) {
+      const d = logDrops.drops;
+      emit(`# fleetfw: log what the chains above are about to drop (%log-drops, rate-limited)`);
+      emit(`-A ${LOG_DROPS_CHAIN} -m limit --limit ${d.rate} -j LOG --log-prefix "${d.prefix}" --log-level 7`, { file: logDrops.file, line: logDrops.line });
     }
     emit('COMMIT');
   }
   return { text: out.lines.join('\n') + '\n', origins: out.origins, closedByDefault: false };
 }
 
-/** Emit a template line, expanding list references into one rule per value. */
+const ADDRESS_SLOTS: Record<string, 'src' | 'dst'> = { '-s': 'src', '--source': 'src', '-d': 'dst', '--destination': 'dst' };
+
+/**
+ * A large group in an address slot becomes `-m set --match-set <set> src|dst` instead of
+ * one rule per member; `peers` keeps its meaning (members but this host) with `! -s self`.
+ * Returns the tokens that replace the option and the reference, or undefined to expand.
+ * Decided before resolving, so a 10,000-member group is never copied per host.
+ */
+function setTokens(option: string | undefined, before: string | undefined, token: string, ctx: RefContext, sets: HostSets): string[] | undefined {
+  const dir = option === undefined ? undefined : ADDRESS_SLOTS[option];
+  const ref = dir && groupReference(token);
+  // A negated group ("from none of them") stays expanded: `! -m set` of peers cannot keep self out.
+  if (!ref || before === '!') return undefined;
+  const set = sets.get(ref.group, ref.field);
+  if (!set || set.family !== ctx.family) return undefined;
+  const self = ctx.self[ref.field];
+  const excludeSelf = ref.kind === 'peers' && self !== undefined && ctx.self.groups.includes(ref.group);
+  if (set.members.length - (excludeSelf ? 1 : 0) <= sets.threshold) return undefined;
+  sets.used.set(set.name, set);
+  return [...(excludeSelf ? ['!', dir === 'src' ? '-s' : '-d', self] : []), '-m', 'set', '--match-set', set.name, dir];
+}
+
+/** Emit a template line, expanding list references into one rule per value (or one ipset match). */
 function emitLine(
   file: string,
   l: TemplateLine,
   ctx: RefContext,
   emit: (line: string, origin?: Origin) => void,
   problems: Problem[],
+  sets: HostSets,
 ): void {
   const origin = { file, line: l.line };
+  if (l.kind === 'log-drops') {
+    // The jump sits where the directive is: after the accepts, before the chain's final drop.
+    emit(`-A ${l.logDrops!.chain} -j ${LOG_DROPS_CHAIN}`, origin);
+    return;
+  }
   if (l.kind === 'comment') {
     emit(l.text, origin);
     return;
@@ -136,6 +213,11 @@ function emitLine(
     const { text: token, col } = tokens[i]!;
     if (!isReference(token)) {
       variants = variants.map((v) => [...v, token]);
+      continue;
+    }
+    const viaSet = setTokens(tokens[i - 1]?.text, tokens[i - 2]?.text, token, ctx, sets);
+    if (viaSet) {
+      variants = variants.map((v) => [...v.slice(0, -1), ...viaSet]);
       continue;
     }
     const r = resolveReference(token, tokens[i - 1]?.text, ctx);
@@ -189,6 +271,27 @@ function managementRules(ctx: RefContext): string[] {
     rules.push(`-A INPUT -i ${self.interfaces.private} ${tcp('--sport', p)} ${established} -j ACCEPT`);
   }
   return rules;
+}
+
+/** The table's `%log-drops` settings; every directive of a table must agree, since they share one LOG rule. */
+function logDropsOf(
+  table: string,
+  sources: Array<{ file: string; s: { lines: TemplateLine[] } }>,
+  problems: Problem[],
+  host: string,
+): { drops: LogDrops; file: string; line: number } | undefined {
+  let first: { drops: LogDrops; file: string; line: number } | undefined;
+  for (const { file, s } of sources) {
+    for (const l of s.lines) {
+      if (l.kind !== 'log-drops' || !l.logDrops) continue;
+      if (table !== 'filter') continue;
+      if (!first) first = { drops: l.logDrops, file, line: l.line };
+      else if (first.drops.rate !== l.logDrops.rate || first.drops.prefix !== l.logDrops.prefix) {
+        problems.push({ file, line: l.line, col: l.indent + 1, path: `hosts.${host}`, message: `%log-drops rate and prefix differ from ${first.file}:${first.line} (one LOG rule serves the table)` });
+      }
+    }
+  }
+  return first;
 }
 
 /** Seed 004's IPv6 deny-all, used when a base has no v6 template. */

@@ -8,7 +8,33 @@ export interface TemplateLine {
   line: number;
   /** Columns of leading white space, so messages point into the file as written. */
   indent: number;
-  kind: 'comment' | 'chain' | 'rule' | 'roles';
+  kind: 'comment' | 'chain' | 'rule' | 'roles' | 'log-drops';
+  /** For `%log-drops`: what to log and how often. */
+  logDrops?: LogDrops;
+}
+
+/** `%log-drops CHAIN [RATE] ["PREFIX"]`: seed 000's rate-limited LOG of what CHAIN is about to drop. */
+export interface LogDrops {
+  chain: string;
+  /** `-m limit --limit` value, e.g. `60/min`. */
+  rate: string;
+  prefix: string;
+}
+
+/** The user chain the directive jumps to; one per table, holding the LOG rule. */
+export const LOG_DROPS_CHAIN = 'LOG-DROPS';
+export const LOG_DROPS_DEFAULTS = { rate: '60/min', prefix: 'fleetfw DROP: ' } as const;
+
+/** Parse the directive's arguments; a string is the problem. */
+export function parseLogDrops(text: string): LogDrops | string {
+  const m = /^%log-drops(?:\s+([A-Za-z][A-Za-z0-9_-]*))?(?:\s+(\d+\/[a-z]+))?(?:\s+"([^"]*)")?$/.exec(text);
+  if (!m || !m[1]) return 'expected %log-drops CHAIN [RATE] ["PREFIX"], e.g. %log-drops INPUT 60/min "fleetfw DROP: "';
+  const rate = m[2] ?? LOG_DROPS_DEFAULTS.rate;
+  if (!/^[1-9]\d{0,5}\/(s|sec|second|m|min|minute|h|hour|d|day)$/.test(rate)) return `bad rate "${rate}" (like 60/min, 1/sec, 100/hour)`;
+  const prefix = m[3] ?? LOG_DROPS_DEFAULTS.prefix;
+  // The kernel keeps 29 characters; quotes or backslashes would need escaping in iptables-save.
+  if (prefix.length < 1 || prefix.length > 29 || !/^[A-Za-z0-9 _.:=\/-]+$/.test(prefix)) return `bad prefix "${prefix}" (1 to 29 of A-Z a-z 0-9 space _ . : = / -)`;
+  return { chain: m[1], rate, prefix };
 }
 
 export interface TemplateSection {
@@ -49,9 +75,15 @@ export function parseTemplate(text: string, file: string): { template: Template;
     }
     if (trimmed.startsWith('%')) {
       if (trimmed === '%management off') template.managementOff = true;
+      else if (/^%log-drops\b/.test(trimmed)) {
+        const d = parseLogDrops(trimmed);
+        if (typeof d === 'string') problem(line, col, d);
+        else if (current?.table !== 'filter') problem(line, col, '%log-drops must be inside the *filter table');
+        else current.lines.push({ text: trimmed, line, indent: col - 1, kind: 'log-drops', logDrops: d });
+      }
       else if (trimmed === '%roles' && current) current.lines.push({ text: trimmed, line, indent: col - 1, kind: 'roles' });
       else if (trimmed === '%roles') problem(line, col, '%roles must be inside a table (after *filter)');
-      else problem(line, col, `unknown directive "${trimmed}" (known: %roles, %management off)`);
+      else problem(line, col, `unknown directive "${trimmed}" (known: %roles, %management off, %log-drops)`);
       return;
     }
     if (trimmed.startsWith('*')) {

@@ -35,6 +35,8 @@ export interface ExecOptions {
 export interface HostSession {
   readonly host: string;
   exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** Can this host open a TCP connection to address:port right now? (a direct-tcpip channel, closed at once) */
+  connectTcp(address: string, port: number, timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -410,6 +412,24 @@ function createSession(host: string, hop: TransportHop, client: Client, live: Se
           client.exec(command, onChannel);
         } catch (err) {
           reject(new TransportError(`${host}: cannot run a command: ${(err as Error).message}`, host, hop, 'channel'));
+        }
+      });
+    },
+    connectTcp(address, port, timeoutMs) {
+      // The host's sshd connects for us: the answer is what the network lets through from there.
+      return new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), timeoutMs);
+        try {
+          client.forwardOut('127.0.0.1', 0, address, port, (err, stream) => {
+            clearTimeout(timer);
+            if (err) return resolve(false);
+            stream.on('error', () => undefined);
+            stream.end();
+            resolve(true);
+          });
+        } catch {
+          clearTimeout(timer);
+          resolve(false);
         }
       });
     },

@@ -1,0 +1,283 @@
+// fleetfw's benchmark (issue 5). Two modes:
+//   npm run bench -- --hosts N [--parallel P] [--json FILE] [--ipset-threshold T]
+//       brings up an N-host S1-like lab (tunnel-1 + N-1 targets) and measures, at the same
+//       concurrency: the floor (bench/floor.ts), `fleetfw plan` and `fleetfw apply --yes`
+//       (wall time of the real CLI, run from the operator namespace), render + analysis
+//       in-process, and the CLI's peak RSS (GNU time). The lab is always torn down.
+//   npm run bench -- --render 1000,10000 [--json FILE] [--ipset-threshold T]
+//       render + analysis of generated fleets without SSH, each size in its own process.
+//   npm run bench -- --rules 100,1000
+//       rules per host of those fleets with one rule per group member (ipsets off) and with ipsets.
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadInventory } from '../src/inventory/load.js';
+import { loadTemplates } from '../src/render/load-templates.js';
+import { renderFleet } from '../src/render/render.js';
+import { checkFleet, parseFleet } from '../src/plan/checks.js';
+import { verifyIntents } from '../src/analyze/intents.js';
+import { labSpecFromInventory, OPERATOR, startLab, type Lab } from '../src/lab/lab.js';
+import { labEnv } from '../src/cli/lab-commands.js';
+import { DEFAULT_PARALLEL } from '../src/cli/live-commands.js';
+import { fleetRoles, writeFleet } from './fleet.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CLI = join(ROOT, 'dist/cli/main.js');
+const TSX = join(ROOT, 'node_modules/.bin/tsx');
+const FLOOR = join(ROOT, 'bench/floor.ts');
+const GNU_TIME = '/usr/bin/time';
+
+const { values: args } = parseArgs({
+  options: {
+    hosts: { type: 'string' },
+    parallel: { type: 'string' },
+    json: { type: 'string' },
+    render: { type: 'string' },
+    'render-one': { type: 'string' },
+    'ipset-threshold': { type: 'string' },
+    rules: { type: 'string' },
+  },
+});
+const threshold = args['ipset-threshold'] === undefined ? undefined : Number(args['ipset-threshold']);
+
+interface RenderFigures {
+  hosts: number;
+  load_s: number;
+  render_s: number;
+  analysis_s: number;
+  total_s: number;
+  peak_rss_mb: number;
+  rules_per_host_max: number;
+  rules_per_host_mean: number;
+  set_entries_per_host_max: number;
+}
+
+const seconds = (t0: number) => (performance.now() - t0) / 1000;
+const countRules = (text: string) => text.split('\n').filter((l) => l.startsWith('-A ')).length;
+
+/** Load, render, then everything apply checks before sending anything (lockout, lint, intents). */
+function renderAndAnalyse(file: string): Omit<RenderFigures, 'hosts' | 'peak_rss_mb'> {
+  const t0 = performance.now();
+  const inv = loadInventory(file);
+  const templates = loadTemplates(inv);
+  const load_s = seconds(t0);
+  const t1 = performance.now();
+  const rendered = renderFleet(inv, templates);
+  const render_s = seconds(t1);
+  const t2 = performance.now();
+  const parsed = parseFleet(rendered);
+  const findings = checkFleet(inv, parsed).filter((f) => f.severity === 'error');
+  const failed = verifyIntents(inv, parsed).filter((r) => !r.ok);
+  const analysis_s = seconds(t2);
+  if (findings.length > 0 || failed.length > 0) {
+    throw new Error(`the generated fleet fails its checks: ${JSON.stringify([...findings, ...failed.map((f) => f.intent.text)]).slice(0, 500)}`);
+  }
+  const rules = rendered.map((r) => countRules(r.v4.text) + countRules(r.v6.text));
+  const setEntries = rendered.map((r) => (r.ipsets ?? []).reduce((n, s) => n + s.members.length, 0));
+  return {
+    load_s,
+    render_s,
+    analysis_s,
+    total_s: load_s + render_s + analysis_s,
+    rules_per_host_max: Math.max(...rules),
+    rules_per_host_mean: Math.round((rules.reduce((a, b) => a + b, 0) / rules.length) * 10) / 10,
+    set_entries_per_host_max: Math.max(...setEntries),
+  };
+}
+
+function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string; wall_s: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr, wall_s: seconds(t0) }));
+  });
+}
+
+async function renderOne(n: number): Promise<RenderFigures> {
+  const file = writeFleet(n, { ipsetThreshold: threshold });
+  try {
+    const f = renderAndAnalyse(file);
+    return { hosts: n, ...f, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) };
+  } finally {
+    rmSync(dirname(file), { recursive: true, force: true });
+  }
+}
+
+/** Render only (no analysis: with one rule per member it grows as N³ at large N). */
+function ruleCounts(n: number, ipsetThreshold?: number): { max: number; mean: number; total: number; setEntries: number } {
+  const file = writeFleet(n, { ipsetThreshold });
+  try {
+    const inv = loadInventory(file);
+    const rendered = renderFleet(inv, loadTemplates(inv));
+    const rules = rendered.map((r) => countRules(r.v4.text) + countRules(r.v6.text));
+    const total = rules.reduce((a, b) => a + b, 0);
+    const setEntries = rendered.reduce((n, r) => n + (r.ipsets ?? []).reduce((m, s) => m + s.members.length, 0), 0);
+    return { max: Math.max(...rules), mean: Math.round((total / rules.length) * 10) / 10, total, setEntries };
+  } finally {
+    rmSync(dirname(file), { recursive: true, force: true });
+  }
+}
+
+function rulesMode(sizes: number[]): void {
+  const rows = sizes.map((n) => ({ hosts: n, per_member: ruleCounts(n, 1_000_000), ipsets: ruleCounts(n) }));
+  table(
+    ['hosts', 'rules/host max (per member)', 'mean', 'total', 'rules/host max (ipsets)', 'mean', 'total', 'set entries (fleet)'],
+    rows.map((r) => [r.hosts, r.per_member.max, r.per_member.mean, r.per_member.total, r.ipsets.max, r.ipsets.mean, r.ipsets.total, r.ipsets.setEntries]),
+  );
+  writeJson({ mode: 'rules', results: rows });
+}
+
+async function renderMode(sizes: number[]): Promise<void> {
+  const rows: RenderFigures[] = [];
+  for (const n of sizes) {
+    // Its own process: peak RSS is then this size's alone.
+    const extra = threshold === undefined ? [] : ['--ipset-threshold', String(threshold)];
+    const r = await run([TSX, fileURLToPath(import.meta.url), '--render-one', String(n), ...extra]);
+    if (r.code !== 0) throw new Error(`render of ${n} hosts failed:\n${r.stderr}`);
+    rows.push(JSON.parse(r.stdout.trim().split('\n').pop()!) as RenderFigures);
+  }
+  const head = ['hosts', 'load s', 'render s', 'analysis s', 'total s', 'peak RSS MB', 'rules/host max', 'mean', 'set entries/host max'];
+  table(head, rows.map((r) => [r.hosts, r.load_s.toFixed(2), r.render_s.toFixed(2), r.analysis_s.toFixed(2), r.total_s.toFixed(2), r.peak_rss_mb, r.rules_per_host_max, r.rules_per_host_mean, r.set_entries_per_host_max]));
+  writeJson({ mode: 'render', ipset_threshold: threshold ?? null, load: loadavg(), results: rows });
+}
+
+interface CliRun {
+  code: number;
+  wall_s: number;
+  peak_rss_mb: number;
+  /** CPU of the fleetfw process itself (user + system). */
+  cpu_s: number;
+  /** CPU of every lab host meanwhile: sshd (handshakes, forwarding) and what it ran (the host script). */
+  host_cpu_s: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The built CLI from the operator namespace, as `fleetfw lab run` does, under GNU time for the peak RSS. */
+async function cli(lab: Lab, argv: string[]): Promise<CliRun> {
+  const rssFile = join(lab.dir, `rss-${Date.now()}`);
+  const cpu0 = hostCpu(lab);
+  const r = await run(
+    ['ip', 'netns', 'exec', lab.netnsOf(OPERATOR), GNU_TIME, '-o', rssFile, '-f', '%M %U %S', process.execPath, CLI, ...argv],
+    { ...process.env, ...labEnv(lab), NO_COLOR: '1' },
+  );
+  const [kb, user, sys] = readFileSync(rssFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  return { ...r, peak_rss_mb: Math.round(kb! / 1024), cpu_s: round(user! + sys!), host_cpu_s: round(hostCpu(lab) - cpu0) };
+}
+
+/**
+ * CPU seconds used so far under every lab sshd: each connection's sshd and the
+ * commands it runs are reaped by the listening sshd, so their time lands in its
+ * cutime + cstime (/proc/PID/stat fields 16 and 17, in clock ticks of 1/100 s).
+ */
+function hostCpu(lab: Lab): number {
+  const state = JSON.parse(readFileSync(join(lab.dir, 'state.json'), 'utf8')) as { nodes: Record<string, { sshdPid?: number }> };
+  let ticks = 0;
+  for (const n of Object.values(state.nodes)) {
+    if (!n.sshdPid) continue;
+    const stat = readFileSync(`/proc/${n.sshdPid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[13]) + Number(fields[14]); // fields 16, 17 counted from 1, after pid and comm
+  }
+  return ticks / 100;
+}
+
+async function floor(lab: Lab, bastion: string, targets: string[], parallel: number): Promise<{ seconds: number; host_cpu_s: number }> {
+  const cpu0 = hostCpu(lab);
+  const r = await run(['ip', 'netns', 'exec', lab.netnsOf(OPERATOR), TSX, FLOOR, bastion, lab.identityFile, String(parallel), ...targets]);
+  if (r.code !== 0) throw new Error(`floor failed: ${r.stderr}`);
+  const out = JSON.parse(r.stdout.trim()) as { seconds: number; ok: number; failed: number };
+  if (out.failed > 0) throw new Error(`floor: ${out.failed} targets failed:\n${r.stderr}`);
+  return { seconds: out.seconds, host_cpu_s: round(hostCpu(lab) - cpu0) };
+}
+
+async function hostsMode(n: number, parallel: number): Promise<void> {
+  const file = writeFleet(n, { ipsetThreshold: threshold });
+  const inv = loadInventory(file);
+  const core = renderAndAnalyse(file);
+  const bastion = inv.hosts.find((h) => h.name === 'tunnel-1')!;
+  const targets = inv.hosts.filter((h) => h !== bastion).map((h) => h.private!);
+  const lab = await startLab(labSpecFromInventory(inv));
+  try {
+    await floor(lab, bastion.public!, targets, parallel); // warm-up: every sshd's first fork loads its libraries
+    const fl = await floor(lab, bastion.public!, targets, parallel);
+    const floor_s = fl.seconds;
+    const common = ['--inventory', file, '--parallel', String(parallel), '--no-color'];
+    const plan = await cli(lab, ['plan', ...common, '--format', 'json']);
+    if (plan.code !== 2) throw new Error(`plan: exit ${plan.code} (expected 2, changes):\n${plan.stderr.slice(-2000)}`);
+    const summary = (JSON.parse(plan.stdout) as { summary: { changes: number } }).summary;
+    if (summary.changes !== n) throw new Error(`plan: ${summary.changes} of ${n} hosts with changes`);
+    const apply = await cli(lab, ['apply', ...common, '--yes', '--json']);
+    if (apply.code !== 0) throw new Error(`apply: exit ${apply.code}:\n${apply.stderr.slice(-2000)}${apply.stdout.slice(-2000)}`);
+    const insync = await cli(lab, ['plan', ...common, '--format', 'json']);
+    if (insync.code !== 0) throw new Error(`plan after apply: exit ${insync.code} (expected 0, in sync):\n${insync.stderr.slice(-2000)}`);
+    const result = {
+      mode: 'hosts',
+      hosts: n,
+      targets: n - 1,
+      parallel,
+      roles: countBy(fleetRoles(n).map((h) => h.roles.at(-1)!)),
+      floor_s: round(floor_s),
+      plan_s: round(plan.wall_s),
+      apply_s: round(apply.wall_s),
+      plan_insync_s: round(insync.wall_s),
+      plan_ratio: round(plan.wall_s / floor_s),
+      apply_ratio: round(apply.wall_s / floor_s),
+      render_analysis_s: round(core.total_s),
+      peak_rss_mb: Math.max(plan.peak_rss_mb, apply.peak_rss_mb, insync.peak_rss_mb),
+      // Where the time goes: CPU of fleetfw itself and of all lab hosts (sshd + host script), per run.
+      cpu_s: { fleetfw_plan: plan.cpu_s, fleetfw_apply: apply.cpu_s, hosts_floor: fl.host_cpu_s, hosts_plan: plan.host_cpu_s, hosts_apply: apply.host_cpu_s },
+      rules_per_host_max: core.rules_per_host_max,
+      load: loadavg(),
+    };
+    table(
+      ['hosts', 'parallel', 'floor s', 'plan s', 'apply s', 'plan (in sync) s', 'plan ratio', 'apply ratio', 'render+analysis s', 'peak RSS MB'],
+      [[n, parallel, result.floor_s, result.plan_s, result.apply_s, result.plan_insync_s, result.plan_ratio, result.apply_ratio, result.render_analysis_s, result.peak_rss_mb]],
+    );
+    writeJson(result);
+  } finally {
+    await lab.stop();
+    rmSync(dirname(file), { recursive: true, force: true });
+  }
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+const countBy = (xs: string[]) => xs.reduce<Record<string, number>>((m, x) => ((m[x] = (m[x] ?? 0) + 1), m), {});
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+function table(head: string[], rows: Array<Array<string | number>>): void {
+  const cells = [head, ...rows.map((r) => r.map(String))];
+  const width = head.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  for (const r of cells) console.log(r.map((c, i) => c.padStart(width[i]!)).join('  '));
+  console.log(`load average: ${loadavg()}`);
+}
+
+function writeJson(data: unknown): void {
+  if (!args.json) return;
+  mkdirSync(dirname(args.json), { recursive: true });
+  writeFileSync(args.json, `${JSON.stringify(data, null, 2)}\n`);
+  console.log(`wrote ${args.json}`);
+}
+
+if (args['render-one']) {
+  console.log(JSON.stringify(await renderOne(Number(args['render-one']))));
+} else if (args.rules) {
+  rulesMode(args.rules.split(',').map(Number));
+} else if (args.render) {
+  await renderMode(args.render.split(',').map(Number));
+} else if (args.hosts) {
+  const n = Number(args.hosts);
+  const parallel = Number(args.parallel ?? DEFAULT_PARALLEL);
+  if (!Number.isInteger(n) || n < 4) throw new Error('--hosts must be an integer >= 4');
+  await hostsMode(n, parallel);
+} else {
+  console.error('usage: npm run bench -- --hosts N [--parallel P] [--json FILE] | --render 1000,10000 [--json FILE]');
+  process.exit(64);
+}

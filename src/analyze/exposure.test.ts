@@ -1,0 +1,78 @@
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { Inventory } from '../model/inventory.js';
+import type { Listener } from '../model/listener.js';
+import { loadInventory } from '../inventory/load.js';
+import { loadTemplates } from '../render/load-templates.js';
+import { renderFleet } from '../render/render.js';
+import { parseFleet } from '../plan/checks.js';
+import { assessListeners, formatSocket, listenerWarnings } from './exposure.js';
+
+const INVENTORIES = join(dirname(fileURLToPath(import.meta.url)), '../../inventories');
+
+function fleet(name: string): { inv: Inventory; assess: (host: string, listeners: Listener[], inv?: Inventory) => ReturnType<typeof assessListeners> } {
+  const inv = loadInventory(join(INVENTORIES, `${name}.yaml`));
+  const parsed = parseFleet(renderFleet(inv, loadTemplates(inv)));
+  return {
+    inv,
+    assess: (host, listeners, other = inv) => assessListeners(other, other.hosts.find((h) => h.name === host)!, parsed.get(host)!, listeners),
+  };
+}
+
+const tcp = (address: string, port: number, process = 'socat'): Listener => ({ proto: 'tcp', address, port, process });
+
+describe('assessListeners (S1 rendered rules)', () => {
+  const s1 = fleet('s1');
+
+  it('sshd is the management path; the MySQL port is reachable from the backends; loopback is left out', () => {
+    const [ssh, mysql, memcached] = s1.assess('mysql-1', [tcp('0.0.0.0', 22, 'sshd'), tcp('*', 3306), tcp('127.0.0.1', 11211)]);
+    expect(ssh).toMatchObject({ status: 'management', sides: ['public', 'private'] });
+    expect(ssh!.summary).toMatch(/^management SSH: bastion tunnel-1/);
+    expect(ssh!.reach.find((r) => r.kind === 'internet')).toMatchObject({ outcome: 'drop' });
+    expect(mysql).toMatchObject({ status: 'ok' });
+    // Seed 000 whitelists the private servers for each other: 3 backends plus haproxy-www's peers.
+    expect(mysql!.summary).toMatch(/^reachable from \d of 4 private peers$/);
+    expect(memcached).toMatchObject({ status: 'local', summary: 'loopback only', reach: [] });
+  });
+
+  it('a port nobody may reach is blocked (haproxy-www opens only 80 to the internet)', () => {
+    const [redis] = s1.assess('haproxy-www', [tcp('*', 6379, 'redis-server')]);
+    expect(redis).toMatchObject({ status: 'blocked' });
+    expect(redis!.summary).toBe('listening but the rules let nobody in (tried internet, bastion, peer)');
+  });
+
+  it("haproxy's port 80 is public, and an intent says so", () => {
+    const [web] = s1.assess('haproxy-www', [tcp('0.0.0.0', 80, 'haproxy')]);
+    expect(web).toMatchObject({ status: 'public' });
+    expect(web!.reach.find((r) => r.kind === 'internet')).toMatchObject({ side: 'public', outcome: 'allow' });
+  });
+
+  it('a socket bound to the private address is only checked from the private side', () => {
+    const [db] = s1.assess('mysql-1', [tcp('192.0.2.14', 3306)]);
+    expect(db!.sides).toEqual(['private']);
+    expect(db!.reach.some((r) => r.kind === 'internet')).toBe(false);
+  });
+
+  it('warnings name the process, the socket and why', () => {
+    const w = listenerWarnings(s1.assess('haproxy-www', [tcp('0.0.0.0', 22, 'sshd'), tcp('*', 6379, 'redis-server')]));
+    expect(w).toEqual(['redis-server listens on *:6379/tcp: would be blocked: listening but the rules let nobody in (tried internet, bastion, peer)']);
+  });
+});
+
+describe('exposure without an intent (S2)', () => {
+  const s2 = fleet('s2');
+
+  it('is a warning naming the accepting rule; with the intent it is fine', () => {
+    const bare = { ...s2.inv, intents: [] };
+    const [exposed] = s2.assess('web', [tcp('0.0.0.0', 80, 'nginx')], bare);
+    expect(exposed).toMatchObject({ status: 'exposed' });
+    expect(exposed!.summary).toMatch(/^open to the internet on eth0 and no intent says so \(.*-A TCP .*--dport 80 -j ACCEPT\)$/);
+    expect(s2.assess('web', [tcp('0.0.0.0', 80, 'nginx')])[0]).toMatchObject({ status: 'public' });
+  });
+
+  it('formats IPv6 sockets with brackets', () => {
+    expect(formatSocket({ proto: 'udp', address: '::', port: 53 })).toBe('[::]:53/udp');
+    expect(formatSocket({ proto: 'tcp', address: '0.0.0.0', port: 22, device: 'eth1' })).toBe('0.0.0.0%eth1:22/tcp');
+  });
+});

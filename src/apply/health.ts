@@ -1,0 +1,30 @@
+// Per-role health probes (inventory `health:`), run after the load and before
+// the confirmation: a probe that fails refuses the confirmation, so the host
+// reverts at once instead of keeping rules that broke its service.
+import type { HostSpec, Inventory } from '../model/inventory.js';
+import { bastionOf } from '../inventory/query.js';
+import type { Transport } from '../transport/ssh.js';
+
+const PROBE_TIMEOUT_MS = 5_000;
+
+/** Returns undefined when every probe of the host's roles passes, else what failed. */
+export function healthProber(inv: Inventory, transport: Transport): (host: HostSpec) => Promise<string | undefined> {
+  return async (host) => {
+    const probes = host.groups.flatMap((g) => inv.health[g] ?? []);
+    for (const p of probes) {
+      const from = p.from ?? bastionOf(inv, host).name;
+      const address = host.private ?? host.public;
+      if (!address) continue;
+      // A new connection from the vantage host: its sshd opens the TCP connection for us.
+      const session = await transport.open(from);
+      try {
+        if (!(await session.connectTcp(address, p.port, PROBE_TIMEOUT_MS))) {
+          return `${from} cannot connect to ${host.name} ${address}:${p.port}`;
+        }
+      } finally {
+        await session.close().catch(() => undefined);
+      }
+    }
+    return undefined;
+  };
+}

@@ -1,0 +1,43 @@
+// `npm run demo` end to end: the command it runs after the build, as root.
+import { spawn, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { requireLabPrerequisites, ROOT } from './support.js';
+
+describe('npm run demo', () => {
+  it('plans, applies, proves S1, shows trap 1 refused then reverted by the host, tears down, in under two minutes', async () => {
+    requireLabPrerequisites();
+    const t0 = Date.now();
+    const child = spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'demo'], { cwd: ROOT, env: { ...process.env, NO_COLOR: '1' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    const ms = Date.now() - t0;
+    expect(code, stdout + stderr).toBe(0);
+    expect(ms).toBeLessThan(120_000);
+    for (const line of [
+      /^== 1\/7  Lab: the S1 fleet of seed 000 in network namespaces/m,
+      /^ {5}Plan: 6 to change, 0 in sync\.$/m,
+      /^ {5}6 confirmed, 0 unchanged, 0 rolled back, 0 failed, 0 unknown, 0 skipped\.$/m,
+      /^ {3}ok {3}internet -> haproxy-www:80 allow +1 pair +open$/m,
+      /^ {3}ok {3}intruder -> all:3306 deny +6 pairs +timeout$/m,
+      /^ {3}all \d+ probes as the intents say$/m,
+      /^ {5}error: mysql-1: SSH from bastion tunnel-1 to mysql-1 would be dropped/m,
+      /nothing was sent to any host/,
+      /^ {5}mysql-1 +rolled-back .*reverted [\d.]+s after load$/m,
+      /^ {3}tunnel-1 -> mysql-1:22 after the revert: open$/m,
+      /^ {5}= mysql-1: in sync$/m,
+      /^ {3}lab stopped, namespaces removed\. Total [\d.]+s\.$/m,
+    ]) {
+      expect(stdout).toMatch(line);
+    }
+    expect(stdout).not.toMatch(/FAIL/);
+    console.log(`npm run demo: ${ms} ms`);
+    // Nothing of the demo's lab is left behind.
+    const prefix = /namespaces (ffw[0-9a-f]+)-\*/.exec(stdout)![1]!;
+    const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith(`${prefix}-`));
+    expect(left).toEqual([]);
+  });
+});

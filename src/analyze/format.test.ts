@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Family } from '../model/inventory.js';
-import { formatRule, formatRuleSet } from './format.js';
+import { FORMAT_VERIFIED_AGAINST, formatRule, formatRuleSet } from './format.js';
 import { parseRuleSet } from './parse.js';
 import { listIcmpNames, listRejectNames } from './netfilter-names.js';
 
@@ -197,6 +197,12 @@ describe('formatRuleSet against the real iptables-save (root, network namespace)
       '',
     ].join('\n');
     expect(formatParsed(text, 4)).toBe(dumpReal(text, 4, sets));
+  });
+
+  it(`is verified against the iptables on this machine (${FORMAT_VERIFIED_AGAINST})`, () => {
+    // The claim hosts rely on to skip canonicalisation: the version these tests ran against.
+    const version = execFileSync('iptables', ['-V'], { encoding: 'utf8' }).trim();
+    expect(version).toBe(`iptables v${FORMAT_VERIFIED_AGAINST.replace('-', ' (')})`);
   });
 
   it('the corpora are large enough to mean something', () => {

@@ -7,6 +7,13 @@ import { BUILTIN_CHAINS, TABLE_ORDER } from './netfilter-names.js';
 const SAFE_CHARS = /^[A-Za-z0-9_-]+$/;
 
 /** xtables_save_string: bare when only [A-Za-z0-9_-], else double-quoted with \ " ' escaped. */
+/**
+ * The iptables whose iptables-save output this formatter reproduces byte for
+ * byte (format.test.ts checks it against the real tool). Hosts running exactly
+ * this version skip the host-side canonicalisation of a live plan.
+ */
+export const FORMAT_VERIFIED_AGAINST = '1.8.9-nf_tables';
+
 export function saveString(value: string): string {
   return SAFE_CHARS.test(value) ? value : `"${value.replace(/["'\\]/g, (c) => `\\${c}`)}"`;
 }

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { HostSpec } from '../model/inventory.js';
 import { TransportError, type Transport, type HostSession } from '../transport/ssh.js';
 import { HostExit, hostMessage, joinFamilies, runHost } from '../host/run.js';
+import { FORMAT_VERIFIED_AGAINST } from '../analyze/format.js';
 import { parseFacts, type HostFacts } from '../host/facts.js';
 import { isDeadSession, type SessionPool } from './session-pool.js';
 
@@ -91,7 +92,7 @@ export async function readFacts(transport: Transport, host: HostSpec, candidate?
   const s = await transport.open(host.name);
   let keep = false;
   try {
-    const r = await runHost(s, 'facts', candidate ? ['canonical'] : [], {
+    const r = await runHost(s, 'facts', candidate ? ['canonical', FORMAT_VERIFIED_AGAINST] : [], {
       sudo: host.ssh.sudo,
       stdin: candidate ? joinFamilies(candidate.v4, candidate.v6, candidate.ipsets) : '',
       timeoutMs: 60_000,

@@ -25,7 +25,7 @@ export interface HostFacts {
   bootId: string;
   live: { v4: string; v6: string };
   /** Candidate rules as this host's iptables-save prints them, when asked for. */
-  canonical?: { v4: string; v6: string } | { unavailable: string };
+  canonical?: { v4: string; v6: string } | { unavailable: string } | { skipped: string };
   /** ipset-persistent's plugin is installed (it loads /etc/iptables/ipsets at boot). */
   ipsetPersistent?: boolean;
   /** fleetfw's live ipsets (fleetfw-*), `ipset save` lines; undefined when the host has no ipset. */
@@ -79,7 +79,9 @@ export function parseFacts(stdout: string): HostFacts {
     const first = sections.get('canonical')![0] ?? '';
     facts.canonical = first.startsWith('unavailable')
       ? { unavailable: first.replace(/^unavailable: ?/, '') }
-      : { v4: text('canonical'), v6: text('canonical-v6') };
+      : first.startsWith('skipped')
+        ? { skipped: first.replace(/^skipped: ?/, '') }
+        : { v4: text('canonical'), v6: text('canonical-v6') };
   }
   return facts;
 }

@@ -26,7 +26,10 @@ E_USAGE=64 E_TEST=65 E_LOAD=66 E_LOCKED=75 E_STALE=76 E_NOTXN=70 E_CHANGED=71 E_
 
 die() { code=$1; shift; echo "fleetfw-host: $*" >&2; exit "$code"; }
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-boot_id() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown; }
+# First line of a file ($2 when it is missing), read by the shell itself: these
+# run many times per transaction and each `cat` would be a process.
+val() { v=${2:-}; [ ! -r "$1" ] || IFS= read -r v <"$1" || true; printf '%s\n' "$v"; }
+boot_id() { val /proc/sys/kernel/random/boot_id unknown; }
 has() { command -v "$1" >/dev/null 2>&1; }
 
 # Fault injection for the end-to-end tests: pause at a step while the file
@@ -73,8 +76,8 @@ watchdog_alive() {
   [ -f "$T/watchdog" ] || return 1
   # After a reboot the recorded pid (or transient unit) is gone; the same pid
   # may belong to another process now, so it proves nothing.
-  [ "$(cat "$T/boot_id" 2>/dev/null || true)" = "$(boot_id)" ] || return 1
-  case "$(cat "$T/watchdog")" in
+  [ "$(val "$T/boot_id")" = "$(boot_id)" ] || return 1
+  case "$(val "$T/watchdog")" in
     pid:*) kill -0 "$(cut -d: -f2 "$T/watchdog")" 2>/dev/null ;;
     unit:*) systemctl is-active --quiet "$(cut -d: -f2 "$T/watchdog").timer" 2>/dev/null ;;
     *) return 1 ;;
@@ -82,7 +85,7 @@ watchdog_alive() {
 }
 
 txn_state() {
-  id=$(cat "$T/id" 2>/dev/null || echo none)
+  id=$(val "$T/id" none)
   for st in pending confirmed reverting; do [ -e "$T/$st.$id" ] && { echo "$st"; return; }; done
   echo preparing
 }
@@ -92,11 +95,20 @@ record() { echo "$(now) $*" >>"$S/history.log"; }
 # Close out a transaction directory: keep the last few for inspection.
 retire_txn() {
   mkdir -p "$S/txns"
-  id=$(cat "$T/id" 2>/dev/null || echo unknown)
+  id=$(val "$T/id" unknown)
   rm -rf "$S/txns/$id"
   mv "$T" "$S/txns/$id"
-  # shellcheck disable=SC2012 # names are fleetfw's own transaction ids
-  ls -1t "$S/txns" | tail -n +6 | while read -r old; do rm -rf "${S:?}/txns/$old"; done
+  prune "$S/txns" 5
+}
+
+# Keep the newest KEEP entries of DIR: their names sort by age (zero-padded
+# generation numbers, timestamped transaction ids), and a glob sorts them.
+prune() { # DIR KEEP
+  keep=$2
+  set -- "$1"/*
+  [ -e "$1" ] || return 0
+  n=$(( $# - keep ))
+  while [ "$n" -gt 0 ]; do rm -rf "$1"; shift; n=$((n - 1)); done
 }
 
 # A transaction left behind by a crash, a kill or a reboot: settle it so that
@@ -108,30 +120,30 @@ recover_stale() {
   # A transaction still being prepared (or arming its watchdog) is not stale.
   # Not written yet (a prepare that has just taken the lock): the lock's own age
   # counts, so a fresh lock is never mistaken for an ancient one and stolen.
-  since=$(cat "$T/started_epoch" 2>/dev/null || true)
+  since=$(val "$T/started_epoch")
   case "$since" in ''|*[!0-9]*) since=$(stat -c %Y "$T" 2>/dev/null || date +%s) ;; esac
   age=$(( $(date +%s) - since ))
   if [ "$age" -lt 120 ] && { [ "$st" = preparing ] || { [ "$st" = pending ] && [ ! -s "$T/watchdog" ]; }; }; then
     return 1
   fi
   same_boot=no
-  [ "$(cat "$T/boot_id" 2>/dev/null || true)" = "$(boot_id)" ] && same_boot=yes
+  [ "$(val "$T/boot_id")" = "$(boot_id)" ] && same_boot=yes
   case "$st" in
     pending)
       if [ "$same_boot" = yes ] && [ -f "$T/revert.sh" ]; then
-        sh "$T/revert.sh" "$(cat "$T/id")" now "stale transaction without a watchdog" >&2 || true
+        sh "$T/revert.sh" "$(val "$T/id")" now "stale transaction without a watchdog" >&2 || true
         [ -d "$T" ] && retire_txn
         echo "recovered: reverted stale transaction"
       else
-        mv "$T/pending.$(cat "$T/id")" "$T/reverting.$(cat "$T/id")" 2>/dev/null || true
-        record "$(cat "$T/id" 2>/dev/null) reverted-by-reboot"
+        mv "$T/pending.$(val "$T/id")" "$T/reverting.$(val "$T/id")" 2>/dev/null || true
+        record "$(val "$T/id") reverted-by-reboot"
         retire_txn
         echo "recovered: host rebooted inside the window; it booted its persisted rules"
       fi ;;
     confirmed)
       # Confirmed but persist did not finish: persist now what runs.
       persist_live
-      record "$(cat "$T/id" 2>/dev/null) confirmed-persist-recovered"
+      record "$(val "$T/id") confirmed-persist-recovered"
       retire_txn
       echo "recovered: finished persisting a confirmed transaction" ;;
     reverting)
@@ -139,11 +151,11 @@ recover_stale() {
       iptables-restore <"$T/backup.v4" || true
       ip6tables-restore <"$T/backup.v6" || true
       [ ! -f "$T/ipset-load.sh" ] || sh "$T/ipset-load.sh" "$T/backup.sets" || true
-      record "$(cat "$T/id" 2>/dev/null) reverted-recovered"
+      record "$(val "$T/id") reverted-recovered"
       retire_txn
       echo "recovered: finished an interrupted revert" ;;
     *)
-      record "$(cat "$T/id" 2>/dev/null) abandoned-$st"
+      record "$(val "$T/id") abandoned-$st"
       retire_txn
       echo "recovered: removed a transaction abandoned while $st (rules untouched)" ;;
   esac
@@ -276,10 +288,10 @@ cmd_facts() {
   if has netfilter-persistent || [ -d /usr/share/netfilter-persistent ]; then echo "persistent=yes"; else echo "persistent=no"; fi
   if has ipset; then echo "ipset=yes"; else echo "ipset=no"; fi
   if [ -e /usr/share/netfilter-persistent/plugins.d/10-ipset ]; then echo "ipset_persistent=yes"; else echo "ipset_persistent=no"; fi
-  echo "generation=$(cat "$S/current" 2>/dev/null || echo 0)"
+  echo "generation=$(val "$S/current" 0)"
   if [ -d "$T" ]; then
     alive=no; watchdog_alive && alive=yes
-    echo "txn=$(cat "$T/id" 2>/dev/null || echo unknown) state=$(txn_state) watchdog=$alive started=$(cat "$T/started" 2>/dev/null || echo unknown) user=$(cat "$T/user" 2>/dev/null || echo unknown)"
+    echo "txn=$(val "$T/id" unknown) state=$(txn_state) watchdog=$alive started=$(val "$T/started" unknown) user=$(val "$T/user" unknown)"
   else
     echo "txn=none"
   fi
@@ -295,11 +307,20 @@ cmd_facts() {
   echo "--- listeners"
   listeners
   # Optional: candidate rules on stdin, printed back the way this host's own
-  # iptables-save prints them, from a throwaway network namespace.
+  # iptables-save prints them, from a throwaway network namespace. Skipped when
+  # this host runs the iptables that fleetfw's own formatter is verified against
+  # ($2): the restore costs more than everything else facts does.
   if [ "${1:-}" = canonical ]; then
     d=$(mktemp -d)
     split_stdin "$d/c4" "$d/c6" "$d/cs"
     echo "--- canonical"
+    version=$(iptables -V 2>/dev/null | sed -n 's/^iptables v\([0-9.]*\) (\(.*\))$/\1-\2/p')
+    if [ -n "${2:-}" ] && [ "$version" = "$2" ]; then
+      echo "skipped: iptables $version"
+      echo "--- end"
+      rm -rf "$d"
+      return 0
+    fi
     # shellcheck disable=SC2016 # expanded by the inner shell
     # Sets are per network namespace: the candidate's must exist there for its rules to load.
     if unshare -n sh -c '{ [ ! -s "$3" ] || ipset restore <"$3"; } && iptables-restore <"$1" && ip6tables-restore <"$2" && iptables-save && echo "--- canonical-v6" && ip6tables-save' \
@@ -345,7 +366,7 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   if ! mkdir "$T" 2>/dev/null; then
     if recover_stale >&2; then mkdir "$T" 2>/dev/null || die "$E_LOCKED" "another transaction started meanwhile"
     else
-      die "$E_LOCKED" "locked by transaction $(cat "$T/id" 2>/dev/null) of $(cat "$T/user" 2>/dev/null) since $(cat "$T/started" 2>/dev/null); its revert is armed"
+      die "$E_LOCKED" "locked by transaction $(val "$T/id") of $(val "$T/user") since $(val "$T/started"); its revert is armed"
     fi
   fi
   # From here on, any failure before the load must release the lock.
@@ -382,21 +403,21 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   live_hash >"$T/loaded_hash"
   record "$txid prepared user=$4 plan=$5 window=$window"
   fault_point load
-  echo "loaded txid=$txid hash=$(cat "$T/loaded_hash")"
+  echo "loaded txid=$txid hash=$(val "$T/loaded_hash")"
 }
 
 cmd_confirm() { # TXID KEEP SOURCE
   [ $# -eq 3 ] || die "$E_USAGE" "confirm TXID KEEP SOURCE"
   txid=$1 keep=$2 source=$3
-  if [ ! -d "$T" ] || [ "$(cat "$T/id" 2>/dev/null)" != "$txid" ]; then
-    outcome=$(cat "$S/txns/$txid/outcome" 2>/dev/null || echo "unknown transaction")
+  if [ ! -d "$T" ] || [ "$(val "$T/id")" != "$txid" ]; then
+    outcome=$(val "$S/txns/$txid/outcome" "unknown transaction")
     die "$E_NOTXN" "transaction $txid is not pending: $outcome"
   fi
-  if [ "$(cat "$T/boot_id")" != "$(boot_id)" ]; then
+  if [ "$(val "$T/boot_id")" != "$(boot_id)" ]; then
     recover_stale >&2 || true
     die "$E_CHANGED" "the host rebooted inside the window: it runs its persisted rules"
   fi
-  if [ "$(live_hash)" != "$(cat "$T/loaded_hash")" ]; then
+  if [ "$(live_hash)" != "$(val "$T/loaded_hash")" ]; then
     sh "$T/revert.sh" "$txid" now "rules changed inside the window" || true
     die "$E_CHANGED" "the live rules changed inside the window; reverted"
   fi
@@ -404,7 +425,7 @@ cmd_confirm() { # TXID KEEP SOURCE
   mv "$T/pending.$txid" "$T/confirmed.$txid" 2>/dev/null || die "$E_LATE" "too late: the revert won the race"
   # Confirmed: finish even if the session dies now.
   trap '' HUP INT TERM PIPE
-  case "$(cat "$T/watchdog" 2>/dev/null)" in
+  case "$(val "$T/watchdog")" in
     pid:*) kill -KILL "$(cut -d: -f2 "$T/watchdog")" 2>/dev/null || true ;;
     unit:*) systemctl stop "$(cut -d: -f2 "$T/watchdog").timer" >/dev/null 2>&1 || true ;;
   esac
@@ -415,18 +436,17 @@ cmd_confirm() { # TXID KEEP SOURCE
     done
   fi
   persist_live
-  gen=$(( $(cat "$S/current" 2>/dev/null || echo 0) + 1 ))
+  gen=$(( $(val "$S/current" 0) + 1 ))
   g=$S/generations/$(printf '%06d' "$gen")
   mkdir -p "$g"
   cp "$T/candidate.v4" "$g/rules.v4" && cp "$T/candidate.v6" "$g/rules.v6"
   [ ! -s "$T/candidate.sets" ] || cp "$T/candidate.sets" "$g/ipsets"
   {
-    echo "generation=$gen"; echo "txid=$txid"; echo "user=$(cat "$T/user")"; echo "when=$(now)"
-    echo "plan_hash=$(cat "$T/plan_hash")"; echo "source=$source"; echo "hash=$(cat "$T/loaded_hash")"
+    echo "generation=$gen"; echo "txid=$txid"; echo "user=$(val "$T/user")"; echo "when=$(now)"
+    echo "plan_hash=$(val "$T/plan_hash")"; echo "source=$source"; echo "hash=$(val "$T/loaded_hash")"
   } >"$g/meta"
   echo "$gen" >"$S/current.tmp" && mv "$S/current.tmp" "$S/current"
-  # shellcheck disable=SC2012 # generation names are zero-padded numbers
-  ls -1 "$S/generations" | sort -r | tail -n +"$((keep + 1))" | while read -r old; do rm -rf "${S:?}/generations/$old"; done
+  prune "$S/generations" "$keep"
   record "$txid confirmed generation=$gen"
   echo "confirmed: generation $gen" >"$T/outcome"
   retire_txn
@@ -435,7 +455,7 @@ cmd_confirm() { # TXID KEEP SOURCE
 
 cmd_abort() { # TXID REASON
   [ $# -eq 2 ] || die "$E_USAGE" "abort TXID REASON"
-  [ -d "$T" ] && [ "$(cat "$T/id" 2>/dev/null)" = "$1" ] || die "$E_NOTXN" "transaction $1 is not pending"
+  [ -d "$T" ] && [ "$(val "$T/id")" = "$1" ] || die "$E_NOTXN" "transaction $1 is not pending"
   sh "$T/revert.sh" "$1" now "$2" || die "$E_LOAD" "the revert failed"
   echo "reverted"
 }

@@ -41,6 +41,20 @@ function median(xs) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** Each matrix record says "N probes, M failed": add them up. */
+function probeTotals(rs) {
+  let sent = 0;
+  let failed = 0;
+  for (const r of rs) {
+    const m = /(\d+) probes, (\d+) failed/.exec(r.detail ?? '');
+    if (m) {
+      sent += Number(m[1]);
+      failed += Number(m[2]);
+    }
+  }
+  return `${sent} probes, ${failed} not as the intent says`;
+}
+
 const traps = of('trap');
 const reverts = traps.filter((r) => r.ok && typeof r.revertMs === 'number').map((r) => r.revertMs);
 const stranded = records.filter((r) => r.stranded === true);
@@ -52,8 +66,8 @@ const table = [
   row('lockout traps pushed past the checks', traps, 'recovered by the host itself', reverts.length ? `load to verified revert: median ${seconds(median(reverts))}, max ${seconds(Math.max(...reverts))}` : ''),
   row('faults injected', of('fault'), 'survived', ''),
   row('bad inputs', of('bad-input'), 'rejected at validation', ''),
-  row('scenarios checked', of('scenario'), 'hold', ''),
-  row('probes sent', of('probe'), 'as expected', ''),
+  row('scenario steps S1-S4 (apply, reboots, rollback, reload)', of('scenario'), 'succeeded', ''),
+  row('real-packet probe matrices (after apply, reboot, rollback, reload)', of('probe'), 'held', probeTotals(of('probe'))),
   `| **hosts left stranded** | | **${stranded.length}** | must be 0 |`,
 ].join('\n');
 

@@ -698,11 +698,14 @@ class LabHandle implements Lab {
     const node = this.node(host);
     const anchor = this.anchor(host);
     // Only the listener goes; open sessions survive, as with `systemctl restart ssh`.
-    if (node.sshdPid !== undefined && isAlive(node.sshdPid)) {
+    // The recorded pid may be dead and reused by now (pid_max can be 32768): kill it
+    // only while it is still an sshd in this host's network namespace.
+    const ours = (pid: number): boolean => isAlive(pid) && isSshdOf(pid, anchor);
+    if (node.sshdPid !== undefined && ours(node.sshdPid)) {
       process.kill(node.sshdPid, 'SIGTERM');
       const t0 = Date.now();
-      while (isAlive(node.sshdPid) && Date.now() - t0 < 3000) await sleep(10);
-      if (isAlive(node.sshdPid)) process.kill(node.sshdPid, 'SIGKILL');
+      while (ours(node.sshdPid) && Date.now() - t0 < 3000) await sleep(10);
+      if (ours(node.sshdPid)) process.kill(node.sshdPid, 'SIGKILL');
     }
     node.sshdPid = await startSshd(this.dir, anchor, h);
     saveState(this.state);
@@ -711,6 +714,18 @@ class LabHandle implements Lab {
   async stop(): Promise<void> {
     if (!existsSync(this.dir) && !liveLabs.has(this.dir)) return;
     await teardown(this.state);
+  }
+}
+
+/** Is pid an sshd in the same network namespace as the node's anchor? */
+function isSshdOf(pid: number, anchorPid: number): boolean {
+  try {
+    return (
+      readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sshd' &&
+      readlinkSync(`/proc/${pid}/ns/net`) === readlinkSync(`/proc/${anchorPid}/ns/net`)
+    );
+  } catch {
+    return false;
   }
 }
 

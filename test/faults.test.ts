@@ -5,21 +5,9 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadInventory } from '../src/inventory/load.js';
-import { labSpecFromInventory, startLab, type Lab } from '../src/lab/lab.js';
+import type { Lab } from '../src/lab/lab.js';
 import { recordResult } from './results.js';
-import {
-  fleetfw,
-  historyLog,
-  inventoryPath,
-  liveRules,
-  normalizeDump,
-  persistedRules,
-  requireLabPrerequisites,
-  scratchFleet,
-  waitFor,
-  writeTemplate,
-} from './support.js';
+import { fleetfw, historyLog, inventoryPath, liveRules, normalizeDump, persistedRules, scratchFleet, startInventoryLab, waitFor, writeTemplate } from './support.js';
 
 const S1 = inventoryPath('s1');
 const STATE = '/var/lib/fleetfw';
@@ -28,10 +16,7 @@ let lab: Lab;
 const fleets: Array<{ cleanup: () => void }> = [];
 
 beforeAll(async () => {
-  requireLabPrerequisites();
-  lab = await startLab(labSpecFromInventory(loadInventory(S1)));
-  const r = await fleetfw(lab, ['apply', '--inventory', S1, '--yes', '--window', '10']);
-  expect(r.code, r.stdout + r.stderr).toBe(0);
+  lab = await startInventoryLab(S1, { applied: true });
 });
 
 afterAll(async () => {

@@ -6,17 +6,16 @@ import { appendFileSync, copyFileSync, readFileSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadInventory } from '../src/inventory/load.js';
-import { labSpecFromInventory, startLab, type Lab } from '../src/lab/lab.js';
+import type { Lab } from '../src/lab/lab.js';
 import { TRAP_NO_SSH } from '../src/cli/demo.js';
 import { failedRows, probeIntents } from './matrix.js';
-import { fleetfw, inventoryPath, liveRules, normalizeDump, persistedRules, requireLabPrerequisites, scratchFleet, waitFor, writeTemplate } from './support.js';
+import { fleetfw, inventoryPath, liveRules, normalizeDump, persistedRules, scratchFleet, startInventoryLab, waitFor, writeTemplate } from './support.js';
 
 const S1 = inventoryPath('s1');
 let lab: Lab;
 
 beforeAll(async () => {
-  requireLabPrerequisites();
-  lab = await startLab(labSpecFromInventory(loadInventory(S1)));
+  lab = await startInventoryLab(S1);
 });
 
 afterAll(async () => {

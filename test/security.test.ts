@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors.js';
 import { loadInventory, parseInventory } from '../src/inventory/load.js';
-import { labSpecFromInventory, OPERATOR, startLab, type Lab } from '../src/lab/lab.js';
+import { OPERATOR, type Lab } from '../src/lab/lab.js';
 import { loadTemplates } from '../src/render/load-templates.js';
 import { renderFleet } from '../src/render/render.js';
 import { recordResult } from './results.js';
-import { fleetfw, historyLog, inventoryPath, requireLabPrerequisites, ROOT, scratchFleet, writeTemplate, type CliResult } from './support.js';
+import { type CliResult, fleetfw, historyLog, inventoryPath, ROOT, scratchFleet, startInventoryLab, writeTemplate } from './support.js';
 
 const S1 = inventoryPath('s1');
 const S1_TEXT = readFileSync(S1, 'utf8');
@@ -23,8 +23,7 @@ const HOSTS = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1
 let lab: Lab;
 
 beforeAll(async () => {
-  requireLabPrerequisites();
-  lab = await startLab(labSpecFromInventory(loadInventory(S1)));
+  lab = await startInventoryLab(S1);
 });
 
 afterAll(async () => {

@@ -7,7 +7,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { runInLab } from '../src/cli/lab-commands.js';
-import type { Lab } from '../src/lab/lab.js';
+import { labSpecFromInventory, startLab, type Lab } from '../src/lab/lab.js';
+import { loadInventory } from '../src/inventory/load.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const inventoryPath = (name: string) => join(ROOT, 'inventories', `${name}.yaml`);
@@ -105,4 +106,19 @@ export async function historyLog(lab: Lab, host: string): Promise<string> {
 export function revertMsOf(stdout: string, host: string): number | undefined {
   const m = new RegExp(`^${host}\\s+rolled-back\\s.*reverted ([\\d.]+)s after load`, 'm').exec(stdout);
   return m ? Math.round(Number(m[1]) * 1000) : undefined;
+}
+
+/**
+ * A lab of an inventory's hosts (failing, not skipping, without root); with
+ * `applied`, every host is already on its rendered rules, so later tests fall
+ * back to real previous rules.
+ */
+export async function startInventoryLab(inventory: string, opts: { applied?: boolean } = {}): Promise<Lab> {
+  requireLabPrerequisites();
+  const lab = await startLab(labSpecFromInventory(loadInventory(inventory)));
+  if (opts.applied) {
+    const r = await fleetfw(lab, ['apply', '--inventory', inventory, '--yes', '--window', '10']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+  }
+  return lab;
 }

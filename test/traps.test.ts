@@ -15,33 +15,17 @@
 // - 3 on the bastion: SSH only from an address that is not an operator's.
 // - 5 is bastion-only: a target is supposed to close its public SSH (S1 does).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadInventory } from '../src/inventory/load.js';
-import { labSpecFromInventory, startLab, type Lab } from '../src/lab/lab.js';
+import type { Lab } from '../src/lab/lab.js';
 import { recordResult } from './results.js';
-import {
-  fleetfw,
-  historyLog,
-  inventoryPath,
-  liveRules,
-  persistedRules,
-  requireLabPrerequisites,
-  revertMsOf,
-  scratchFleet,
-  setHostBase,
-  waitFor,
-  writeTemplate,
-} from './support.js';
+import { fleetfw, historyLog, inventoryPath, liveRules, persistedRules, revertMsOf, scratchFleet, setHostBase, startInventoryLab, waitFor, writeTemplate } from './support.js';
 
 const S1 = inventoryPath('s1');
 const WINDOW = 5;
 let lab: Lab;
 
 beforeAll(async () => {
-  requireLabPrerequisites();
-  lab = await startLab(labSpecFromInventory(loadInventory(S1)));
   // Every host on S1 first: the traps must fall back to real previous rules.
-  const r = await fleetfw(lab, ['apply', '--inventory', S1, '--yes', '--window', '10']);
-  expect(r.code, r.stdout + r.stderr).toBe(0);
+  lab = await startInventoryLab(S1, { applied: true });
 });
 
 afterAll(async () => {

@@ -51,22 +51,24 @@ save6() { ip6tables-save 2>/dev/null || true; }
 sets_norm() { awk '($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/ { if ($1 == "create") print $1, $2, $3, $4, $5; else print }' | LC_ALL=C sort; }
 live_sets() { if has ipset; then ipset save 2>/dev/null | sets_norm; fi; }
 with_sets() { [ -z "$1" ] || printf -- '---\n%s\n' "$1"; }
-live_hash() { lh_sets=$(live_sets); { save4 | normalize; echo '---'; save6 | normalize; with_sets "$lh_sets"; } | sha256sum | cut -d' ' -f1; }
-file_hash() {
-  fh_sets=$([ ! -f "${3:-}" ] || sets_norm <"$3")
-  { [ ! -f "$1" ] || normalize <"$1"; echo '---'; [ ! -f "$2" ] || normalize <"$2"; with_sets "$fh_sets"; } | sha256sum | cut -d' ' -f1
+sha() { sum=$(sha256sum); printf '%s\n' "${sum%% *}"; }
+live_hash() { lh_sets=$(live_sets); { save4 | normalize; echo '---'; save6 | normalize; with_sets "$lh_sets"; } | sha; }
+# The same bytes as live_hash, from dumps already in files (V4 V6 NORMALISED-SETS).
+hash_dumps() {
+  { [ ! -f "$1" ] || normalize <"$1"; echo '---'; [ ! -f "$2" ] || normalize <"$2"; [ ! -s "$3" ] || { echo '---'; cat "$3"; }; } | sha
 }
 
-backend() {
-  v=$(iptables -V 2>/dev/null || true)
-  case "$v" in
+backend() { # the output of `iptables -V`
+  case "$1" in
     *nf_tables*) b=nft ;;
     *legacy*) b=legacy ;;
     '') echo none; return ;;
     *) b=legacy ;;
   esac
-  # Rules in the other backend too means two firewalls: refuse to guess.
-  if [ "$b" = nft ] && has iptables-legacy-save && iptables-legacy-save 2>/dev/null | grep -q '^-A'; then b=mixed; fi
+  # Rules in the other backend too means two firewalls: refuse to guess. Legacy
+  # tables are listed in /proc/net/ip_tables_names: nothing there, nothing to read.
+  if [ "$b" = nft ] && [ -s /proc/net/ip_tables_names ] && has iptables-legacy-save \
+    && iptables-legacy-save 2>/dev/null | grep -q '^-A'; then b=mixed; fi
   if [ "$b" = legacy ] && has iptables-nft-save && iptables-nft-save 2>/dev/null | grep -q '^-A'; then b=mixed; fi
   echo "$b"
 }
@@ -280,9 +282,19 @@ arm_watchdog() { # window txid
 }
 
 cmd_facts() {
-  mkdir -p "$S" && chmod 0700 "$S"
+  [ -d "$S" ] || { mkdir -p "$S" && chmod 0700 "$S"; }
+  # Every dump once, into files: they are hashed and printed (a plan runs this on
+  # every host, so each process saved here is saved fleet-wide).
+  d=$(mktemp -d)
+  save4 >"$d/l4"
+  save6 >"$d/l6"
+  : >"$d/ls"
+  if has ipset; then live_sets >"$d/ls"; fi
+  : >"$d/ps"
+  [ ! -f "$PERSIST_DIR/ipsets" ] || sets_norm <"$PERSIST_DIR/ipsets" >"$d/ps"
+  ipt_v=$(iptables -V 2>/dev/null || true)
   echo "fleetfw-facts 1"
-  echo "backend=$(backend)"
+  echo "backend=$(backend "$ipt_v")"
   if [ -d /run/systemd/system ]; then echo "systemd=yes"; else echo "systemd=no"; fi
   if has iptables-restore && has ip6tables-restore; then echo "restore=yes"; else echo "restore=no"; fi
   if has netfilter-persistent || [ -d /usr/share/netfilter-persistent ]; then echo "persistent=yes"; else echo "persistent=no"; fi
@@ -295,15 +307,16 @@ cmd_facts() {
   else
     echo "txn=none"
   fi
-  echo "live_hash=$(live_hash)"
-  echo "persisted_hash=$(file_hash "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6" "$PERSIST_DIR/ipsets")"
+  echo "live_hash=$(hash_dumps "$d/l4" "$d/l6" "$d/ls")"
+  echo "persisted_hash=$(hash_dumps "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6" "$d/ps")"
   echo "boot_id=$(boot_id)"
   echo "--- v4"
-  save4
+  cat "$d/l4"
   echo "--- v6"
-  save6
+  cat "$d/l6"
+  if has ipset; then echo "--- ipsets"; cat "$d/ls"; fi
+  rm -rf "$d"
   # Listening sockets, so a live plan can warn about services the new rules block.
-  if has ipset; then echo "--- ipsets"; live_sets; fi
   echo "--- listeners"
   listeners
   # Optional: candidate rules on stdin, printed back the way this host's own
@@ -311,16 +324,18 @@ cmd_facts() {
   # this host runs the iptables that fleetfw's own formatter is verified against
   # ($2): the restore costs more than everything else facts does.
   if [ "${1:-}" = canonical ]; then
-    d=$(mktemp -d)
-    split_stdin "$d/c4" "$d/c6" "$d/cs"
     echo "--- canonical"
-    version=$(iptables -V 2>/dev/null | sed -n 's/^iptables v\([0-9.]*\) (\(.*\))$/\1-\2/p')
+    # `iptables v1.8.9 (nf_tables)` -> 1.8.9-nf_tables, without a process.
+    version=${ipt_v#iptables v}
+    backend_name=${version#* (}
+    version=${version%% *}-${backend_name%)}
     if [ -n "${2:-}" ] && [ "$version" = "$2" ]; then
       echo "skipped: iptables $version"
       echo "--- end"
-      rm -rf "$d"
       return 0
     fi
+    d=$(mktemp -d)
+    split_stdin "$d/c4" "$d/c6" "$d/cs"
     # shellcheck disable=SC2016 # expanded by the inner shell
     # Sets are per network namespace: the candidate's must exist there for its rules to load.
     if unshare -n sh -c '{ [ ! -s "$3" ] || ipset restore <"$3"; } && iptables-restore <"$1" && ip6tables-restore <"$2" && iptables-save && echo "--- canonical-v6" && ip6tables-save' \

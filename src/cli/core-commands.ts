@@ -44,10 +44,10 @@ export function defaultSnapshotDir(inv: Inventory): string {
   return join(dirname(inv.file), `${basename(inv.file).replace(/\.ya?ml$/, '')}.rendered`);
 }
 
-export function printPlan(plan: Plan, format: Format, color?: boolean): void {
+export function printPlan(plan: Plan, format: Format, color?: boolean, exitHint = true): void {
   if (format === 'json') out(formatPlanJson(plan));
   else if (format === 'markdown') out(formatPlanMarkdown(plan));
-  else out(formatPlanText(plan, { color: colorFor(process.stdout, color) }));
+  else out(formatPlanText(plan, { color: colorFor(process.stdout, color), exitHint }));
 }
 
 export function planExitCode(plan: Plan, findings: FleetFinding[]): ExitCodeValue {

@@ -202,6 +202,11 @@ describe('plan reports', () => {
     expect(text).toContain('! web: unreachable: timed out');
   });
 
+  it('says exit code 2 for a plan, not inside an apply', () => {
+    expect(formatPlanText(plan, { color: false })).toContain('exit code 2: changes to apply');
+    expect(formatPlanText(plan, { color: false, exitHint: false })).not.toContain('exit code 2');
+  });
+
   it('text with colour paints the diff', () => {
     expect(formatPlanText(plan, { color: true })).toMatch(/\u001b\[/);
   });

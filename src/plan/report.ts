@@ -26,7 +26,8 @@ function counts(h: HostPlan): string {
   return `+${added} -${removed} (${h.diffs.map((d) => d.what ?? `rules.v${d.family}`).join(', ')})`;
 }
 
-export function formatPlanText(plan: Plan, opts: { color: boolean; showInSync?: boolean }): string {
+/** `exitHint: false` inside apply, where the plan's own exit code does not apply. */
+export function formatPlanText(plan: Plan, opts: { color: boolean; showInSync?: boolean; exitHint?: boolean }): string {
   const c = paint(opts.color);
   const out: string[] = [c.bold(`fleetfw plan: ${plan.inventory} (${plan.mode}, ${plan.summary.hosts} hosts)`), ''];
   for (const h of plan.hosts) {
@@ -50,7 +51,7 @@ export function formatPlanText(plan: Plan, opts: { color: boolean; showInSync?: 
   }
   const s = plan.summary;
   out.push('', summaryLine(plan), c.dim(`plan hash ${plan.planHash}`));
-  if (s.changes > 0) out.push(c.dim('exit code 2: changes to apply'));
+  if (s.changes > 0 && opts.exitHint !== false) out.push(c.dim('exit code 2: changes to apply'));
   return out.join('\n') + '\n';
 }
 

@@ -91,32 +91,27 @@ export function checkManagementPath(inv: Inventory, host: HostSpec, rs: RuleSet,
     }
     const managed = inv.hosts.filter((h) => h.name !== host.name && findBastion(inv, h)?.name === host.name);
     for (const target of managed) {
-      if (!host.private || !target.private) {
-        return failSetup(`${host.name} -> ${target.name}`, `${host.name} or ${target.name} has no private address for the management path`);
-      }
-      const flow: Flow = {
-        family: 4,
-        proto: 'tcp',
-        port: sshPort(target),
-        client: { name: host.name, addr: host.private, iface: host.interfaces.private, rs },
-        server: { name: target.name, addr: target.private, iface: target.interfaces.private },
-      };
-      const bad = checkFlow(flow, `SSH from bastion ${host.name} to ${target.name}`);
+      const bad = checkBastionToTarget(host, target, { bastion: rs });
       if (bad) return bad;
     }
     return { ok: true };
   }
   const bastion = findBastion(inv, host);
   if (!bastion) return failSetup(host.name, `${host.name} has no bastion (network "${host.network}")`);
-  if (!bastion.private || !host.private) {
-    return failSetup(`${bastion.name} -> ${host.name}`, `${bastion.name} or ${host.name} has no private address for the management path`);
+  return checkBastionToTarget(bastion, host, { target: rs, ...(bastionRs ? { bastion: bastionRs } : {}) }) ?? { ok: true };
+}
+
+/** SSH from a bastion's private address to a target's, judged by whichever rule sets are given. */
+function checkBastionToTarget(bastion: HostSpec, target: HostSpec, rs: { bastion?: RuleSet; target?: RuleSet }): LockoutResult | undefined {
+  if (!bastion.private || !target.private) {
+    return failSetup(`${bastion.name} -> ${target.name}`, `${bastion.name} or ${target.name} has no private address for the management path`);
   }
   const flow: Flow = {
     family: 4,
     proto: 'tcp',
-    port: sshPort(host),
-    client: { name: bastion.name, addr: bastion.private, iface: bastion.interfaces.private, ...(bastionRs ? { rs: bastionRs } : {}) },
-    server: { name: host.name, addr: host.private, iface: host.interfaces.private, rs },
+    port: sshPort(target),
+    client: { name: bastion.name, addr: bastion.private, iface: bastion.interfaces.private, ...(rs.bastion ? { rs: rs.bastion } : {}) },
+    server: { name: target.name, addr: target.private, iface: target.interfaces.private, ...(rs.target ? { rs: rs.target } : {}) },
   };
-  return checkFlow(flow, `SSH from bastion ${bastion.name} to ${host.name}`) ?? { ok: true };
+  return checkFlow(flow, `SSH from bastion ${bastion.name} to ${target.name}`);
 }

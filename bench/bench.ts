@@ -173,20 +173,24 @@ async function cli(lab: Lab, argv: string[]): Promise<CliRun> {
 }
 
 /**
- * CPU seconds used so far under every lab sshd: each connection's sshd and the
+ * CPU seconds used so far on the lab hosts: each connection's sshd and the
  * commands it runs are reaped by the listening sshd, so their time lands in its
  * cutime + cstime (/proc/PID/stat fields 16 and 17, in clock ticks of 1/100 s).
+ * The revert watchdogs leave their session on purpose (setsid): init reaps them,
+ * so init's share is counted too (lab hosts share the machine's PID namespace;
+ * on a quiet machine nothing else is orphaned meanwhile).
  */
 function hostCpu(lab: Lab): number {
   const state = JSON.parse(readFileSync(join(lab.dir, 'state.json'), 'utf8')) as { nodes: Record<string, { sshdPid?: number }> };
-  let ticks = 0;
-  for (const n of Object.values(state.nodes)) {
-    if (!n.sshdPid) continue;
-    const stat = readFileSync(`/proc/${n.sshdPid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[13]) + Number(fields[14]); // fields 16, 17 counted from 1, after pid and comm
-  }
+  let ticks = childTicks(1);
+  for (const n of Object.values(state.nodes)) if (n.sshdPid) ticks += childTicks(n.sshdPid);
   return ticks / 100;
+}
+
+function childTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[13]) + Number(fields[14]); // fields 16, 17 counted from 1, after pid and comm
 }
 
 async function floor(lab: Lab, bastion: string, targets: string[], parallel: number): Promise<{ seconds: number; host_cpu_s: number }> {

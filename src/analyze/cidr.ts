@@ -20,7 +20,19 @@ function maskOf(family: Family, prefix: number): bigint {
   return ((1n << bits) - 1n) ^ ((1n << (bits - BigInt(prefix))) - 1n);
 }
 
+// Analysis asks about the same few thousand addresses again and again (every
+// rule of every host against every flow): each text is parsed once.
+const parsed: Record<Family, Map<string, bigint | undefined>> = { 4: new Map(), 6: new Map() };
+
 function parseAddress(text: string, family: Family): bigint | undefined {
+  const memo = parsed[family];
+  if (memo.has(text)) return memo.get(text);
+  const value = parseAddressOnce(text, family);
+  memo.set(text, value);
+  return value;
+}
+
+function parseAddressOnce(text: string, family: Family): bigint | undefined {
   if (family === 4) {
     if (!ipaddr.IPv4.isValidFourPartDecimal(text)) return undefined;
     return toBigInt(ipaddr.IPv4.parse(text).toByteArray());

@@ -18,6 +18,7 @@ function scriptedTransport(answer: (verb: string) => Promise<ExecResult>): Trans
     host: host.name,
     // The verb follows the last "fleetfw-host" (the script's own comments mention it too).
     exec: (command) => answer(command.slice(command.lastIndexOf(' fleetfw-host ')).split(' ')[2] ?? ''),
+    spawn: () => Promise.reject(new Error('not used: no session pool here')),
     connectTcp: async () => true,
     close: async () => undefined,
   };

@@ -4,10 +4,10 @@
 import { randomBytes } from 'node:crypto';
 import type { HostSpec } from '../model/inventory.js';
 import { TransportError, type Transport, type HostSession } from '../transport/ssh.js';
-import { HostExit, hostMessage, joinFamilies, runHost } from '../host/run.js';
+import { HostExit, HostServer, hostMessage, joinFamilies, runHost } from '../host/run.js';
 import { FORMAT_VERIFIED_AGAINST } from '../analyze/format.js';
 import { parseFacts, type HostFacts } from '../host/facts.js';
-import { isDeadSession, type SessionPool } from './session-pool.js';
+import { isDeadSession, type SessionPool, type Taken } from './session-pool.js';
 
 export type HostOutcome = 'confirmed' | 'unchanged' | 'rolled-back' | 'failed' | 'unknown' | 'skipped';
 
@@ -87,23 +87,28 @@ async function withSession<T>(transport: Transport, host: string, fn: (s: HostSe
   }
 }
 
-/** Read a host's facts; with a pool, its session stays open there for the transaction that may follow. */
+/**
+ * Read a host's facts. With a pool, the read goes through a kept host script
+ * ({@link HostServer}) and both stay open there for the transaction that may
+ * follow: its prepare then costs neither a connection nor a login shell.
+ */
 export async function readFacts(transport: Transport, host: HostSpec, candidate?: { v4: string; v6: string; ipsets?: string }, pool?: SessionPool): Promise<HostFacts> {
   const s = await transport.open(host.name);
   let keep = false;
   try {
-    const r = await runHost(s, 'facts', candidate ? ['canonical', FORMAT_VERIFIED_AGAINST] : [], {
+    const server = pool ? await HostServer.start(s, host.ssh.sudo) : undefined;
+    const r = await runHost(server ?? s, 'facts', candidate ? ['canonical', FORMAT_VERIFIED_AGAINST] : [], {
       sudo: host.ssh.sudo,
       stdin: candidate ? joinFamilies(candidate.v4, candidate.v6, candidate.ipsets) : '',
       timeoutMs: 60_000,
     });
     if (r.code !== 0) throw new Error(`facts failed: ${hostMessage(r)}`);
     const facts = parseFacts(r.stdout);
+    if (pool) pool.park(s, server);
     keep = pool !== undefined;
     return facts;
   } finally {
-    if (keep) pool!.park(s);
-    else await s.close().catch(() => undefined);
+    if (!keep) await s.close().catch(() => undefined);
   }
 }
 
@@ -112,16 +117,26 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
   const sudo = host.ssh.sudo;
   const txid = newTxid();
   opts.emit('connecting');
-  const taken = opts.pool ? await opts.pool.take(opts.transport, host.name) : { session: await opts.transport.open(host.name), reused: false };
+  const taken: Taken = opts.pool ? await opts.pool.take(opts.transport, host.name) : { session: await opts.transport.open(host.name), reused: false };
   let first = taken.session;
+  let server = taken.server;
   let reused = taken.reused;
-  // Every step before the confirmation runs on this first session.
+  if (server && !(await server.alive())) {
+    // The kept session died while parked: nothing was sent on it, a new one is safe.
+    server = undefined;
+    reused = false;
+    await first.close().catch(() => undefined);
+    first = await opts.transport.open(host.name);
+  }
+  // Every step before the confirmation runs on this first session (in the host
+  // script the read left running, if any).
   const runFirst = async (verb: string, args: readonly string[], o: Parameters<typeof runHost>[3]) => {
     try {
-      return await runHost(first, verb, args, o);
+      return await runHost(server ?? first, verb, args, o);
     } catch (err) {
       if (!reused || !isDeadSession(err)) throw err;
       reused = false;
+      server = undefined;
       await first.close().catch(() => undefined);
       first = await opts.transport.open(host.name);
       return runHost(first, verb, args, o);
@@ -162,6 +177,7 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
       noAnswer = err.message;
     }
   } finally {
+    if (noAnswer === undefined) await server?.finish();
     await first.close().catch(() => undefined);
   }
   if (noAnswer !== undefined) {

@@ -3,7 +3,6 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import pLimit from 'p-limit';
 import { UsageError } from '../errors.js';
 import type { HostSpec, Inventory } from '../model/inventory.js';
 import { loadInventory } from '../inventory/load.js';
@@ -11,7 +10,7 @@ import { bastionOf } from '../inventory/query.js';
 import { loadTemplates } from '../render/load-templates.js';
 import { renderFleet, type RenderedHost } from '../render/render.js';
 import { createSshTransport, type SshEndpoint, type Transport } from '../transport/ssh.js';
-import { resolveSshOptions } from '../transport/ssh-config.js';
+import { resolveSshOptionsMany } from '../transport/ssh-config.js';
 import { askSecret, err } from './io.js';
 
 /** The package's own example (S1), used when no --inventory is given. */
@@ -60,20 +59,17 @@ function expandHome(p: string): string {
 export async function openTransport(inv: Inventory, opts: SshCliOptions): Promise<Transport> {
   const sshConfig = opts.sshConfig ?? process.env.FLEETFW_SSH_CONFIG;
   const identity = opts.identity ?? process.env.FLEETFW_IDENTITY;
-  const limit = pLimit(8);
-  const resolved = await Promise.all(
-    inv.hosts.map((h) =>
-      limit(async () => {
-        const key = identity ?? h.ssh.identityFile;
-        const o = await resolveSshOptions(
-          h.name,
-          { user: h.ssh.user, port: h.ssh.port, identityFiles: key ? [expandHome(key)] : undefined },
-          { configFile: sshConfig },
-        );
-        return { h, o };
-      }),
-    ),
+  const hosts = inv.hosts;
+  const options = await resolveSshOptionsMany(
+    hosts.map((h) => h.name),
+    (_, i) => {
+      const h = hosts[i]!;
+      const key = identity ?? h.ssh.identityFile;
+      return { user: h.ssh.user, port: h.ssh.port, identityFiles: key ? [expandHome(key)] : undefined };
+    },
+    { configFile: sshConfig },
   );
+  const resolved = hosts.map((h, i) => ({ h, o: options[i]! }));
   const endpoints: SshEndpoint[] = resolved.map(({ h, o }) => {
     const bastion = bastionOf(inv, h);
     const isBastion = bastion.name === h.name;

@@ -3,6 +3,8 @@
 #   [sudo -n] sh -c '<this file>' fleetfw-host VERB ARGS...
 # ARGS are checked by fleetfw against ^[A-Za-z0-9._:/=@+-]+$; rule sets arrive
 # on stdin. Nothing is installed: state lives in $FLEETFW_STATE (0700).
+# `serve` runs several verbs in one process (see cmd_serve): an apply then
+# starts one login shell per connection, as a single ssh command would.
 #
 # Transaction (one at a time per host, the txn/ directory is the lock):
 #   prepare  test, back up, arm the revert, load     -> txn/pending.TXID exists
@@ -11,6 +13,10 @@
 # The rename is the single atomic step that decides between confirm and revert.
 # The markers carry the transaction id so that a late watchdog of an earlier
 # transaction can never touch a later one.
+#
+# A plan runs `facts` on every host and an apply adds `prepare` and `confirm`:
+# every process they start is started fleet-wide, so they take each dump once,
+# reuse it, and read and write small files with the shell's own builtins.
 # A && B || die is the intended idiom here: die when either step fails.
 # shellcheck disable=SC2015
 set -eu
@@ -20,14 +26,16 @@ T=$S/txn
 PERSIST_DIR=${FLEETFW_PERSIST_DIR:-/etc/iptables}
 SPLIT='# fleetfw-split v6'
 SETS_SPLIT='# fleetfw-split ipsets'
+# Scratch files of reads (facts, serve): outside $S, so a host whose state
+# disk is full can still be read, and prepare says why it cannot go on.
+SCRATCH=
 
-# Exit codes, mirrored in src/host/protocol.ts.
+# Exit codes, mirrored in src/host/run.ts (HostExit).
 E_USAGE=64 E_TEST=65 E_LOAD=66 E_LOCKED=75 E_STALE=76 E_NOTXN=70 E_CHANGED=71 E_LATE=72 E_ARM=73 E_TOOL=74 E_SPACE=77
 
 die() { code=$1; shift; echo "fleetfw-host: $*" >&2; exit "$code"; }
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-# First line of a file ($2 when it is missing), read by the shell itself: these
-# run many times per transaction and each `cat` would be a process.
+# First line of a file ($2 when it is missing), read by the shell itself.
 val() { v=${2:-}; [ ! -r "$1" ] || IFS= read -r v <"$1" || true; printf '%s\n' "$v"; }
 boot_id() { val /proc/sys/kernel/random/boot_id unknown; }
 has() { command -v "$1" >/dev/null 2>&1; }
@@ -42,21 +50,37 @@ fault_point() {
   while [ -e "$S/faults/pause-$1" ] && [ "$fp_n" -lt 600 ]; do sleep 0.1; fp_n=$((fp_n + 1)); done
 }
 
-# A dump without comments and counters: what "the same rules" means for hashes.
-normalize() { sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]$/[0:0]/'; }
 save4() { iptables-save 2>/dev/null || true; }
 save6() { ip6tables-save 2>/dev/null || true; }
 # fleetfw's own ipsets (fleetfw-*) in a stable form: create lines cut to name,
 # type and family, sorted. A host without them hashes as it always did.
 sets_norm() { awk '($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/ { if ($1 == "create") print $1, $2, $3, $4, $5; else print }' | LC_ALL=C sort; }
-live_sets() { if has ipset; then ipset save 2>/dev/null | sets_norm; fi; }
-with_sets() { [ -z "$1" ] || printf -- '---\n%s\n' "$1"; }
-sha() { sum=$(sha256sum); printf '%s\n' "${sum%% *}"; }
-live_hash() { lh_sets=$(live_sets); { save4 | normalize; echo '---'; save6 | normalize; with_sets "$lh_sets"; } | sha; }
-# The same bytes as live_hash, from dumps already in files (V4 V6 NORMALISED-SETS).
-hash_dumps() {
-  { [ ! -f "$1" ] || normalize <"$1"; echo '---'; [ ! -f "$2" ] || normalize <"$2"; [ ! -s "$3" ] || { echo '---'; cat "$3"; }; } | sha
+
+# What "the same rules" means for hashes: canon(V4, V6, SETS, OUT) writes both
+# dumps without comments and counters, then fleetfw's normalised sets, to OUT.
+# A missing file reads as empty.
+CANON_AWK='function rules(f, out,  l) { while ((getline l <f) > 0) if (l !~ /^#/) { sub(/\[[0-9]*:[0-9]*\]$/, "[0:0]", l); print l >out }; close(f) }
+  function canon(v4, v6, sets, out,  l, n) {
+    rules(v4, out); print "---" >out; rules(v6, out)
+    n = 0; while ((getline l <sets) > 0) { if (!n++) print "---" >out; print l >out }; close(sets); close(out) }'
+hash_dumps() { # V4 V6 NORMALISED-SETS
+  hd=$(awk "$CANON_AWK"' BEGIN { canon(ARGV[1], ARGV[2], ARGV[3], "/dev/stdout"); exit }' "$1" "$2" "$3" | sha256sum)
+  printf '%s\n' "${hd%% *}"
 }
+# The live rules into PREFIX.4, PREFIX.6, the raw `ipset save` into PREFIX.raw
+# (empty without ipset) and fleetfw's normalised sets into SETS: read once, reused.
+dump_live() { # PREFIX SETS
+  save4 >"$1.4" && save6 >"$1.6" || return 1
+  if has ipset; then
+    ipset save >"$1.raw" 2>/dev/null || : >"$1.raw"
+    sets_norm <"$1.raw" >"$2"
+  else
+    : >"$1.raw" && : >"$2"
+  fi
+}
+
+# /proc files report size 0: whether legacy tables exist takes a read.
+legacy_tables() { [ -r /proc/net/ip_tables_names ] && IFS= read -r _t </proc/net/ip_tables_names; }
 
 backend() { # the output of `iptables -V`
   case "$1" in
@@ -67,7 +91,7 @@ backend() { # the output of `iptables -V`
   esac
   # Rules in the other backend too means two firewalls: refuse to guess. Legacy
   # tables are listed in /proc/net/ip_tables_names: nothing there, nothing to read.
-  if [ "$b" = nft ] && [ -s /proc/net/ip_tables_names ] && has iptables-legacy-save \
+  if [ "$b" = nft ] && legacy_tables && has iptables-legacy-save \
     && iptables-legacy-save 2>/dev/null | grep -q '^-A'; then b=mixed; fi
   if [ "$b" = legacy ] && has iptables-nft-save && iptables-nft-save 2>/dev/null | grep -q '^-A'; then b=mixed; fi
   echo "$b"
@@ -79,9 +103,10 @@ watchdog_alive() {
   # After a reboot the recorded pid (or transient unit) is gone; the same pid
   # may belong to another process now, so it proves nothing.
   [ "$(val "$T/boot_id")" = "$(boot_id)" ] || return 1
-  case "$(val "$T/watchdog")" in
-    pid:*) kill -0 "$(cut -d: -f2 "$T/watchdog")" 2>/dev/null ;;
-    unit:*) systemctl is-active --quiet "$(cut -d: -f2 "$T/watchdog").timer" 2>/dev/null ;;
+  wd=$(val "$T/watchdog")
+  case "$wd" in
+    pid:*) kill -0 "${wd#pid:}" 2>/dev/null ;;
+    unit:*) systemctl is-active --quiet "${wd#unit:}.timer" 2>/dev/null ;;
     *) return 1 ;;
   esac
 }
@@ -96,9 +121,9 @@ record() { echo "$(now) $*" >>"$S/history.log"; }
 
 # Close out a transaction directory: keep the last few for inspection.
 retire_txn() {
-  mkdir -p "$S/txns"
+  [ -d "$S/txns" ] || mkdir -p "$S/txns"
   id=$(val "$T/id" unknown)
-  rm -rf "$S/txns/$id"
+  [ ! -e "$S/txns/$id" ] || rm -rf "$S/txns/$id"
   mv "$T" "$S/txns/$id"
   prune "$S/txns" 5
 }
@@ -144,7 +169,9 @@ recover_stale() {
       fi ;;
     confirmed)
       # Confirmed but persist did not finish: persist now what runs.
-      persist_live
+      [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR"
+      dump_live "$PERSIST_DIR/.fleetfw-tmp" "$T/now.s"
+      persist_dumps
       record "$(val "$T/id") confirmed-persist-recovered"
       retire_txn
       echo "recovered: finished persisting a confirmed transaction" ;;
@@ -152,7 +179,7 @@ recover_stale() {
       # The revert died half-way: finish it.
       iptables-restore <"$T/backup.v4" || true
       ip6tables-restore <"$T/backup.v6" || true
-      [ ! -f "$T/ipset-load.sh" ] || sh "$T/ipset-load.sh" "$T/backup.sets" || true
+      [ ! -s "$T/backup.sets" ] || sh "$T/revert.sh" - sets "$T/backup.sets" || true
       record "$(val "$T/id") reverted-recovered"
       retire_txn
       echo "recovered: finished an interrupted revert" ;;
@@ -163,68 +190,103 @@ recover_stale() {
   esac
 }
 
-# Write rules.v4/rules.v6 atomically from what runs: temp file, fsync, rename.
-persist_live() {
-  [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR"
-  for fam in 4 6; do
-    tmp="$PERSIST_DIR/.rules.v$fam.fleetfw-tmp"
-    if [ "$fam" = 4 ]; then save4 >"$tmp"; else save6 >"$tmp"; fi
-    chmod 0640 "$tmp"
-    sync "$tmp" 2>/dev/null || sync
-    mv -f "$tmp" "$PERSIST_DIR/rules.v$fam"
-    if [ "$fam" = 4 ]; then fault_point persist; fi
-  done
+# Persist what dump_live "$PERSIST_DIR/.fleetfw-tmp" took as rules.v4, rules.v6
+# and ipsets, atomically: the temp files (same directory) fsynced, then renamed.
+persist_dumps() {
+  p=$PERSIST_DIR/.fleetfw-tmp
+  set -- "$p.4" "$p.6"
   # The ipsets the rules match: ipset-persistent loads them at boot, before the rules.
-  if has ipset && { [ -n "$(ipset list -n 2>/dev/null)" ] || [ -f "$PERSIST_DIR/ipsets" ]; }; then
-    tmp="$PERSIST_DIR/.ipsets.fleetfw-tmp"
-    ipset save >"$tmp"
-    chmod 0640 "$tmp"
-    sync "$tmp" 2>/dev/null || sync
-    mv -f "$tmp" "$PERSIST_DIR/ipsets"
-  fi
+  sets=no
+  if [ -s "$p.raw" ] || [ -f "$PERSIST_DIR/ipsets" ]; then sets=yes; set -- "$@" "$p.raw"; fi
+  chmod 0640 "$@"
+  sync "$@" 2>/dev/null || sync
+  mv -f "$p.4" "$PERSIST_DIR/rules.v4"
+  fault_point persist
+  mv -f "$p.6" "$PERSIST_DIR/rules.v6"
+  if [ "$sets" = yes ]; then mv -f "$p.raw" "$PERSIST_DIR/ipsets"; else rm -f "$p.raw"; fi
   sync "$PERSIST_DIR" 2>/dev/null || sync
 }
 
-# Read "v4 text, split line, v6 text" from stdin into two files.
-split_stdin() { # v4-file v6-file [ipsets-file]
-  awk -v a="$1" -v b="$2" -v c="${3:-/dev/null}" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" '
-    $0 == split_line { out = b; next }
-    $0 == sets_line { out = c; next }
-    { print > (out ? out : a) }
-    END { printf "" > b; printf "" > c }' || die "$E_SPACE" "cannot write $1: disk full?"
+# Read "v4 text, split line, v6 text[, split line, ipsets]" from stdin into
+# rules.v4, rules.v6 and ipsets of DIR, and the tables the rules name into tables.
+split_stdin() { # DIR
+  awk -v d="$1" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" '
+    BEGIN { out = d "/rules.v4"; printf "" > (d "/rules.v6"); printf "" > (d "/ipsets"); printf "" > (d "/tables") }
+    $0 == split_line { out = d "/rules.v6"; next }
+    $0 == sets_line { out = d "/ipsets"; next }
+    /^\*/ && out != d "/ipsets" { print (out == d "/rules.v4" ? "4 " : "6 ") substr($0, 2) > (d "/tables") }
+    { print > out }' || die "$E_SPACE" "cannot write $1: disk full?"
 }
 
 # A backup that really restores: every table the candidate replaces must be in
 # it, so a table that did not exist before is reset to empty (policies ACCEPT).
-make_backup() { # live-dump candidate out
-  cp "$1" "$3"
-  # shellcheck disable=SC2013 # table names are single words
-  for table in $(sed -n 's/^\*//p' "$2"); do
-    grep -qx "\*$table" "$1" && continue
-    case "$table" in
-      filter|security) chains="INPUT FORWARD OUTPUT" ;;
-      nat) chains="PREROUTING INPUT OUTPUT POSTROUTING" ;;
-      mangle) chains="PREROUTING INPUT FORWARD OUTPUT POSTROUTING" ;;
-      raw) chains="PREROUTING OUTPUT" ;;
-      *) die "$E_USAGE" "unknown table $table" ;;
-    esac
-    { echo "*$table"; for c in $chains; do echo ":$c ACCEPT [0:0]"; done; echo COMMIT; } >>"$3"
-  done
+# From the live dumps (now.4, now.6, now.raw) and the candidate (tables, ipsets)
+# in DIR, in one pass: backup.v4, backup.v6, and for the sets the live fleetfw
+# sets (backup.sets), the candidate's sets that do not exist yet (sets.new,
+# sets.created) and the load: each set filled as a temporary one, then swapped in.
+make_backups() { # DIR
+  awk -v d="$1" '
+    function chains(t) {
+      if (t == "filter" || t == "security") return "INPUT FORWARD OUTPUT"
+      if (t == "nat") return "PREROUTING INPUT OUTPUT POSTROUTING"
+      if (t == "mangle") return "PREROUTING INPUT FORWARD OUTPUT POSTROUTING"
+      if (t == "raw") return "PREROUTING OUTPUT"
+      return ""
+    }
+    function flush() { if (name != "") { print "swap fleetfw--swap " name > load; print "destroy fleetfw--swap" > load } }
+    BEGIN { load = d "/sets.load"; printf "" > (d "/backup.sets"); printf "" > (d "/sets.new"); printf "" > (d "/sets.created"); printf "" > load }
+    FILENAME == d "/tables" { order[++n] = $1 " " $2; next }
+    FILENAME == d "/now.raw" {
+      if (($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/) print > (d "/backup.sets")
+      if ($1 == "create") { have[$2] = 1; if ($2 == "fleetfw--swap") print "destroy fleetfw--swap" > load }
+      next }
+    FILENAME == d "/ipsets" {
+      if ($1 == "create") { flush(); name = $2; if (!(name in have)) { print > (d "/sets.new"); print name > (d "/sets.created") }; $2 = "fleetfw--swap"; print > load }
+      else if ($1 == "add") { $2 = "fleetfw--swap"; print > load }
+      next }
+    { fam = FILENAME == d "/now.4" ? 4 : 6; print > (d "/backup.v" fam); if (/^\*/) tab[fam, substr($0, 2)] = 1 }
+    END {
+      flush()
+      printf "" >> (d "/backup.v4"); printf "" >> (d "/backup.v6")
+      for (i = 1; i <= n; i++) {
+        split(order[i], f, " ")
+        if ((f[1], f[2]) in tab) continue
+        c = chains(f[2]); if (c == "") { print "unknown table " f[2] > "/dev/stderr"; exit 2 }
+        out = d "/backup.v" f[1]
+        print "*" f[2] > out; k = split(c, cs, " "); for (j = 1; j <= k; j++) print ":" cs[j] " ACCEPT [0:0]" > out; print "COMMIT" > out
+        tab[f[1], f[2]] = 1
+      }
+    }' "$1/tables" "$1/now.raw" "$1/ipsets" "$1/now.4" "$1/now.6"
 }
 
+# The revert, and loading a set file; run by the watchdog, the timer, an abort
+# or a failed load. Written into the transaction so it outlives this script.
 write_revert_script() {
   cat >"$T/revert.sh" <<'REVERT'
 #!/bin/sh
 # fleetfw revert: restore the backup unless the transaction was confirmed first.
 #   revert.sh TXID watchdog SECONDS | revert.sh TXID timer | revert.sh TXID now REASON
+#   revert.sh - sets FILE: give each set in FILE (`ipset save` format) exactly
+#   FILE's members, atomically per set (fill a temporary set, swap, destroy it).
 S=${FLEETFW_STATE:-/var/lib/fleetfw}
 T=$S/txn
 id=$1
 mode=$2
 reason=${3:-}
+load_sets() {
+  [ -s "$1" ] || return 0
+  ipset destroy fleetfw--swap 2>/dev/null || true
+  { ipset list -n; echo '--- sets'; cat "$1"; } | awk '
+    function flush() { if (name != "") { print "swap fleetfw--swap " name; print "destroy fleetfw--swap" } }
+    !body { if ($0 == "--- sets") body = 1; else have[$1] = 1; next }
+    $1 == "create" { flush(); name = $2; if (!(name in have)) print; $2 = "fleetfw--swap"; print; next }
+    $1 == "add" { $2 = "fleetfw--swap"; print }
+    END { flush() }' | ipset restore
+}
+if [ "$mode" = sets ]; then set -e; load_sets "$3"; exit 0; fi
 if [ "$mode" = watchdog ]; then
+  # HUP, INT and TERM are already ignored: inherited from prepare.
   trap '' HUP INT TERM
-  echo "pid:$$" >"$T/watchdog"
   sleep "$3"
   reason="no confirmation within ${3}s"
 fi
@@ -232,11 +294,11 @@ fi
 # The one atomic step: whoever renames this transaction's marker first decides.
 mv "$T/pending.$id" "$T/reverting.$id" 2>/dev/null || exit 0
 rc=0
-[ ! -f "$T/ipset-load.sh" ] || sh "$T/ipset-load.sh" "$T/backup.sets" || rc=1
+load_sets "$T/backup.sets" || rc=1
 iptables-restore <"$T/backup.v4" || rc=1
 ip6tables-restore <"$T/backup.v6" || rc=1
 # Sets this transaction created: nothing matches them any more.
-[ ! -f "$T/sets.created" ] || while read -r set; do ipset destroy "$set" 2>/dev/null || true; done <"$T/sets.created"
+[ ! -s "$T/sets.created" ] || while read -r set; do ipset destroy "$set" 2>/dev/null || true; done <"$T/sets.created"
 if [ "$rc" = 0 ]; then result=reverted; else result=revert-failed; fi
 echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $id $result $reason" >>"$S/history.log"
 echo "$result: $reason" >"$T/outcome"
@@ -245,21 +307,6 @@ rm -rf "$S/txns/$id"
 mv "$T" "$S/txns/$id"
 exit "$rc"
 REVERT
-  cat >"$T/ipset-load.sh" <<'IPSETS'
-#!/bin/sh
-# fleetfw ipset-load.sh FILE: give each set in FILE (`ipset save` format) exactly
-# FILE's members, atomically per set: fill a temporary set, swap, destroy it.
-# A set that does not exist yet is created first.
-set -e
-[ -s "$1" ] || exit 0
-ipset destroy fleetfw--swap 2>/dev/null || true
-{ ipset list -n; echo '--- sets'; cat "$1"; } | awk '
-  function flush() { if (name != "") { print "swap fleetfw--swap " name; print "destroy fleetfw--swap" } }
-  !body { if ($0 == "--- sets") body = 1; else have[$1] = 1; next }
-  $1 == "create" { flush(); name = $2; if (!(name in have)) print; $2 = "fleetfw--swap"; print; next }
-  $1 == "add" { $2 = "fleetfw--swap"; print }
-  END { flush() }' | ipset restore
-IPSETS
 }
 
 arm_watchdog() { # window txid
@@ -270,29 +317,56 @@ arm_watchdog() { # window txid
       || die "$E_ARM" "systemd-run could not arm the revert timer"
     echo "unit:$unit" >"$T/watchdog"
   else
-    FLEETFW_STATE="$S" setsid -f /bin/sh "$T/revert.sh" "$2" watchdog "$1" </dev/null >/dev/null 2>&1
-    i=0
-    while [ ! -s "$T/watchdog" ]; do
-      i=$((i + 1))
-      # Polled finely: the watchdog is usually up within a few ms, and every host waits here.
-      [ "$i" -gt 500 ] && die "$E_ARM" "the revert watchdog did not start"
-      sleep 0.01
-    done
+    has setsid || die "$E_ARM" "setsid not found: cannot arm the revert watchdog"
+    # Ignored before the fork, so the watchdog is immune from its first
+    # instant (ignored signals stay ignored across exec): armed once it exists.
+    # In its own session, it outlives this SSH session; its pid is its group.
+    trap '' HUP INT TERM
+    FLEETFW_STATE="$S" setsid /bin/sh "$T/revert.sh" "$2" watchdog "$1" </dev/null >/dev/null 2>&1 &
+    echo "pid:$!" >"$T/watchdog"
+    trap - HUP INT TERM
+    kill -0 "$!" 2>/dev/null || die "$E_ARM" "the revert watchdog did not start"
   fi
 }
 
 cmd_facts() {
   [ -d "$S" ] || { mkdir -p "$S" && chmod 0700 "$S"; }
-  # Every dump once, into files: they are hashed and printed (a plan runs this on
-  # every host, so each process saved here is saved fleet-wide).
-  d=$(mktemp -d)
-  save4 >"$d/l4"
-  save6 >"$d/l6"
-  : >"$d/ls"
-  if has ipset; then live_sets >"$d/ls"; fi
-  : >"$d/ps"
-  [ ! -f "$PERSIST_DIR/ipsets" ] || sets_norm <"$PERSIST_DIR/ipsets" >"$d/ps"
-  ipt_v=$(iptables -V 2>/dev/null || true)
+  # Every dump taken once, into files; one awk makes both hashes' texts and the
+  # printed sections, one sha256sum hashes both (a plan runs this on every host).
+  own_scratch=no
+  [ -n "$SCRATCH" ] || { SCRATCH=$(mktemp -d) && own_scratch=yes; }
+  f=$SCRATCH/facts
+  save4 >"$f.4"
+  save6 >"$f.6"
+  # fleetfw's sets, live (L) and persisted (P), normalised and sorted in one pass.
+  : >"$f.sets"
+  persisted_sets=$PERSIST_DIR/ipsets
+  [ -f "$persisted_sets" ] || persisted_sets=/dev/null
+  if has ipset || [ "$persisted_sets" != /dev/null ]; then
+    { ipset save 2>/dev/null || true; } | awk 'FILENAME == "-" { t = "L" } FILENAME != "-" { t = "P" }
+      ($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/ { if ($1 == "create") print t, $1, $2, $3, $4, $5; else print t, $0 }' - "$persisted_sets" \
+      | LC_ALL=C sort >"$f.sets"
+  fi
+  awk "$CANON_AWK"' BEGIN {
+      f = ARGV[1]; while ((getline l <(f ".sets")) > 0) { t = substr(l, 1, 1); print substr(l, 3) >(f (t == "L" ? ".sl" : ".sp")) }
+      printf "" >>(f ".sl"); printf "" >>(f ".sp"); close(f ".sl"); close(f ".sp")
+      canon(f ".4", f ".6", f ".sl", f ".hl"); canon(ARGV[2] "/rules.v4", ARGV[2] "/rules.v6", f ".sp", f ".hp")
+      out = f ".out"
+      print "--- v4" >out; while ((getline l <(f ".4")) > 0) print l >out
+      print "--- v6" >out; while ((getline l <(f ".6")) > 0) print l >out
+      if (ARGV[3] == "yes") { print "--- ipsets" >out; while ((getline l <(f ".sl")) > 0) print l >out }
+      exit }' "$f" "$PERSIST_DIR" "$(has ipset && echo yes || echo no)"
+  # shellcheck disable=SC2046 # two "HASH  FILE" lines
+  set -- $(sha256sum "$f.hl" "$f.hp")
+  live=$1 persisted=$3
+  # `# Generated by iptables-save v1.8.9 (nf_tables) on ...`: the version
+  # without another process; `iptables -V` when no table is loaded.
+  first=
+  IFS= read -r first <"$f.4" || true
+  case "$first" in
+    '# Generated by '*' v'*' ('*')'*) ipt_v=${first#*-save v}; ipt_v="iptables v${ipt_v%% on *}" ;;
+    *) ipt_v=$(iptables -V 2>/dev/null || true) ;;
+  esac
   echo "fleetfw-facts 1"
   echo "backend=$(backend "$ipt_v")"
   if [ -d /run/systemd/system ]; then echo "systemd=yes"; else echo "systemd=no"; fi
@@ -307,15 +381,11 @@ cmd_facts() {
   else
     echo "txn=none"
   fi
-  echo "live_hash=$(hash_dumps "$d/l4" "$d/l6" "$d/ls")"
-  echo "persisted_hash=$(hash_dumps "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6" "$d/ps")"
+  echo "live_hash=$live"
+  echo "persisted_hash=$persisted"
   echo "boot_id=$(boot_id)"
-  echo "--- v4"
-  cat "$d/l4"
-  echo "--- v6"
-  cat "$d/l6"
-  if has ipset; then echo "--- ipsets"; cat "$d/ls"; fi
-  rm -rf "$d"
+  cat "$f.out"
+  if [ "$own_scratch" = yes ]; then rm -rf "$SCRATCH"; else rm -f "$f.4" "$f.6" "$f.sets" "$f.sl" "$f.sp" "$f.hl" "$f.hp" "$f.out"; fi
   # Listening sockets, so a live plan can warn about services the new rules block.
   echo "--- listeners"
   listeners
@@ -335,11 +405,11 @@ cmd_facts() {
       return 0
     fi
     d=$(mktemp -d)
-    split_stdin "$d/c4" "$d/c6" "$d/cs"
+    split_stdin "$d"
     # shellcheck disable=SC2016 # expanded by the inner shell
     # Sets are per network namespace: the candidate's must exist there for its rules to load.
     if unshare -n sh -c '{ [ ! -s "$3" ] || ipset restore <"$3"; } && iptables-restore <"$1" && ip6tables-restore <"$2" && iptables-save && echo "--- canonical-v6" && ip6tables-save' \
-      sh "$d/c4" "$d/c6" "$d/cs" >"$d/out" 2>"$d/err"; then
+      sh "$d/rules.v4" "$d/rules.v6" "$d/ipsets" >"$d/out" 2>"$d/err"; then
       cat "$d/out"
     else
       echo "unavailable: $(head -c 300 "$d/err" | tr '\n' ' ')"
@@ -349,23 +419,16 @@ cmd_facts() {
   echo "--- end"
 }
 
-# The candidate matches ipsets: back up the live fleetfw sets for the revert, then
-# create the missing ones empty, so that `iptables-restore -t` finds them (no
-# rule uses them yet). Their members are loaded after the revert is armed.
-prepare_sets() {
+# The candidate matches ipsets: the tools must be there, on the host and at boot.
+check_set_tools() {
   has ipset || die "$E_TOOL" "the rules match ipsets but ipset is not installed on this host (apt-get install ipset ipset-persistent)"
   [ -e /usr/share/netfilter-persistent/plugins.d/10-ipset ] \
     || die "$E_TOOL" "the rules match ipsets but ipset-persistent is not installed: the host would boot its rules without their sets (apt-get install ipset-persistent)"
-  ipset save 2>/dev/null | awk '($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/' >"$T/backup.sets"
-  { ipset list -n 2>/dev/null; echo '--- sets'; cat "$T/candidate.sets"; } \
-    | awk '!body { if ($0 == "--- sets") body = 1; else have[$1] = 1; next } $1 == "create" && !($2 in have)' >"$T/sets.new"
-  awk '{ print $2 }' "$T/sets.new" >"$T/sets.created"
-  [ ! -s "$T/sets.new" ] || ipset restore <"$T/sets.new" 2>"$T/test.err" || die "$E_TEST" "cannot create the ipsets: $(head -c 500 "$T/test.err")"
 }
 
 # A prepare that fails before the load leaves no set of its own behind.
 drop_new_sets() {
-  [ -f "$T/sets.created" ] || return 0
+  [ -s "$T/sets.created" ] || return 0
   while read -r set; do ipset destroy "$set" 2>/dev/null || true; done <"$T/sets.created"
 }
 
@@ -373,34 +436,42 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   [ $# -eq 5 ] || die "$E_USAGE" "prepare TXID WINDOW EXPECTED_HASH USER PLAN_HASH"
   txid=$1 window=$2 expected=$3
   has iptables-restore && has ip6tables-restore || die "$E_TOOL" "iptables-restore/ip6tables-restore not found on this host"
-  mkdir -p "$S" && chmod 0700 "$S"
+  [ -d "$S" ] || { mkdir -p "$S" && chmod 0700 "$S"; }
   # Room for the candidate, backups and markers, checked before any step: running
   # out after the load would leave loaded rules without their records.
-  free_kb=$(df -Pk "$S" 2>/dev/null | awk 'NR == 2 { print $4 }')
-  [ -z "$free_kb" ] || [ "$free_kb" -ge 1024 ] || die "$E_SPACE" "only ${free_kb} KB free in $S (fleetfw needs 1024 KB): disk full?"
+  free=$(stat -f -c '%a %S' "$S" 2>/dev/null || true)
+  case "$free" in
+    *' '*) free_kb=$(( ${free% *} * ${free#* } / 1024 ))
+      [ "$free_kb" -ge 1024 ] || die "$E_SPACE" "only ${free_kb} KB free in $S (fleetfw needs 1024 KB): disk full?" ;;
+  esac
   if ! mkdir "$T" 2>/dev/null; then
     if recover_stale >&2; then mkdir "$T" 2>/dev/null || die "$E_LOCKED" "another transaction started meanwhile"
     else
-      die "$E_LOCKED" "locked by transaction $(val "$T/id") of $(val "$T/user") since $(val "$T/started"); its revert is armed"
+      die "$E_LOCKED" "locked by transaction $(val "$T/id") of $(val "$T/user") since $(val "$T/started")"
     fi
   fi
   # From here on, any failure before the load must release the lock.
   trap 'drop_new_sets; rm -rf "$T"' EXIT
   fault_point lock
-  echo "$txid" >"$T/id" && echo "$4" >"$T/user" && echo "$5" >"$T/plan_hash" && now >"$T/started" && date +%s >"$T/started_epoch" \
-    && boot_id >"$T/boot_id" || die "$E_SPACE" "cannot write $T: disk full?"
-  split_stdin "$T/candidate.v4" "$T/candidate.v6" "$T/candidate.sets"
+  stamp=$(date -u '+%Y-%m-%dT%H:%M:%SZ %s')
+  started=${stamp% *}
+  { echo "$txid" >"$T/id" && echo "$4" >"$T/user" && echo "$5" >"$T/plan_hash" && echo "$started" >"$T/started" \
+    && echo "${stamp#* }" >"$T/started_epoch" && boot_id >"$T/boot_id"; } 2>/dev/null || die "$E_SPACE" "cannot write $T: disk full?"
+  split_stdin "$T"
   fault_point upload
+  # One read of the live rules: the stale check, the backups, the sets' backup.
+  dump_live "$T/now" "$T/now.s" || die "$E_SPACE" "cannot write the backup: disk full?"
   if [ "$expected" != "-" ]; then
-    actual=$(live_hash)
+    actual=$(hash_dumps "$T/now.4" "$T/now.6" "$T/now.s")
     [ "$actual" = "$expected" ] || die "$E_STALE" "live rules changed since they were read (expected $expected, found $actual)"
   fi
-  [ ! -s "$T/candidate.sets" ] || prepare_sets
-  iptables-restore -t <"$T/candidate.v4" 2>"$T/test.err" || die "$E_TEST" "iptables-restore -t refused the IPv4 rules: $(head -c 500 "$T/test.err")"
-  ip6tables-restore -t <"$T/candidate.v6" 2>"$T/test.err" || die "$E_TEST" "ip6tables-restore -t refused the IPv6 rules: $(head -c 500 "$T/test.err")"
-  save4 >"$T/live.v4" && save6 >"$T/live.v6" || die "$E_SPACE" "cannot write the backup: disk full?"
-  make_backup "$T/live.v4" "$T/candidate.v4" "$T/backup.v4" && make_backup "$T/live.v6" "$T/candidate.v6" "$T/backup.v6" \
-    || die "$E_SPACE" "cannot write the backup: disk full?"
+  [ ! -s "$T/ipsets" ] || check_set_tools
+  make_backups "$T" || die "$E_SPACE" "cannot write the backup: disk full?"
+  # Missing sets are created empty, so that `iptables-restore -t` finds them (no
+  # rule uses them yet); their members are loaded once the revert is armed.
+  [ ! -s "$T/sets.new" ] || ipset restore <"$T/sets.new" 2>"$T/test.err" || die "$E_TEST" "cannot create the ipsets: $(head -c 500 "$T/test.err")"
+  iptables-restore -t <"$T/rules.v4" 2>"$T/test.err" || die "$E_TEST" "iptables-restore -t refused the IPv4 rules: $(head -c 500 "$T/test.err")"
+  ip6tables-restore -t <"$T/rules.v6" 2>"$T/test.err" || die "$E_TEST" "ip6tables-restore -t refused the IPv6 rules: $(head -c 500 "$T/test.err")"
   write_revert_script || die "$E_SPACE" "cannot write the revert script: disk full?"
   : >"$T/pending.$txid" || die "$E_SPACE" "cannot write $T/pending.$txid: disk full?"
   fault_point backup
@@ -409,14 +480,14 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   trap - EXIT
   # Armed: from now on the revert script owns the rollback.
   # Sets first: the new rules must find their members when they start matching.
-  if ! sh "$T/ipset-load.sh" "$T/candidate.sets" 2>"$T/load.err" || ! iptables-restore <"$T/candidate.v4" 2>>"$T/load.err" \
-    || ! ip6tables-restore <"$T/candidate.v6" 2>>"$T/load.err"; then
+  if ! { [ ! -s "$T/sets.load" ] || ipset restore <"$T/sets.load" 2>"$T/load.err"; } || ! iptables-restore <"$T/rules.v4" 2>>"$T/load.err" \
+    || ! ip6tables-restore <"$T/rules.v6" 2>>"$T/load.err"; then
     err=$(head -c 500 "$T/load.err")
     sh "$T/revert.sh" "$txid" now "the load failed: $err" || true
     die "$E_LOAD" "loading the rules failed, previous rules restored: $err"
   fi
-  live_hash >"$T/loaded_hash"
-  record "$txid prepared user=$4 plan=$5 window=$window"
+  dump_live "$T/loaded" "$T/loaded.s" && hash_dumps "$T/loaded.4" "$T/loaded.6" "$T/loaded.s" >"$T/loaded_hash"
+  echo "$started $txid prepared user=$4 plan=$5 window=$window" >>"$S/history.log"
   fault_point load
   echo "loaded txid=$txid hash=$(val "$T/loaded_hash")"
 }
@@ -432,7 +503,13 @@ cmd_confirm() { # TXID KEEP SOURCE
     recover_stale >&2 || true
     die "$E_CHANGED" "the host rebooted inside the window: it runs its persisted rules"
   fi
-  if [ "$(live_hash)" != "$(val "$T/loaded_hash")" ]; then
+  # One read of the live rules, into the persist dir's temp files: checked
+  # against what was loaded, then persisted as they are.
+  [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR"
+  p=$PERSIST_DIR/.fleetfw-tmp
+  dump_live "$p" "$T/now.s" || die "$E_SPACE" "cannot write $PERSIST_DIR: disk full?"
+  if [ "$(hash_dumps "$p.4" "$p.6" "$T/now.s")" != "$(val "$T/loaded_hash")" ]; then
+    rm -f "$p.4" "$p.6" "$p.raw"
     sh "$T/revert.sh" "$txid" now "rules changed inside the window" || true
     die "$E_CHANGED" "the live rules changed inside the window; reverted"
   fi
@@ -440,29 +517,36 @@ cmd_confirm() { # TXID KEEP SOURCE
   mv "$T/pending.$txid" "$T/confirmed.$txid" 2>/dev/null || die "$E_LATE" "too late: the revert won the race"
   # Confirmed: finish even if the session dies now.
   trap '' HUP INT TERM PIPE
-  case "$(val "$T/watchdog")" in
-    pid:*) kill -KILL "$(cut -d: -f2 "$T/watchdog")" 2>/dev/null || true ;;
-    unit:*) systemctl stop "$(cut -d: -f2 "$T/watchdog").timer" >/dev/null 2>&1 || true ;;
+  wd=$(val "$T/watchdog")
+  case "$wd" in
+    # The watchdog leads its own process group: its sleep goes with it.
+    pid:*) kill -KILL -- "-${wd#pid:}" 2>/dev/null || kill -KILL "${wd#pid:}" 2>/dev/null || true ;;
+    unit:*) systemctl stop "${wd#unit:}.timer" >/dev/null 2>&1 || true ;;
   esac
-  # fleetfw sets the confirmed rules no longer match (a set in use refuses to go).
-  if has ipset; then
-    for set in $(ipset list -n 2>/dev/null | grep '^fleetfw-' || true); do
-      grep -q "^create $set " "$T/candidate.sets" 2>/dev/null || ipset destroy "$set" 2>/dev/null || true
+  # fleetfw sets the confirmed rules no longer match (a set in use refuses to go);
+  # the persisted sets are then those that remain.
+  gone=
+  if [ -s "$p.raw" ]; then
+    # shellcheck disable=SC2013 # set names are single words
+    for set in $(awk -v c="$T/ipsets" 'BEGIN { while ((getline l <c) > 0) { split(l, f, " "); if (f[1] == "create") keep[f[2]] = 1 } }
+        $1 == "create" && $2 ~ /^fleetfw-/ && !($2 in keep) { print $2 }' "$p.raw"); do
+      if ipset destroy "$set" 2>/dev/null; then gone="$gone $set"; fi
     done
+    [ -z "$gone" ] || ipset save >"$p.raw" 2>/dev/null || true
   fi
-  persist_live
+  persist_dumps
   gen=$(( $(val "$S/current" 0) + 1 ))
   g=$S/generations/$(printf '%06d' "$gen")
   mkdir -p "$g"
-  cp "$T/candidate.v4" "$g/rules.v4" && cp "$T/candidate.v6" "$g/rules.v6"
-  [ ! -s "$T/candidate.sets" ] || cp "$T/candidate.sets" "$g/ipsets"
+  if [ -s "$T/ipsets" ]; then cp "$T/rules.v4" "$T/rules.v6" "$T/ipsets" "$g/"; else cp "$T/rules.v4" "$T/rules.v6" "$g/"; fi
+  when=$(now)
   {
-    echo "generation=$gen"; echo "txid=$txid"; echo "user=$(val "$T/user")"; echo "when=$(now)"
+    echo "generation=$gen"; echo "txid=$txid"; echo "user=$(val "$T/user")"; echo "when=$when"
     echo "plan_hash=$(val "$T/plan_hash")"; echo "source=$source"; echo "hash=$(val "$T/loaded_hash")"
   } >"$g/meta"
   echo "$gen" >"$S/current.tmp" && mv "$S/current.tmp" "$S/current"
   prune "$S/generations" "$keep"
-  record "$txid confirmed generation=$gen"
+  echo "$when $txid confirmed generation=$gen" >>"$S/history.log"
   echo "confirmed: generation $gen" >"$T/outcome"
   retire_txn
   echo "confirmed generation=$gen"
@@ -489,12 +573,15 @@ cmd_generation() { # N
   if [ -f "$g/ipsets" ]; then echo "$SETS_SPLIT"; cat "$g/ipsets"; fi
 }
 
-# Listening TCP and UDP sockets as `ss -ltnup` prints them (seed 003's discovery step).
-listeners() {
-  if has ss; then ss -ltnup 2>/dev/null || true; else echo "unavailable: ss not found"; fi
+# Listening TCP and UDP sockets as `ss -ltnu[p]` prints them (seed 003's
+# discovery step). Process names (-p) only for `discover`: ss finds them by
+# reading every process's file descriptors, which costs a plan 14 ms per host
+# on a host running a few hundred processes (ss -ltnu alone: 2 ms).
+listeners() { # [-p]
+  if has ss; then ss "-ltnu${1:+p}" 2>/dev/null || true; else echo "unavailable: ss not found"; fi
 }
 
-cmd_listeners() { echo "--- listeners"; listeners; echo "--- end"; }
+cmd_listeners() { echo "--- listeners"; listeners -p; echo "--- end"; }
 
 cmd_show() { # TABLE exact|human
   [ $# -eq 2 ] || die "$E_USAGE" "show TABLE exact|human"
@@ -542,19 +629,55 @@ cmd_ensure_persistent() {
   echo "installed"
 }
 
-verb=${1:-}
-[ $# -gt 0 ] && shift
+dispatch() {
+  verb=${1:-}
+  [ $# -gt 0 ] && shift
+  case "$verb" in
+    facts) cmd_facts "$@" ;;
+    prepare) cmd_prepare "$@" ;;
+    confirm) cmd_confirm "$@" ;;
+    abort) cmd_abort "$@" ;;
+    history) cmd_history ;;
+    generation) cmd_generation "$@" ;;
+    ensure-persistent) cmd_ensure_persistent ;;
+    listeners) cmd_listeners ;;
+    show) cmd_show "$@" ;;
+    kernel-log) cmd_kernel_log "$@" ;;
+    ping) echo pong ;;
+    *) die "$E_USAGE" "unknown verb '$verb'" ;;
+  esac
+}
+
+# Several verbs in one process, one request at a time (fleetfw sends the next
+# only after the answer). A request is a line `NONCE LENGTH VERB ARGS...` and
+# LENGTH bytes of stdin for the verb. The answer is the verb's stdout, then
+# `\n--- fleetfw-stderr NONCE\n`, its stderr, and `\n--- fleetfw-rc RC NONCE\n`.
+# The nonce (random, per request) keeps the verb's output from ending a section.
+cmd_serve() {
+  SCRATCH=$(mktemp -d)
+  io=$SCRATCH/io
+  trap 'rm -rf "$SCRATCH"' EXIT
+  trap 'exit 129' HUP PIPE TERM
+  while IFS= read -r req; do
+    set -f
+    # shellcheck disable=SC2086 # words checked by fleetfw; globbing is off
+    set -- $req
+    set +f
+    [ $# -ge 3 ] || die "$E_USAGE" "serve: bad request"
+    nonce=$1 len=$2
+    shift 2
+    case "$len" in *[!0-9]*) die "$E_USAGE" "serve: bad length" ;; esac
+    # Exactly LENGTH bytes (GNU head reads no further): the next request stays unread.
+    if [ "$len" -gt 0 ]; then head -c "$len" >"$io.in"; else : >"$io.in"; fi
+    set +e
+    (set -e; dispatch "$@") <"$io.in" 2>"$io.err"
+    rc=$?
+    set -e
+    printf '\n--- fleetfw-stderr %s\n' "$nonce"
+    [ ! -s "$io.err" ] || cat "$io.err"
+    printf '\n--- fleetfw-rc %s %s\n' "$rc" "$nonce"
+  done
+}
+
 umask 077
-case "$verb" in
-  facts) cmd_facts "$@" ;;
-  prepare) cmd_prepare "$@" ;;
-  confirm) cmd_confirm "$@" ;;
-  abort) cmd_abort "$@" ;;
-  history) cmd_history ;;
-  generation) cmd_generation "$@" ;;
-  ensure-persistent) cmd_ensure_persistent ;;
-  listeners) cmd_listeners ;;
-  show) cmd_show "$@" ;;
-  kernel-log) cmd_kernel_log "$@" ;;
-  *) die "$E_USAGE" "unknown verb '$verb'" ;;
-esac
+if [ "${1:-}" = serve ]; then cmd_serve; else dispatch "$@"; fi

@@ -1,10 +1,12 @@
 // Run the shipped host script over a session: the script text and checked
 // arguments form the command, data goes on stdin. Nothing from the inventory
 // is ever pasted into the command line.
+import { randomBytes } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { FleetError } from '../errors.js';
-import type { ExecResult, HostSession } from '../transport/ssh.js';
+import { TransportError, type ExecResult, type HostSession, type HostStream } from '../transport/ssh.js';
 
 /** Exit codes of fleetfw-host.sh (keep in sync with the script's header). */
 export const HostExit = {
@@ -42,11 +44,133 @@ export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export function hostCommand(verb: string, args: readonly string[], sudo: boolean): string {
+/** `verb args...` once every word is checked: nothing else ever reaches the host's shell. */
+function checkedWords(verb: string, args: readonly string[]): string {
   for (const a of [verb, ...args]) {
     if (!SAFE_ARG.test(a)) throw new FleetError(`refusing to pass unsafe argument ${JSON.stringify(a)} to a host`);
   }
-  return `${sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(hostScript())} fleetfw-host ${[verb, ...args].join(' ')}`;
+  return [verb, ...args].join(' ');
+}
+
+export function hostCommand(verb: string, args: readonly string[], sudo: boolean): string {
+  return `${sudo ? 'sudo -n ' : ''}sh -c ${shellQuote(hostScript())} fleetfw-host ${checkedWords(verb, args)}`;
+}
+
+/**
+ * One `fleetfw-host serve` process kept on a session: verbs run one after the
+ * other in it (the script's cmd_serve describes the framing), so an apply's
+ * read and prepare start one login shell, not two: on hosts whose shell start-up
+ * is heavy (rc files, sudo) that is most of what a command costs.
+ */
+export class HostServer {
+  private readonly decoder = new StringDecoder('utf8');
+  private out = '';
+  private errTail = '';
+  private exit: number | null | undefined;
+  private closed = false;
+  private pending?: { nonce: string; resolve: (r: ExecResult) => void; reject: (e: Error) => void; timer?: NodeJS.Timeout };
+
+  private constructor(
+    readonly session: HostSession,
+    private readonly stream: HostStream,
+  ) {
+    stream.on('data', (d: Buffer) => {
+      this.out += this.decoder.write(d);
+      this.settle();
+    });
+    stream.stderr.on('data', (d: Buffer) => (this.errTail = (this.errTail + d.toString('utf8')).slice(-4000)));
+    stream.on('exit', (code: number | null) => (this.exit = code));
+    stream.on('error', () => undefined);
+    stream.on('close', () => {
+      this.closed = true;
+      const p = this.pending;
+      if (!p) return;
+      this.pending = undefined;
+      clearTimeout(p.timer);
+      // Ended without an answer: like a one-shot command, its exit status (sudo's refusal, a kill) is the answer.
+      if (this.exit !== undefined) p.resolve({ code: this.exit, stdout: this.out, stderr: this.errTail });
+      else p.reject(new TransportError(`${session.host}: the session closed before the command exited (connection lost?)`, session.host, 'target', 'exec'));
+    });
+  }
+
+  static async start(session: HostSession, sudo: boolean): Promise<HostServer> {
+    return new HostServer(session, await session.spawn(hostCommand('serve', [], sudo)));
+  }
+
+  /** Run one verb; a server whose channel is gone sent nothing (reason `channel`, safe to retry elsewhere). */
+  request(verb: string, args: readonly string[], opts: { stdin?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+    let words: string;
+    try {
+      words = checkedWords(verb, args);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const host = this.session.host;
+    if (this.closed) return Promise.reject(new TransportError(`${host}: the kept session is gone`, host, 'target', 'channel'));
+    if (this.pending) return Promise.reject(new FleetError(`${host}: one request at a time`));
+    const nonce = randomBytes(8).toString('hex');
+    const data = Buffer.from(opts.stdin ?? '', 'utf8');
+    return new Promise<ExecResult>((resolve, reject) => {
+      const timer =
+        opts.timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              this.pending = undefined;
+              this.stream.close();
+              reject(new TransportError(`${host}: command timed out after ${opts.timeoutMs} ms (the remote process may still be running)`, host, 'target', 'timeout'));
+            }, opts.timeoutMs);
+      this.pending = { nonce, resolve, reject, timer };
+      this.stream.write(`${nonce} ${data.length} ${words}\n`);
+      if (data.length > 0) this.stream.write(data);
+    });
+  }
+
+  /**
+   * Is the kept script still answering? A peer that went away (host rebooted,
+   * sshd killed) can leave the forwarded connection half-closed, and the bastion
+   * then never tells (seen with OpenSSH 9.2: its end stays in CLOSE-WAIT): a no-op
+   * round trip, answered in milliseconds by a live script, finds out before a
+   * verb that matters. No answer in time: the caller takes a new connection.
+   */
+  async alive(timeoutMs = 5_000): Promise<boolean> {
+    try {
+      const r = await this.request('ping', [], { timeoutMs });
+      return r.code === 0 && r.stdout === 'pong\n';
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * End the serve loop (stdin closed) and wait for it to exit, at most `ms`: a
+   * script still running when its session closes would be orphaned on the host.
+   */
+  finish(ms = 2_000): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.stream.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.stream.end();
+    });
+  }
+
+  private settle(): void {
+    const p = this.pending;
+    // The answer ends with its rc line: only a tail that ends so is worth a look.
+    if (!p || !this.out.endsWith(` ${p.nonce}\n`)) return;
+    const m = new RegExp(`\\n--- fleetfw-rc (\\d+) ${p.nonce}\\n$`).exec(this.out.slice(-80));
+    if (!m) return;
+    const body = this.out.slice(0, this.out.length - m[0].length);
+    const sep = `\n--- fleetfw-stderr ${p.nonce}\n`;
+    const at = body.lastIndexOf(sep);
+    this.out = '';
+    this.pending = undefined;
+    clearTimeout(p.timer);
+    p.resolve({ code: Number(m[1]), stdout: body.slice(0, Math.max(0, at)), stderr: at < 0 ? '' : body.slice(at + sep.length) });
+  }
 }
 
 const withNewline = (t: string) => (t.endsWith('\n') || t === '' ? t : `${t}\n`);
@@ -69,14 +193,19 @@ export function splitFamilies(text: string): { v4: string; v6: string; ipsets?: 
   return { v4, v6: rest.slice(0, sets), ipsets: rest.slice(sets + marker.length) };
 }
 
+/** One verb: a one-shot command on a session, or a request to a kept {@link HostServer}. */
 export async function runHost(
-  session: HostSession,
+  on: HostSession | HostServer,
   verb: string,
   args: readonly string[],
   opts: { sudo: boolean; stdin?: string; timeoutMs?: number },
 ): Promise<ExecResult> {
-  const r = await session.exec(hostCommand(verb, args, opts.sudo), { stdin: opts.stdin ?? '', timeoutMs: opts.timeoutMs });
-  if (r.code !== 0 && opts.sudo) explainSudo(session.host, r);
+  const r =
+    on instanceof HostServer
+      ? await on.request(verb, args, { stdin: opts.stdin, timeoutMs: opts.timeoutMs })
+      : await on.exec(hostCommand(verb, args, opts.sudo), { stdin: opts.stdin ?? '', timeoutMs: opts.timeoutMs });
+  const host = on instanceof HostServer ? on.session.host : on.host;
+  if (r.code !== 0 && opts.sudo) explainSudo(host, r);
   return r;
 }
 

@@ -1,13 +1,28 @@
 // The known_hosts file on disk: read fail-closed, appended atomically.
 
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { FleetError } from '../errors.js';
 import { checkHostKey, formatKnownHostsLine, parseKnownHosts, type HostKey, type KnownHosts } from './known-hosts.js';
 
-/** A missing file is an empty list; any other read failure is an error (fail closed). */
-export async function loadKnownHosts(file: string): Promise<KnownHosts> {
+// Every connection checks its host key against the file: parsed once per
+// version of the file (size and mtime), not once per connection (a 100-host
+// fleet makes 200 connections against a 100-line file).
+const parsedFiles = new Map<string, { stamp: string; known: Promise<KnownHosts> }>();
+
+/**
+ * A missing file is an empty list; any other read failure is an error (fail closed).
+ * `fresh`: read the file now (before appending to it).
+ */
+export async function loadKnownHosts(file: string, fresh = false): Promise<KnownHosts> {
   try {
-    return parseKnownHosts(await readFile(file, 'utf8'));
+    const st = await stat(file);
+    const stamp = `${st.size}:${st.mtimeMs}:${st.ino}`;
+    const hit = parsedFiles.get(file);
+    if (!fresh && hit?.stamp === stamp) return await hit.known;
+    const known = readFile(file, 'utf8').then(parseKnownHosts);
+    parsedFiles.set(file, { stamp, known });
+    known.catch(() => parsedFiles.delete(file));
+    return await known;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], notes: [] };
     throw new FleetError(
@@ -28,7 +43,7 @@ const appendQueues = new Map<string, Promise<unknown>>();
 export function recordHostKey(file: string, names: string[], key: HostKey): Promise<boolean> {
   const previous = appendQueues.get(file) ?? Promise.resolve();
   const next = previous.catch(() => undefined).then(async () => {
-    const known = await loadKnownHosts(file);
+    const known = await loadKnownHosts(file, true);
     const status = checkHostKey(known.entries, names, key).status;
     if (status === 'match') return true;
     if (status !== 'unknown') return false;

@@ -7,7 +7,9 @@ import { existsSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import pLimit from 'p-limit';
 import { FleetError } from '../errors.js';
+import { scanSshConfig, sshGShare } from './ssh-config-scan.js';
 
 export interface SshOptions {
   user: string;
@@ -43,7 +45,42 @@ export async function resolveSshOptions(
   explicit: Partial<SshOptions>,
   opts: ResolveSshOptionsOptions = {},
 ): Promise<SshOptions> {
-  const fromConfig = (await readSshConfig(alias, opts)) ?? defaultSshOptions(alias);
+  return layer((await readSshConfig(alias, opts)) ?? defaultSshOptions(alias), explicit);
+}
+
+/**
+ * resolveSshOptions for many aliases, with one `ssh -G` per set of aliases that
+ * ssh-config-scan.ts shows would get the same answer but for the hostname (a
+ * lab-like config: one run for the whole fleet), and one per alias otherwise.
+ */
+export async function resolveSshOptionsMany(
+  aliases: string[],
+  explicitFor: (alias: string, index: number) => Partial<SshOptions>,
+  opts: ResolveSshOptionsOptions = {},
+): Promise<SshOptions[]> {
+  const scan = scanSshConfig(opts.configFile);
+  const limit = pLimit(8);
+  const runs = new Map<string, Promise<SshOptions | undefined>>();
+  return Promise.all(
+    aliases.map(async (alias, i) => {
+      const share = scan.supported ? sshGShare(scan.blocks, alias) : undefined;
+      let fromConfig: SshOptions | undefined;
+      if (share) {
+        // The first alias of a signature starts the run (synchronously, before any await) and the rest wait for it.
+        let run = runs.get(share.signature);
+        if (!run) runs.set(share.signature, (run = limit(() => readSshConfig(alias, opts))));
+        const o = await run;
+        fromConfig = o && { ...o, identityFiles: [...o.identityFiles], hostname: share.hostname };
+      } else {
+        fromConfig = await limit(() => readSshConfig(alias, opts));
+      }
+      return layer(fromConfig ?? defaultSshOptions(alias), explicitFor(alias, i));
+    }),
+  );
+}
+
+// The defined fields of `explicit` win.
+function layer(fromConfig: SshOptions, explicit: Partial<SshOptions>): SshOptions {
   const chosen = Object.fromEntries(Object.entries(explicit).filter(([, v]) => v !== undefined));
   return { ...fromConfig, ...chosen };
 }

@@ -4,7 +4,7 @@
 // keeps fleetfw far from MaxStartups and PerSourcePenalties).
 
 import { readFile } from 'node:fs/promises';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import ssh2, {
   type AgentAuthMethod,
   type ClientChannel,
@@ -32,9 +32,18 @@ export interface ExecOptions {
   timeoutMs?: number;
 }
 
+/** A command left running: its stdin and stdout, stderr apart; 'close' when the channel ends. */
+export interface HostStream extends Duplex {
+  readonly stderr: Readable;
+  /** Close the channel (the remote process then gets EOF and SIGPIPE, as with a lost session). */
+  close(): void;
+}
+
 export interface HostSession {
   readonly host: string;
   exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** Start `command` and hand over its streams (for a conversation with one process). */
+  spawn(command: string): Promise<HostStream>;
   /** Can this host open a TCP connection to address:port right now? (a direct-tcpip channel, closed at once) */
   connectTcp(address: string, port: number, timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
@@ -410,6 +419,23 @@ function createSession(host: string, hop: TransportHop, client: Client, live: Se
         };
         try {
           client.exec(command, onChannel);
+        } catch (err) {
+          reject(new TransportError(`${host}: cannot run a command: ${(err as Error).message}`, host, hop, 'channel'));
+        }
+      });
+    },
+    spawn(command) {
+      return new Promise<HostStream>((resolve, reject) => {
+        try {
+          client.exec(command, (err, ch) => {
+            if (err) return reject(new TransportError(`${host}: cannot open an exec channel: ${err.message}`, host, hop, 'channel'));
+            // A peer that went away half-closes the connection: ssh2 then drops what
+            // is written, and a kept channel would wait forever. End it with the connection.
+            const gone = (): void => void ch.destroy();
+            client.once('end', gone).once('close', gone);
+            ch.once('close', () => client.off('end', gone).off('close', gone));
+            resolve(ch as unknown as HostStream);
+          });
         } catch (err) {
           reject(new TransportError(`${host}: cannot run a command: ${(err as Error).message}`, host, hop, 'channel'));
         }

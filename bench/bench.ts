@@ -1,9 +1,12 @@
 // fleetfw's benchmark (issue 5). Two modes:
-//   npm run bench -- --hosts N [--parallel P] [--json FILE] [--ipset-threshold T]
+//   npm run bench -- --hosts N [--parallel P] [--repeat R] [--clean-home] [--json FILE] [--ipset-threshold T]
 //       brings up an N-host S1-like lab (tunnel-1 + N-1 targets) and measures, at the same
 //       concurrency: the floor (bench/floor.ts), `fleetfw plan` and `fleetfw apply --yes`
 //       (wall time of the real CLI, run from the operator namespace), render + analysis
 //       in-process, and the CLI's peak RSS (GNU time). The lab is always torn down.
+//       Floor and plan run R times (default 3) and report their medians: on a shared
+//       2-core machine one run of either varies by 10 %. --clean-home gives every lab
+//       host an empty /root, so its login shell reads no rc files (see PERFORMANCE.md).
 //   npm run bench -- --render 1000,10000 [--json FILE] [--ipset-threshold T]
 //       render + analysis of generated fleets without SSH, each size in its own process.
 //   npm run bench -- --rules 100,1000
@@ -38,6 +41,8 @@ const { values: args } = parseArgs({
     'render-one': { type: 'string' },
     'ipset-threshold': { type: 'string' },
     rules: { type: 'string' },
+    repeat: { type: 'string' },
+    'clean-home': { type: 'boolean' },
   },
 });
 const threshold = args['ipset-threshold'] === undefined ? undefined : Number(args['ipset-threshold']);
@@ -202,7 +207,9 @@ async function floor(lab: Lab, bastion: string, targets: string[], parallel: num
   return { seconds: out.seconds, host_cpu_s: round(hostCpu(lab) - cpu0) };
 }
 
-async function hostsMode(n: number, parallel: number): Promise<void> {
+const median = <T>(xs: T[], key: (x: T) => number): T => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
+
+async function hostsMode(n: number, parallel: number, repeat: number, cleanHome: boolean): Promise<void> {
   const file = writeFleet(n, { ipsetThreshold: threshold });
   const inv = loadInventory(file);
   const core = renderAndAnalyse(file);
@@ -210,12 +217,28 @@ async function hostsMode(n: number, parallel: number): Promise<void> {
   const targets = inv.hosts.filter((h) => h !== bastion).map((h) => h.private!);
   const lab = await startLab(labSpecFromInventory(inv));
   try {
+    if (cleanHome) {
+      // A server's root account as installed: no rc files for the login shell that runs every command.
+      const empty = join(lab.dir, 'clean-home');
+      mkdirSync(empty, { recursive: true });
+      for (const h of inv.hosts) {
+        const r = await lab.exec(h.name, ['mount', '--bind', empty, '/root']);
+        if (r.code !== 0) throw new Error(`--clean-home: cannot mount over /root on ${h.name}: ${r.stderr}`);
+      }
+    }
     await floor(lab, bastion.public!, targets, parallel); // warm-up: every sshd's first fork loads its libraries
-    const fl = await floor(lab, bastion.public!, targets, parallel);
+    const floors: Array<{ seconds: number; host_cpu_s: number }> = [];
+    for (let i = 0; i < repeat; i++) floors.push(await floor(lab, bastion.public!, targets, parallel));
+    const fl = median(floors, (f) => f.seconds);
     const floor_s = fl.seconds;
     const common = ['--inventory', file, '--parallel', String(parallel), '--no-color'];
-    const plan = await cli(lab, ['plan', ...common, '--format', 'json']);
-    if (plan.code !== 2) throw new Error(`plan: exit ${plan.code} (expected 2, changes):\n${plan.stderr.slice(-2000)}`);
+    const plans: CliRun[] = [];
+    for (let i = 0; i < repeat; i++) {
+      const p = await cli(lab, ['plan', ...common, '--format', 'json']);
+      if (p.code !== 2) throw new Error(`plan: exit ${p.code} (expected 2, changes):\n${p.stderr.slice(-2000)}`);
+      plans.push(p);
+    }
+    const plan = median(plans, (p) => p.wall_s);
     const summary = (JSON.parse(plan.stdout) as { summary: { changes: number } }).summary;
     if (summary.changes !== n) throw new Error(`plan: ${summary.changes} of ${n} hosts with changes`);
     const apply = await cli(lab, ['apply', ...common, '--yes', '--json']);
@@ -227,6 +250,10 @@ async function hostsMode(n: number, parallel: number): Promise<void> {
       hosts: n,
       targets: n - 1,
       parallel,
+      repeat,
+      login_shell: cleanHome ? 'clean /root (no rc files)' : 'as on this machine',
+      floor_runs_s: floors.map((f) => round(f.seconds)),
+      plan_runs_s: plans.map((p) => round(p.wall_s)),
       roles: countBy(fleetRoles(n).map((h) => h.roles.at(-1)!)),
       floor_s: round(floor_s),
       plan_s: round(plan.wall_s),
@@ -279,9 +306,11 @@ if (args['render-one']) {
 } else if (args.hosts) {
   const n = Number(args.hosts);
   const parallel = Number(args.parallel ?? DEFAULT_PARALLEL);
+  const repeat = Number(args.repeat ?? 3);
   if (!Number.isInteger(n) || n < 4) throw new Error('--hosts must be an integer >= 4');
-  await hostsMode(n, parallel);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be an integer >= 1');
+  await hostsMode(n, parallel, repeat, Boolean(args['clean-home']));
 } else {
-  console.error('usage: npm run bench -- --hosts N [--parallel P] [--json FILE] | --render 1000,10000 [--json FILE]');
+  console.error('usage: npm run bench -- --hosts N [--parallel P] [--repeat R] [--clean-home] [--json FILE] | --render 1000,10000 [--json FILE] | --rules 100,1000');
   process.exit(64);
 }

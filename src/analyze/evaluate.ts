@@ -86,6 +86,28 @@ function protoName(pkt: Packet): string {
   return pkt.proto === 'icmp' && pkt.family === 6 ? 'ipv6-icmp' : pkt.proto;
 }
 
+/**
+ * What `rs` can tell apart about an address: for every rule, whether its source
+ * and destination networks and sets match it. Packets that differ only in one
+ * address, with equal signatures, meet every rule alike and get the same verdict
+ * (the listener check asks this of every private peer of every host: O(N²) flows).
+ */
+export function addressSignature(rs: RuleSet, addr: string): string {
+  const bit = (r: MatchResult): string => (r === true ? '1' : r === false ? '0' : '?');
+  let sig = '';
+  for (const t of rs.tables) {
+    for (const c of t.chains) {
+      for (const r of c.rules) {
+        if (r.src) sig += bit(cidrContains(r.src.cidr, addr));
+        if (r.dst) sig += bit(cidrContains(r.dst.cidr, addr));
+        if (r.srcSet) sig += bit(matchSet(r.srcSet, addr, 'src', rs.sets));
+        if (r.dstSet) sig += bit(matchSet(r.dstSet, addr, 'dst', rs.sets));
+      }
+    }
+  }
+  return sig;
+}
+
 /** Does `rule` match `pkt`? A definite `false` from any modelled match wins over unknowns (matches are ANDed). */
 export function matchRule(rule: Rule, pkt: Packet, sets?: RuleSet['sets']): MatchResult {
   const results: MatchResult[] = [];

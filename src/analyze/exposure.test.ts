@@ -76,3 +76,45 @@ describe('exposure without an intent (S2)', () => {
     expect(formatSocket({ proto: 'tcp', address: '0.0.0.0', port: 22, device: 'eth1' })).toBe('0.0.0.0%eth1:22/tcp');
   });
 });
+
+describe('assessListeners at fleet scale', () => {
+  it('gives every peer the verdict a flow of its own gets, though peers the rules cannot tell apart share one evaluation', async () => {
+    const { fleetYaml } = await import('../../bench/fleet.js');
+    const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { evaluateFlow } = await import('./flow.js');
+    const { describeDecision } = await import('./evaluate.js');
+    const dir = mkdtempSync(join(tmpdir(), 'fleetfw-exposure-'));
+    try {
+      // 60 hosts: the backends' mutual whitelist is an ipset, some peers are named by address.
+      const file = join(dir, 's1-60.yaml');
+      writeFileSync(file, fleetYaml(60));
+      const inv = loadInventory(file);
+      const parsed = parseFleet(renderFleet(inv, loadTemplates(inv)));
+      for (const name of ['mysql-1', 'wordpress-1', 'haproxy-www']) {
+        const host = inv.hosts.find((h) => h.name === name)!;
+        const sets = parsed.get(name)!;
+        const [mysql] = assessListeners(inv, host, sets, [tcp('0.0.0.0', 3306)]);
+        const peers = mysql!.reach.filter((r) => r.kind === 'peer');
+        expect(peers.length).toBeGreaterThan(50);
+        for (const r of peers) {
+          const peer = inv.hosts.find((h) => `peer ${h.name}` === r.source)!;
+          const alone = evaluateFlow({
+            family: 4,
+            proto: 'tcp',
+            port: 3306,
+            client: { name: r.source, addr: peer.private! },
+            server: { name, addr: host.private!, iface: host.interfaces.private, rs: sets.v4 },
+          });
+          expect({ source: r.source, outcome: r.outcome, decidedBy: r.decidedBy }).toEqual({
+            source: r.source,
+            outcome: alone.outcome,
+            decidedBy: alone.evaluation ? describeDecision(alone.evaluation) : '',
+          });
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

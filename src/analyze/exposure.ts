@@ -8,7 +8,7 @@ import type { Family, HostSpec, Inventory, Side } from '../model/inventory.js';
 import type { Listener } from '../model/listener.js';
 import type { RuleSet } from '../model/ruleset.js';
 import { bastionOf } from '../inventory/query.js';
-import { describeDecision } from './evaluate.js';
+import { addressSignature, describeDecision } from './evaluate.js';
 import { evaluateFlow } from './flow.js';
 import type { Outcome } from './intents.js';
 
@@ -84,17 +84,26 @@ export function assessListeners(inv: Inventory, host: HostSpec, sets: { v4: Rule
       return { listener: l, sides: [], reach: [], status: 'local', summary: why };
     }
     const reach: Reach[] = [];
+    // Sources the rules cannot tell apart get one evaluation (see addressSignature).
+    const seen = new Map<string, Pick<Reach, 'outcome' | 'decidedBy'>>();
     const probe = (source: string, kind: Reach['kind'], from: string | undefined, side: Side, family: Family) => {
       const to = family === 4 ? host[side] : host[`${side}6`];
       if (!from || !to || (family === 4 ? !isIPv4(from) : !isIPv6(from))) return;
-      const r = evaluateFlow({
-        family,
-        proto: l.proto,
-        port: l.port,
-        client: { name: source, addr: from },
-        server: { name: host.name, addr: to, iface: host.interfaces[side], rs: family === 4 ? sets.v4 : sets.v6 },
-      });
-      reach.push({ source, kind, side, family, outcome: r.outcome, decidedBy: r.evaluation ? describeDecision(r.evaluation) : '' });
+      const rs = family === 4 ? sets.v4 : sets.v6;
+      const key = `${side} ${family} ${addressSignature(rs, from)}`;
+      let verdict = seen.get(key);
+      if (!verdict) {
+        const r = evaluateFlow({
+          family,
+          proto: l.proto,
+          port: l.port,
+          client: { name: source, addr: from },
+          server: { name: host.name, addr: to, iface: host.interfaces[side], rs },
+        });
+        verdict = { outcome: r.outcome, decidedBy: r.evaluation ? describeDecision(r.evaluation) : '' };
+        seen.set(key, verdict);
+      }
+      reach.push({ source, kind, side, family, ...verdict });
     };
     for (const { side, family } of where) {
       if (side === 'private' && bastion.name !== host.name) probe(`bastion ${bastion.name}`, 'bastion', family === 4 ? bastion.private : bastion.private6, side, family);

@@ -1,7 +1,7 @@
 // The kept host script (`fleetfw-host serve`) and its client, HostServer, run
 // against the real script in a local sh: framing, exact stdin lengths, errors,
 // liveness and shutdown. The lab suites drive it over SSH.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +9,8 @@ import { Duplex } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { HostSession, HostStream } from '../transport/ssh.js';
 import { TransportError } from '../transport/ssh.js';
-import { HostServer, runHost } from './run.js';
+import { parseFacts } from './facts.js';
+import { HostServer, hostScript, runHost } from './run.js';
 
 const state = mkdtempSync(join(tmpdir(), 'fleetfw-serve-'));
 afterAll(() => rmSync(state, { recursive: true, force: true }));
@@ -83,5 +84,32 @@ describe('fleetfw-host serve', () => {
     await server.finish();
     expect(await server.alive()).toBe(false);
     expect(readdirSync(scratch)).toEqual([]);
+  });
+});
+
+describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
+  const facts = (setup: string) => {
+    expect(process.getuid?.(), 'must run as root').toBe(0);
+    const scratch = mkdtempSync(join(state, 'facts-'));
+    const r = spawnSync('unshare', ['-n', 'sh', '-c', `${setup}\nexec sh -c "$1" fleetfw-host facts`, 'setup', hostScript()], {
+      encoding: 'utf8',
+      env: { ...process.env, FLEETFW_STATE: join(scratch, 'state'), FLEETFW_PERSIST_DIR: join(scratch, 'persist'), TMPDIR: scratch },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(readdirSync(scratch).sort(), 'scratch files removed').toEqual(['state']);
+    return parseFacts(r.stdout);
+  };
+
+  it('reads the nft rules, hashes them, and reports the backend without another process', () => {
+    const f = facts('iptables -A INPUT -p tcp --dport 22 -j ACCEPT');
+    expect(f.backend).toBe('nft');
+    expect(f.live.v4).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(f.liveHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(f.liveHash).not.toBe(f.persistedHash);
+  });
+
+  it('refuses to guess when rules live in both backends: legacy tables count (/proc reports size 0)', () => {
+    const f = facts('iptables -A INPUT -j ACCEPT && iptables-legacy -A INPUT -j ACCEPT');
+    expect(f.backend).toBe('mixed');
   });
 });

@@ -52,31 +52,47 @@ fault_point() {
 
 save4() { iptables-save 2>/dev/null || true; }
 save6() { ip6tables-save 2>/dev/null || true; }
-# fleetfw's own ipsets (fleetfw-*) in a stable form: create lines cut to name,
-# type and family, sorted. A host without them hashes as it always did.
-sets_norm() { awk '($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/ { if ($1 == "create") print $1, $2, $3, $4, $5; else print }' | LC_ALL=C sort; }
-
 # What "the same rules" means for hashes: canon(V4, V6, SETS, OUT) writes both
-# dumps without comments and counters, then fleetfw's normalised sets, to OUT.
-# A missing file reads as empty.
+# dumps without comments and counters, then fleetfw's own ipsets (fleetfw-*) from
+# an `ipset save` file: create lines cut to name, type and family, every line
+# sorted bytewise (a set lists its members in hash order). A missing file reads
+# as empty; a host without fleetfw's sets hashes as it always did. A few hundred
+# lines are sorted in awk (run with LC_ALL=C), saving a `sort` process per dump;
+# more go through `sort`, which is faster there.
 CANON_AWK='function rules(f, out,  l) { while ((getline l <f) > 0) if (l !~ /^#/) { sub(/\[[0-9]*:[0-9]*\]$/, "[0:0]", l); print l >out }; close(f) }
-  function canon(v4, v6, sets, out,  l, n) {
+  function sift(a, i, n,  c, t) { while ((c = 2 * i) <= n) { if (c < n && a[c + 1] "" > a[c] "") c++; if (a[i] "" >= a[c] "") return; t = a[i]; a[i] = a[c]; a[c] = t; i = c } }
+  function set_line(l, a, n,  w) {
+    split(l, w, " ")
+    if ((w[1] != "create" && w[1] != "add") || w[2] !~ /^fleetfw-/) return n
+    a[++n] = w[1] == "create" ? w[1] " " w[2] " " w[3] " " w[4] " " w[5] : l
+    return n }
+  function fleet_sets(f, a,  l, n, i, t, cmd) {
+    split("", a); n = 0
+    while ((getline l <f) > 0) n = set_line(l, a, n)
+    close(f)
+    if (n > 500) {
+      # Cutting create lines never reorders them: sorting the raw dump is the same.
+      cmd = "LC_ALL=C sort \047" f "\047"; split("", a); n = 0
+      while ((cmd | getline l) > 0) n = set_line(l, a, n)
+      close(cmd)
+      return n
+    }
+    for (i = int(n / 2); i >= 1; i--) sift(a, i, n)
+    for (i = n; i > 1; i--) { t = a[1]; a[1] = a[i]; a[i] = t; sift(a, 1, i - 1) }
+    return n }
+  function canon_sorted(v4, v6, a, n, out,  i) {
     rules(v4, out); print "---" >out; rules(v6, out)
-    n = 0; while ((getline l <sets) > 0) { if (!n++) print "---" >out; print l >out }; close(sets); close(out) }'
-hash_dumps() { # V4 V6 NORMALISED-SETS
-  hd=$(awk "$CANON_AWK"' BEGIN { canon(ARGV[1], ARGV[2], ARGV[3], "/dev/stdout"); exit }' "$1" "$2" "$3" | sha256sum)
+    if (n > 0) print "---" >out; for (i = 1; i <= n; i++) print a[i] >out; close(out) }
+  function canon(v4, v6, sets, out,  a) { canon_sorted(v4, v6, a, fleet_sets(sets, a), out) }'
+hash_dumps() { # V4 V6 IPSET-SAVE
+  hd=$(LC_ALL=C awk "$CANON_AWK"' BEGIN { canon(ARGV[1], ARGV[2], ARGV[3], "/dev/stdout"); exit }' "$1" "$2" "$3" | sha256sum)
   printf '%s\n' "${hd%% *}"
 }
-# The live rules into PREFIX.4, PREFIX.6, the raw `ipset save` into PREFIX.raw
-# (empty without ipset) and fleetfw's normalised sets into SETS: read once, reused.
-dump_live() { # PREFIX SETS
+# The live rules into PREFIX.4, PREFIX.6 and the raw `ipset save` into
+# PREFIX.raw (empty without ipset): read once, reused.
+dump_live() { # PREFIX
   save4 >"$1.4" && save6 >"$1.6" || return 1
-  if has ipset; then
-    ipset save >"$1.raw" 2>/dev/null || : >"$1.raw"
-    sets_norm <"$1.raw" >"$2"
-  else
-    : >"$1.raw" && : >"$2"
-  fi
+  if has ipset; then ipset save >"$1.raw" 2>/dev/null || : >"$1.raw"; else : >"$1.raw"; fi
 }
 
 # /proc files report size 0: whether legacy tables exist takes a read.
@@ -170,7 +186,7 @@ recover_stale() {
     confirmed)
       # Confirmed but persist did not finish: persist now what runs.
       [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR"
-      dump_live "$PERSIST_DIR/.fleetfw-tmp" "$T/now.s"
+      dump_live "$PERSIST_DIR/.fleetfw-tmp"
       persist_dumps
       record "$(val "$T/id") confirmed-persist-recovered"
       retire_txn
@@ -336,25 +352,14 @@ cmd_facts() {
   own_scratch=no
   [ -n "$SCRATCH" ] || { SCRATCH=$(mktemp -d) && own_scratch=yes; }
   f=$SCRATCH/facts
-  save4 >"$f.4"
-  save6 >"$f.6"
-  # fleetfw's sets, live (L) and persisted (P), normalised and sorted in one pass.
-  : >"$f.sets"
-  persisted_sets=$PERSIST_DIR/ipsets
-  [ -f "$persisted_sets" ] || persisted_sets=/dev/null
-  if has ipset || [ "$persisted_sets" != /dev/null ]; then
-    { ipset save 2>/dev/null || true; } | awk 'FILENAME == "-" { t = "L" } FILENAME != "-" { t = "P" }
-      ($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/ { if ($1 == "create") print t, $1, $2, $3, $4, $5; else print t, $0 }' - "$persisted_sets" \
-      | LC_ALL=C sort >"$f.sets"
-  fi
-  awk "$CANON_AWK"' BEGIN {
-      f = ARGV[1]; while ((getline l <(f ".sets")) > 0) { t = substr(l, 1, 1); print substr(l, 3) >(f (t == "L" ? ".sl" : ".sp")) }
-      printf "" >>(f ".sl"); printf "" >>(f ".sp"); close(f ".sl"); close(f ".sp")
-      canon(f ".4", f ".6", f ".sl", f ".hl"); canon(ARGV[2] "/rules.v4", ARGV[2] "/rules.v6", f ".sp", f ".hp")
+  dump_live "$f"
+  LC_ALL=C awk "$CANON_AWK"' BEGIN {
+      f = ARGV[1]
+      n = fleet_sets(f ".raw", a); canon_sorted(f ".4", f ".6", a, n, f ".hl"); canon(ARGV[2] "/rules.v4", ARGV[2] "/rules.v6", ARGV[2] "/ipsets", f ".hp")
       out = f ".out"
       print "--- v4" >out; while ((getline l <(f ".4")) > 0) print l >out
       print "--- v6" >out; while ((getline l <(f ".6")) > 0) print l >out
-      if (ARGV[3] == "yes") { print "--- ipsets" >out; while ((getline l <(f ".sl")) > 0) print l >out }
+      if (ARGV[3] == "yes") { print "--- ipsets" >out; for (i = 1; i <= n; i++) print a[i] >out }
       exit }' "$f" "$PERSIST_DIR" "$(has ipset && echo yes || echo no)"
   # shellcheck disable=SC2046 # two "HASH  FILE" lines
   set -- $(sha256sum "$f.hl" "$f.hp")
@@ -385,7 +390,7 @@ cmd_facts() {
   echo "persisted_hash=$persisted"
   echo "boot_id=$(boot_id)"
   cat "$f.out"
-  if [ "$own_scratch" = yes ]; then rm -rf "$SCRATCH"; else rm -f "$f.4" "$f.6" "$f.sets" "$f.sl" "$f.sp" "$f.hl" "$f.hp" "$f.out"; fi
+  if [ "$own_scratch" = yes ]; then rm -rf "$SCRATCH"; else rm -f "$f.4" "$f.6" "$f.raw" "$f.hl" "$f.hp" "$f.out"; fi
   # Listening sockets, so a live plan can warn about services the new rules block.
   echo "--- listeners"
   listeners
@@ -460,9 +465,9 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   split_stdin "$T"
   fault_point upload
   # One read of the live rules: the stale check, the backups, the sets' backup.
-  dump_live "$T/now" "$T/now.s" || die "$E_SPACE" "cannot write the backup: disk full?"
+  dump_live "$T/now" || die "$E_SPACE" "cannot write the backup: disk full?"
   if [ "$expected" != "-" ]; then
-    actual=$(hash_dumps "$T/now.4" "$T/now.6" "$T/now.s")
+    actual=$(hash_dumps "$T/now.4" "$T/now.6" "$T/now.raw")
     [ "$actual" = "$expected" ] || die "$E_STALE" "live rules changed since they were read (expected $expected, found $actual)"
   fi
   [ ! -s "$T/ipsets" ] || check_set_tools
@@ -486,7 +491,7 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
     sh "$T/revert.sh" "$txid" now "the load failed: $err" || true
     die "$E_LOAD" "loading the rules failed, previous rules restored: $err"
   fi
-  dump_live "$T/loaded" "$T/loaded.s" && hash_dumps "$T/loaded.4" "$T/loaded.6" "$T/loaded.s" >"$T/loaded_hash"
+  dump_live "$T/loaded" && hash_dumps "$T/loaded.4" "$T/loaded.6" "$T/loaded.raw" >"$T/loaded_hash"
   echo "$started $txid prepared user=$4 plan=$5 window=$window" >>"$S/history.log"
   fault_point load
   echo "loaded txid=$txid hash=$(val "$T/loaded_hash")"
@@ -507,8 +512,8 @@ cmd_confirm() { # TXID KEEP SOURCE
   # against what was loaded, then persisted as they are.
   [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR"
   p=$PERSIST_DIR/.fleetfw-tmp
-  dump_live "$p" "$T/now.s" || die "$E_SPACE" "cannot write $PERSIST_DIR: disk full?"
-  if [ "$(hash_dumps "$p.4" "$p.6" "$T/now.s")" != "$(val "$T/loaded_hash")" ]; then
+  dump_live "$p" || die "$E_SPACE" "cannot write $PERSIST_DIR: disk full?"
+  if [ "$(hash_dumps "$p.4" "$p.6" "$p.raw")" != "$(val "$T/loaded_hash")" ]; then
     rm -f "$p.4" "$p.6" "$p.raw"
     sh "$T/revert.sh" "$txid" now "rules changed inside the window" || true
     die "$E_CHANGED" "the live rules changed inside the window; reverted"

@@ -6,13 +6,14 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostSession, HostStream } from '../transport/ssh.js';
 import { TransportError } from '../transport/ssh.js';
 import { parseFacts } from './facts.js';
 import { HostServer, hostScript, runHost } from './run.js';
 
-const state = mkdtempSync(join(tmpdir(), 'fleetfw-serve-'));
+let state = '';
+beforeAll(() => void (state = mkdtempSync(join(tmpdir(), 'fleetfw-serve-'))));
 afterAll(() => rmSync(state, { recursive: true, force: true }));
 
 /** A session whose commands run here, in sh, the way sshd would run them. */

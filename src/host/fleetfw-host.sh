@@ -195,7 +195,7 @@ recover_stale() {
       # The revert died half-way: finish it.
       iptables-restore <"$T/backup.v4" || true
       ip6tables-restore <"$T/backup.v6" || true
-      [ ! -s "$T/backup.sets" ] || sh "$T/revert.sh" - sets "$T/backup.sets" || true
+      sh "$T/revert.sh" - sets || true
       record "$(val "$T/id") reverted-recovered"
       retire_txn
       echo "recovered: finished an interrupted revert" ;;
@@ -237,9 +237,10 @@ split_stdin() { # DIR
 # A backup that really restores: every table the candidate replaces must be in
 # it, so a table that did not exist before is reset to empty (policies ACCEPT).
 # From the live dumps (now.4, now.6, now.raw) and the candidate (tables, ipsets)
-# in DIR, in one pass: backup.v4, backup.v6, and for the sets the live fleetfw
-# sets (backup.sets), the candidate's sets that do not exist yet (sets.new,
-# sets.created) and the load: each set filled as a temporary one, then swapped in.
+# in DIR, in one pass: backup.v4, backup.v6; for the sets, the candidate's that
+# do not exist yet (sets.new, sets.created) and two loads for `ipset restore
+# -exist`, the candidate's (sets.load) and the live fleetfw sets' (backup.load):
+# each set made sure to exist, filled as a temporary one, then swapped in.
 make_backups() { # DIR
   awk -v d="$1" '
     function chains(t) {
@@ -249,20 +250,23 @@ make_backups() { # DIR
       if (t == "raw") return "PREROUTING OUTPUT"
       return ""
     }
-    function flush() { if (name != "") { print "swap fleetfw--swap " name > load; print "destroy fleetfw--swap" > load } }
-    BEGIN { load = d "/sets.load"; printf "" > (d "/backup.sets"); printf "" > (d "/sets.new"); printf "" > (d "/sets.created"); printf "" > load }
+    function end_set() { if (name != "") { print "swap fleetfw--swap " name > into; print "destroy fleetfw--swap" > into; name = "" } }
+    function swap_in(out) { # this create or add line, into the load OUT
+      if ($1 == "create") { end_set(); name = $2; into = out; print > out; $2 = "fleetfw--swap"; print > out }
+      else if ($1 == "add") { $2 = "fleetfw--swap"; print > out } }
+    BEGIN { load = d "/sets.load"; printf "" > (d "/backup.load"); printf "" > (d "/sets.new"); printf "" > (d "/sets.created"); printf "" > load }
     FILENAME == d "/tables" { order[++n] = $1 " " $2; next }
     FILENAME == d "/now.raw" {
-      if (($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/) print > (d "/backup.sets")
       if ($1 == "create") { have[$2] = 1; if ($2 == "fleetfw--swap") print "destroy fleetfw--swap" > load }
+      if (($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/ && $2 != "fleetfw--swap") swap_in(d "/backup.load")
       next }
     FILENAME == d "/ipsets" {
-      if ($1 == "create") { flush(); name = $2; if (!(name in have)) { print > (d "/sets.new"); print name > (d "/sets.created") }; $2 = "fleetfw--swap"; print > load }
-      else if ($1 == "add") { $2 = "fleetfw--swap"; print > load }
+      if ($1 == "create" && !($2 in have)) { print > (d "/sets.new"); print $2 > (d "/sets.created") }
+      swap_in(load)
       next }
     { fam = FILENAME == d "/now.4" ? 4 : 6; print > (d "/backup.v" fam); if (/^\*/) tab[fam, substr($0, 2)] = 1 }
     END {
-      flush()
+      end_set()
       printf "" >> (d "/backup.v4"); printf "" >> (d "/backup.v6")
       for (i = 1; i <= n; i++) {
         split(order[i], f, " ")
@@ -275,31 +279,25 @@ make_backups() { # DIR
     }' "$1/tables" "$1/now.raw" "$1/ipsets" "$1/now.4" "$1/now.6"
 }
 
-# The revert, and loading a set file; run by the watchdog, the timer, an abort
+# The revert (rules and sets); run by the watchdog, the timer, an abort
 # or a failed load. Written into the transaction so it outlives this script.
 write_revert_script() {
   cat >"$T/revert.sh" <<'REVERT'
 #!/bin/sh
 # fleetfw revert: restore the backup unless the transaction was confirmed first.
 #   revert.sh TXID watchdog SECONDS | revert.sh TXID timer | revert.sh TXID now REASON
-#   revert.sh - sets FILE: give each set in FILE (`ipset save` format) exactly
-#   FILE's members, atomically per set (fill a temporary set, swap, destroy it).
+#   revert.sh - sets: put the live fleetfw sets of before back (backup.load).
 S=${FLEETFW_STATE:-/var/lib/fleetfw}
 T=$S/txn
 id=$1
 mode=$2
 reason=${3:-}
 load_sets() {
-  [ -s "$1" ] || return 0
+  [ -s "$T/backup.load" ] || return 0
   ipset destroy fleetfw--swap 2>/dev/null || true
-  { ipset list -n; echo '--- sets'; cat "$1"; } | awk '
-    function flush() { if (name != "") { print "swap fleetfw--swap " name; print "destroy fleetfw--swap" } }
-    !body { if ($0 == "--- sets") body = 1; else have[$1] = 1; next }
-    $1 == "create" { flush(); name = $2; if (!(name in have)) print; $2 = "fleetfw--swap"; print; next }
-    $1 == "add" { $2 = "fleetfw--swap"; print }
-    END { flush() }' | ipset restore
+  ipset restore -exist <"$T/backup.load"
 }
-if [ "$mode" = sets ]; then set -e; load_sets "$3"; exit 0; fi
+if [ "$mode" = sets ]; then load_sets; exit; fi
 if [ "$mode" = watchdog ]; then
   # HUP, INT and TERM are already ignored: inherited from prepare.
   trap '' HUP INT TERM
@@ -310,7 +308,7 @@ fi
 # The one atomic step: whoever renames this transaction's marker first decides.
 mv "$T/pending.$id" "$T/reverting.$id" 2>/dev/null || exit 0
 rc=0
-load_sets "$T/backup.sets" || rc=1
+load_sets || rc=1
 iptables-restore <"$T/backup.v4" || rc=1
 ip6tables-restore <"$T/backup.v6" || rc=1
 # Sets this transaction created: nothing matches them any more.
@@ -485,7 +483,7 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   trap - EXIT
   # Armed: from now on the revert script owns the rollback.
   # Sets first: the new rules must find their members when they start matching.
-  if ! { [ ! -s "$T/sets.load" ] || ipset restore <"$T/sets.load" 2>"$T/load.err"; } || ! iptables-restore <"$T/rules.v4" 2>>"$T/load.err" \
+  if ! { [ ! -s "$T/sets.load" ] || ipset restore -exist <"$T/sets.load" 2>"$T/load.err"; } || ! iptables-restore <"$T/rules.v4" 2>>"$T/load.err" \
     || ! ip6tables-restore <"$T/rules.v6" 2>>"$T/load.err"; then
     err=$(head -c 500 "$T/load.err")
     sh "$T/revert.sh" "$txid" now "the load failed: $err" || true

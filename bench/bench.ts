@@ -4,8 +4,9 @@
 //       concurrency: the floor (bench/floor.ts), `fleetfw plan` and `fleetfw apply --yes`
 //       (wall time of the real CLI, run from the operator namespace), render + analysis
 //       in-process, and the CLI's peak RSS (GNU time). The lab is always torn down.
-//       Floor and plan run R times (default 3) and report their medians: on a shared
-//       2-core machine one run of either varies by 10 %. --clean-home gives every lab
+//       Floor, plan and apply run R times (default 3), interleaved, hosts reset in
+//       between, and report their medians: on a shared 2-core machine one run of
+//       any of them varies by 10 %. --clean-home gives every lab
 //       host an empty /root, so its login shell reads no rc files (see PERFORMANCE.md).
 //   npm run bench -- --render 1000,10000 [--json FILE] [--ipset-threshold T]
 //       render + analysis of generated fleets without SSH, each size in its own process.
@@ -24,6 +25,7 @@ import { verifyIntents } from '../src/analyze/intents.js';
 import { labSpecFromInventory, OPERATOR, startLab, type Lab } from '../src/lab/lab.js';
 import { labEnv } from '../src/cli/lab-commands.js';
 import { DEFAULT_PARALLEL } from '../src/cli/live-commands.js';
+import pLimit from 'p-limit';
 import { fleetRoles, writeFleet } from './fleet.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -209,6 +211,27 @@ async function floor(lab: Lab, bastion: string, targets: string[], parallel: num
 
 const median = <T>(xs: T[], key: (x: T) => number): T => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
 
+// Back to a host as the lab made it: no rules (policies ACCEPT), no sets, no
+// fleetfw state, nothing persisted. Not measured.
+const RESET_HOST = [
+  'for t in filter nat mangle raw security; do for c in iptables ip6tables; do $c -t $t -F; $c -t $t -X; done; done 2>/dev/null',
+  'for c in iptables ip6tables; do for ch in INPUT FORWARD OUTPUT; do $c -P $ch ACCEPT; done; done',
+  'ipset destroy 2>/dev/null',
+  'rm -rf /var/lib/fleetfw/* /etc/iptables/rules.v4 /etc/iptables/rules.v6 /etc/iptables/ipsets /etc/iptables/.fleetfw-tmp',
+].join('; ');
+
+async function resetHosts(lab: Lab, hosts: string[]): Promise<void> {
+  const limit = pLimit(8);
+  await Promise.all(
+    hosts.map((h) =>
+      limit(async () => {
+        const r = await lab.exec(h, ['sh', '-c', RESET_HOST]);
+        if (r.code !== 0) throw new Error(`reset ${h}: ${r.stderr}`);
+      }),
+    ),
+  );
+}
+
 async function hostsMode(n: number, parallel: number, repeat: number, cleanHome: boolean): Promise<void> {
   const file = writeFleet(n, { ipsetThreshold: threshold });
   const inv = loadInventory(file);
@@ -227,22 +250,29 @@ async function hostsMode(n: number, parallel: number, repeat: number, cleanHome:
       }
     }
     await floor(lab, bastion.public!, targets, parallel); // warm-up: every sshd's first fork loads its libraries
-    const floors: Array<{ seconds: number; host_cpu_s: number }> = [];
-    for (let i = 0; i < repeat; i++) floors.push(await floor(lab, bastion.public!, targets, parallel));
-    const fl = median(floors, (f) => f.seconds);
-    const floor_s = fl.seconds;
+    // R rounds of floor, plan and apply, interleaved so that a drift in the
+    // machine's speed (a shared 2-core machine drifts by 10 %) weighs on all
+    // three alike; every round but the first starts from fresh hosts again.
     const common = ['--inventory', file, '--parallel', String(parallel), '--no-color'];
+    const floors: Array<{ seconds: number; host_cpu_s: number }> = [];
     const plans: CliRun[] = [];
+    const applies: CliRun[] = [];
     for (let i = 0; i < repeat; i++) {
+      if (i > 0) await resetHosts(lab, inv.hosts.map((h) => h.name));
+      floors.push(await floor(lab, bastion.public!, targets, parallel));
       const p = await cli(lab, ['plan', ...common, '--format', 'json']);
       if (p.code !== 2) throw new Error(`plan: exit ${p.code} (expected 2, changes):\n${p.stderr.slice(-2000)}`);
+      const summary = (JSON.parse(p.stdout) as { summary: { changes: number } }).summary;
+      if (summary.changes !== n) throw new Error(`plan: ${summary.changes} of ${n} hosts with changes`);
       plans.push(p);
+      const a = await cli(lab, ['apply', ...common, '--yes', '--json']);
+      if (a.code !== 0) throw new Error(`apply: exit ${a.code}:\n${a.stderr.slice(-2000)}${a.stdout.slice(-2000)}`);
+      applies.push(a);
     }
+    const fl = median(floors, (f) => f.seconds);
+    const floor_s = fl.seconds;
     const plan = median(plans, (p) => p.wall_s);
-    const summary = (JSON.parse(plan.stdout) as { summary: { changes: number } }).summary;
-    if (summary.changes !== n) throw new Error(`plan: ${summary.changes} of ${n} hosts with changes`);
-    const apply = await cli(lab, ['apply', ...common, '--yes', '--json']);
-    if (apply.code !== 0) throw new Error(`apply: exit ${apply.code}:\n${apply.stderr.slice(-2000)}${apply.stdout.slice(-2000)}`);
+    const apply = median(applies, (a) => a.wall_s);
     const insync = await cli(lab, ['plan', ...common, '--format', 'json']);
     if (insync.code !== 0) throw new Error(`plan after apply: exit ${insync.code} (expected 0, in sync):\n${insync.stderr.slice(-2000)}`);
     const result = {
@@ -254,6 +284,7 @@ async function hostsMode(n: number, parallel: number, repeat: number, cleanHome:
       login_shell: cleanHome ? 'clean /root (no rc files)' : 'as on this machine',
       floor_runs_s: floors.map((f) => round(f.seconds)),
       plan_runs_s: plans.map((p) => round(p.wall_s)),
+      apply_runs_s: applies.map((a) => round(a.wall_s)),
       roles: countBy(fleetRoles(n).map((h) => h.roles.at(-1)!)),
       floor_s: round(floor_s),
       plan_s: round(plan.wall_s),

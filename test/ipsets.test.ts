@@ -2,7 +2,7 @@
 // (seed 000) renders as one ipset match per host instead of one rule per peer.
 // Applied in the lab: sets load before the rules, members pass and others do
 // not, a reboot brings the sets back before the rules, a member added shows in
-// the plan, and a revert puts the previous set back.
+// the plan, a revert puts the previous set back, and so does a rollback.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,5 +102,19 @@ describe('S1 with 30 backends: the whitelist as an ipset', () => {
     expect(await members('mysql-1')).toEqual(before);
     expect(await liveRules(lab, 'mysql-1')).toEqual(rules);
     expect(await mysql3306('wp-27')).not.toBe('open');
+  });
+
+  it('rolls back to the previous generation, the set with the rules: each generation keeps its ipsets', async () => {
+    const before = await members('mysql-1');
+    const applied = await fleetfw(lab, ['apply', '--inventory', S31, '--limit', 'mysql-1', '--yes', '--window', '10']);
+    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
+    expect(await members('mysql-1')).toContain('192.0.2.126');
+    const generations = await lab.exec('mysql-1', ['sh', '-c', 'cd /var/lib/fleetfw/generations && grep -c "^add " */ipsets']);
+    expect(generations.stdout.trim().split('\n')).toEqual(['000001/ipsets:30', '000002/ipsets:31']);
+    const back = await fleetfw(lab, ['rollback', 'mysql-1', '--inventory', S31, '--window', '10']);
+    expect(back.code, back.stdout + back.stderr).toBe(0);
+    expect(await members('mysql-1')).toEqual(before);
+    expect(await mysql3306('wp-27')).not.toBe('open');
+    expect(await mysql3306('wp-26')).toBe('open');
   });
 });

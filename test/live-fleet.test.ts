@@ -49,6 +49,17 @@ describe('S1 through tunnel-1', () => {
     console.log(`apply S1 (6 hosts, window 20 s): ${r.ms} ms`);
   });
 
+  it('the confirmation ended every watchdog: no process of its group (its sleep) outlives it', async () => {
+    for (const h of ['tunnel-1', 'haproxy-www', 'mysql-2']) {
+      const wd = (await lab.exec(h, ['sh', '-c', 'cat /var/lib/fleetfw/txns/*/watchdog'])).stdout.trim();
+      expect(wd).toMatch(/^pid:\d+$/);
+      const group = wd.slice(4);
+      // Zombies awaiting their reaper do not count: they hold no sleep.
+      const left = (await lab.exec(h, ['ps', '-o', 'pid=,stat=,args=', '-g', group])).stdout.split('\n').filter((l) => l.trim() && !/\sZ/.test(l));
+      expect(left, `${h}: watchdog group ${group}`).toEqual([]);
+    }
+  });
+
   it('every intent of S1 holds with real packets', async () => {
     const rows = await probeIntents(lab, loadInventory(S1));
     expect(failedRows(rows)).toEqual([]);

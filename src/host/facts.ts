@@ -39,10 +39,11 @@ export function parseFacts(stdout: string): HostFacts {
   let current = 'meta';
   sections.set(current, []);
   for (const line of stdout.split('\n')) {
-    const m = /^--- (v4|v6|ipsets|listeners|canonical|canonical-v6|end)$/.exec(line);
+    const m = /^--- (meta|v4|v6|ipsets|listeners|canonical|canonical-v6|end)$/.exec(line);
     if (m) {
       current = m[1]!;
-      sections.set(current, []);
+      // `--- meta` goes on with the key=value lines of the start (printed once computed).
+      if (current !== 'meta') sections.set(current, []);
     } else {
       sections.get(current)!.push(line);
     }

@@ -17,8 +17,10 @@
 # A plan runs `facts` on every host and an apply adds `prepare` and `confirm`:
 # every process they start is started fleet-wide, so they take each dump once,
 # reuse it, and read and write small files with the shell's own builtins.
-# A && B || die is the intended idiom here: die when either step fails.
-# shellcheck disable=SC2015
+# A && B || die is the intended idiom here: die when either step fails (SC2015);
+# getv assigns its variable through eval (SC2154); awk programs and the revert
+# script are single-quoted on purpose (SC2016).
+# shellcheck disable=SC2015,SC2154,SC2016
 set -eu
 
 S=${FLEETFW_STATE:-/var/lib/fleetfw}
@@ -35,9 +37,11 @@ E_USAGE=64 E_TEST=65 E_LOAD=66 E_LOCKED=75 E_STALE=76 E_NOTXN=70 E_CHANGED=71 E_
 
 die() { code=$1; shift; echo "fleetfw-host: $*" >&2; exit "$code"; }
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-# First line of a file ($2 when it is missing), read by the shell itself.
-val() { v=${2:-}; [ ! -r "$1" ] || IFS= read -r v <"$1" || true; printf '%s\n' "$v"; }
-boot_id() { val /proc/sys/kernel/random/boot_id unknown; }
+# The first line of FILE into the variable NAME (DEFAULT when FILE is missing),
+# read by the shell itself: no process, and no subshell as $(...) would take.
+getv() { _v=${3:-}; [ ! -r "$2" ] || IFS= read -r _v <"$2" || true; eval "$1=\$_v"; }
+val() { getv _val "$@"; printf '%s\n' "$_val"; }
+getv BOOT_ID /proc/sys/kernel/random/boot_id unknown
 has() { command -v "$1" >/dev/null 2>&1; }
 
 # Fault injection for the end-to-end tests: pause at a step while the file
@@ -50,6 +54,16 @@ fault_point() {
   while [ -e "$S/faults/pause-$1" ] && [ "$fp_n" -lt 600 ]; do sleep 0.1; fp_n=$((fp_n + 1)); done
 }
 
+# The time of day inside awk, as `date -u +%Y-%m-%dT%H:%M:%SZ` prints it: a
+# date process fewer per step. srand() seeds from the time of day and returns
+# the previous seed, so a second call returns the seconds since the epoch.
+TIME_AWK='function now_epoch() { srand(); return srand() }
+  function iso(t,  d, s, z, era, doe, yoe, doy, mp, m) { # civil from days (H. Hinnant)
+    d = int(t / 86400); s = t - d * 86400; z = d + 719468; era = int(z / 146097); doe = z - era * 146097
+    yoe = int((doe - int(doe / 1460) + int(doe / 36524) - int(doe / 146096)) / 365)
+    doy = doe - (365 * yoe + int(yoe / 4) - int(yoe / 100)); mp = int((5 * doy + 2) / 153); m = mp < 10 ? mp + 3 : mp - 9
+    return sprintf("%04d-%02d-%02dT%02d:%02d:%02dZ", yoe + era * 400 + (m <= 2), m, doy - int((153 * mp + 2) / 5) + 1, int(s / 3600), int(s % 3600 / 60), s % 60) }
+'
 save4() { iptables-save 2>/dev/null || true; }
 save6() { ip6tables-save 2>/dev/null || true; }
 # What "the same rules" means for hashes: canon(V4, V6, SETS, OUT) writes both
@@ -84,25 +98,21 @@ CANON_AWK='function rules(f, out,  l) { while ((getline l <f) > 0) if (l !~ /^#/
     rules(v4, out); print "---" >out; rules(v6, out)
     if (n > 0) print "---" >out; for (i = 1; i <= n; i++) print a[i] >out; close(out) }
   function canon(v4, v6, sets, out,  a) { canon_sorted(v4, v6, a, fleet_sets(sets, a), out) }'
-hash_dumps() { # V4 V6 IPSET-SAVE
-  hd=$(LC_ALL=C awk "$CANON_AWK"' BEGIN { canon(ARGV[1], ARGV[2], ARGV[3], "/dev/stdout"); exit }' "$1" "$2" "$3" | sha256sum)
-  printf '%s\n' "${hd%% *}"
-}
-# The live rules into PREFIX.4, PREFIX.6 and the raw `ipset save` into
-# PREFIX.raw (empty without ipset): read once, reused.
-dump_live() { # PREFIX
-  save4 >"$1.4" && save6 >"$1.6" || return 1
-  if has ipset; then ipset save >"$1.raw" 2>/dev/null || : >"$1.raw"; else : >"$1.raw"; fi
+# The live rules into V4 and V6 and the raw `ipset save` into SETS (empty
+# without ipset): read once, reused.
+dump_live() { # V4 V6 SETS
+  save4 >"$1" && save6 >"$2" || return 1
+  if has ipset; then ipset save >"$3" 2>/dev/null || : >"$3"; else : >"$3"; fi
 }
 
 # /proc files report size 0: whether legacy tables exist takes a read.
 legacy_tables() { [ -r /proc/net/ip_tables_names ] && IFS= read -r _t </proc/net/ip_tables_names; }
 
-backend() { # the output of `iptables -V`
+backend() { # the output of `iptables -V`; sets b
   case "$1" in
     *nf_tables*) b=nft ;;
     *legacy*) b=legacy ;;
-    '') echo none; return ;;
+    '') b=none; return ;;
     *) b=legacy ;;
   esac
   # Rules in the other backend too means two firewalls: refuse to guess. Legacy
@@ -110,7 +120,6 @@ backend() { # the output of `iptables -V`
   if [ "$b" = nft ] && legacy_tables && has iptables-legacy-save \
     && iptables-legacy-save 2>/dev/null | grep -q '^-A'; then b=mixed; fi
   if [ "$b" = legacy ] && has iptables-nft-save && iptables-nft-save 2>/dev/null | grep -q '^-A'; then b=mixed; fi
-  echo "$b"
 }
 
 # Is the transaction's revert still armed (watchdog process or systemd timer)?
@@ -118,8 +127,9 @@ watchdog_alive() {
   [ -f "$T/watchdog" ] || return 1
   # After a reboot the recorded pid (or transient unit) is gone; the same pid
   # may belong to another process now, so it proves nothing.
-  [ "$(val "$T/boot_id")" = "$(boot_id)" ] || return 1
-  wd=$(val "$T/watchdog")
+  getv txn_boot "$T/boot_id"
+  [ "$txn_boot" = "$BOOT_ID" ] || return 1
+  getv wd "$T/watchdog"
   case "$wd" in
     pid:*) kill -0 "${wd#pid:}" 2>/dev/null ;;
     unit:*) systemctl is-active --quiet "${wd#unit:}.timer" 2>/dev/null ;;
@@ -138,7 +148,7 @@ record() { echo "$(now) $*" >>"$S/history.log"; }
 # Close out a transaction directory: keep the last few for inspection.
 retire_txn() {
   [ -d "$S/txns" ] || mkdir -p "$S/txns"
-  id=$(val "$T/id" unknown)
+  getv id "$T/id" unknown
   [ ! -e "$S/txns/$id" ] || rm -rf "$S/txns/$id"
   mv "$T" "$S/txns/$id"
   prune "$S/txns" 5
@@ -170,7 +180,8 @@ recover_stale() {
     return 1
   fi
   same_boot=no
-  [ "$(val "$T/boot_id")" = "$(boot_id)" ] && same_boot=yes
+  getv txn_boot "$T/boot_id"
+  [ "$txn_boot" = "$BOOT_ID" ] && same_boot=yes
   case "$st" in
     pending)
       if [ "$same_boot" = yes ] && [ -f "$T/revert.sh" ]; then
@@ -185,8 +196,7 @@ recover_stale() {
       fi ;;
     confirmed)
       # Confirmed but persist did not finish: persist now what runs.
-      [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR"
-      dump_live "$PERSIST_DIR/.fleetfw-tmp"
+      dump_for_persist
       persist_dumps
       record "$(val "$T/id") confirmed-persist-recovered"
       retire_txn
@@ -206,84 +216,155 @@ recover_stale() {
   esac
 }
 
-# Persist what dump_live "$PERSIST_DIR/.fleetfw-tmp" took as rules.v4, rules.v6
-# and ipsets, atomically: the temp files (same directory) fsynced, then renamed.
+# The live rules as iptables-persistent reads them, 0640, into $PTMP: a
+# directory of the persist dir (a rename does not cross file systems).
+PTMP=$PERSIST_DIR/.fleetfw-tmp
+dump_for_persist() {
+  [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR" || return 1
+  [ -d "$PTMP" ] || mkdir -m 0750 "$PTMP" || return 1
+  umask 027
+  dump_live "$PTMP/rules.v4" "$PTMP/rules.v6" "$PTMP/ipsets" || { umask 077; return 1; }
+  umask 077
+}
+# Persist what dump_for_persist took, atomically: the files fsynced, then each
+# renamed over its name (one mv for all), then the directory fsynced.
 persist_dumps() {
-  p=$PERSIST_DIR/.fleetfw-tmp
-  set -- "$p.4" "$p.6"
+  set -- "$PTMP/rules.v4" "$PTMP/rules.v6"
   # The ipsets the rules match: ipset-persistent loads them at boot, before the rules.
-  sets=no
-  if [ -s "$p.raw" ] || [ -f "$PERSIST_DIR/ipsets" ]; then sets=yes; set -- "$@" "$p.raw"; fi
-  chmod 0640 "$@"
+  if [ -s "$PTMP/ipsets" ] || [ -f "$PERSIST_DIR/ipsets" ]; then set -- "$@" "$PTMP/ipsets"; fi
   sync "$@" 2>/dev/null || sync
-  mv -f "$p.4" "$PERSIST_DIR/rules.v4"
   fault_point persist
-  mv -f "$p.6" "$PERSIST_DIR/rules.v6"
-  if [ "$sets" = yes ]; then mv -f "$p.raw" "$PERSIST_DIR/ipsets"; else rm -f "$p.raw"; fi
+  mv -f "$@" "$PERSIST_DIR/"
   sync "$PERSIST_DIR" 2>/dev/null || sync
 }
 
 # Read "v4 text, split line, v6 text[, split line, ipsets]" from stdin into
-# rules.v4, rules.v6 and ipsets of DIR, and the tables the rules name into tables.
+# rules.v4, rules.v6 and ipsets of DIR.
 split_stdin() { # DIR
   awk -v d="$1" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" '
-    BEGIN { out = d "/rules.v4"; printf "" > (d "/rules.v6"); printf "" > (d "/ipsets"); printf "" > (d "/tables") }
+    BEGIN { out = d "/rules.v4"; printf "" > (d "/rules.v6"); printf "" > (d "/ipsets") }
     $0 == split_line { out = d "/rules.v6"; next }
     $0 == sets_line { out = d "/ipsets"; next }
-    /^\*/ && out != d "/ipsets" { print (out == d "/rules.v4" ? "4 " : "6 ") substr($0, 2) > (d "/tables") }
     { print > out }' || die "$E_SPACE" "cannot write $1: disk full?"
 }
 
-# A backup that really restores: every table the candidate replaces must be in
-# it, so a table that did not exist before is reset to empty (policies ACCEPT).
-# From the live dumps (now.4, now.6, now.raw) and the candidate (tables, ipsets)
-# in DIR, in one pass: backup.v4, backup.v6; for the sets, the candidate's that
-# do not exist yet (sets.new, sets.created) and two loads for `ipset restore
-# -exist`, the candidate's (sets.load) and the live fleetfw sets' (backup.load):
-# each set made sure to exist, filled as a temporary one, then swapped in.
-make_backups() { # DIR
-  awk -v d="$1" '
-    function chains(t) {
-      if (t == "filter" || t == "security") return "INPUT FORWARD OUTPUT"
-      if (t == "nat") return "PREROUTING INPUT OUTPUT POSTROUTING"
-      if (t == "mangle") return "PREROUTING INPUT FORWARD OUTPUT POSTROUTING"
-      if (t == "raw") return "PREROUTING OUTPUT"
-      return ""
+# prepare in one pass, from the candidate on stdin and the live dumps now.raw,
+# now.4, now.6 in d: the candidate split into rules.v4, rules.v6 and ipsets;
+# backups that really restore, backup.v4 and backup.v6 (every table the
+# candidate replaces is in them, so a table that did not exist before is reset
+# to empty, policies ACCEPT); for the sets, the candidate's that do not exist
+# yet, created and filled (sets.new; no rule matches them before the load) and
+# listed (sets.created), and two loads for `ipset restore -exist`, the other
+# candidate sets' (sets.load) and the live fleetfw sets' (backup.load): each set
+# made sure to exist, filled as a temporary one, then swapped in. With stale=yes,
+# the canonical text of the live rules (now.canon) for the stale check, compared
+# here with expect_canon when given (exit 3 when they differ). And the start of
+# the transaction: started (ISO) and started_epoch.
+PREPARE_AWK='
+  function chains(t) {
+    if (t == "filter" || t == "security") return "INPUT FORWARD OUTPUT"
+    if (t == "nat") return "PREROUTING INPUT OUTPUT POSTROUTING"
+    if (t == "mangle") return "PREROUTING INPUT FORWARD OUTPUT POSTROUTING"
+    if (t == "raw") return "PREROUTING OUTPUT"
+    return ""
+  }
+  function end_set() { if (name != "") { print "swap fleetfw--swap " name > into; print "destroy fleetfw--swap" > into; name = "" } }
+  function swap_in(out) { # this create or add line, into the load OUT
+    if ($1 == "create") { end_set(); name = $2; into = out; print > out; $2 = "fleetfw--swap"; print > out }
+    else if ($1 == "add") { $2 = "fleetfw--swap"; print > out } }
+  BEGIN {
+    t = now_epoch(); print iso(t) > (d "/started"); print t > (d "/started_epoch")
+    load = d "/sets.load"; printf "" > (d "/backup.load"); printf "" > (d "/sets.new"); printf "" > (d "/sets.created"); printf "" > load
+    out = d "/rules.v4"; printf "" > (d "/rules.v6"); printf "" > (d "/ipsets"); fam = 4
+    while ((getline l < "/dev/stdin") > 0) {
+      if (l == split_line) { out = d "/rules.v6"; fam = 6; continue }
+      if (l == sets_line) { out = d "/ipsets"; fam = 0; continue }
+      print l > out
+      if (fam == 0) cand[++nc] = l; else if (l ~ /^\*/) order[++n] = fam " " substr(l, 2)
     }
-    function end_set() { if (name != "") { print "swap fleetfw--swap " name > into; print "destroy fleetfw--swap" > into; name = "" } }
-    function swap_in(out) { # this create or add line, into the load OUT
-      if ($1 == "create") { end_set(); name = $2; into = out; print > out; $2 = "fleetfw--swap"; print > out }
-      else if ($1 == "add") { $2 = "fleetfw--swap"; print > out } }
-    BEGIN { load = d "/sets.load"; printf "" > (d "/backup.load"); printf "" > (d "/sets.new"); printf "" > (d "/sets.created"); printf "" > load }
-    FILENAME == d "/tables" { order[++n] = $1 " " $2; next }
-    FILENAME == d "/now.raw" {
-      if ($1 == "create") { have[$2] = 1; if ($2 == "fleetfw--swap") print "destroy fleetfw--swap" > load }
-      if (($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/ && $2 != "fleetfw--swap") swap_in(d "/backup.load")
-      next }
-    FILENAME == d "/ipsets" {
-      if ($1 == "create" && !($2 in have)) { print > (d "/sets.new"); print $2 > (d "/sets.created") }
-      swap_in(load)
-      next }
-    { fam = FILENAME == d "/now.4" ? 4 : 6; print > (d "/backup.v" fam); if (/^\*/) tab[fam, substr($0, 2)] = 1 }
-    END {
-      end_set()
-      printf "" >> (d "/backup.v4"); printf "" >> (d "/backup.v6")
-      for (i = 1; i <= n; i++) {
-        split(order[i], f, " ")
-        if ((f[1], f[2]) in tab) continue
-        c = chains(f[2]); if (c == "") { print "unknown table " f[2] > "/dev/stderr"; exit 2 }
-        out = d "/backup.v" f[1]
-        print "*" f[2] > out; k = split(c, cs, " "); for (j = 1; j <= k; j++) print ":" cs[j] " ACCEPT [0:0]" > out; print "COMMIT" > out
-        tab[f[1], f[2]] = 1
-      }
-    }' "$1/tables" "$1/now.raw" "$1/ipsets" "$1/now.4" "$1/now.6"
-}
+  }
+  FILENAME == d "/now.raw" {
+    if ($1 == "create") { have[$2] = 1; if ($2 == "fleetfw--swap") print "destroy fleetfw--swap" > load }
+    if (($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/ && $2 != "fleetfw--swap") swap_in(d "/backup.load")
+    next }
+  { fam = FILENAME == d "/now.4" ? 4 : 6; print > (d "/backup.v" fam); if (/^\*/) tab[fam, substr($0, 2)] = 1 }
+  END {
+    end_set()
+    for (i = 1; i <= nc; i++) {
+      $0 = cand[i]
+      if ($1 == "create") fresh = !($2 in have)
+      if (!fresh) swap_in(load)
+      else { print > (d "/sets.new"); if ($1 == "create") print $2 > (d "/sets.created") }
+    }
+    end_set()
+    printf "" >> (d "/backup.v4"); printf "" >> (d "/backup.v6")
+    for (i = 1; i <= n; i++) {
+      split(order[i], f, " ")
+      if ((f[1], f[2]) in tab) continue
+      c = chains(f[2]); if (c == "") { print "unknown table " f[2] > "/dev/stderr"; exit 2 }
+      out = d "/backup.v" f[1]
+      print "*" f[2] > out; k = split(c, cs, " "); for (j = 1; j <= k; j++) print ":" cs[j] " ACCEPT [0:0]" > out; print "COMMIT" > out
+      tab[f[1], f[2]] = 1
+    }
+    if (stale != "yes") exit 0
+    c = d "/now.canon"
+    canon(d "/now.4", d "/now.6", d "/now.raw", c)
+    while (expect_canon != "") {
+      a = (getline x < c); b = (getline y < expect_canon)
+      if (a <= 0 || b <= 0) { if (a != b) exit 3; break }
+      if (x != y) exit 3
+    }
+  }'
+
+# confirm's check, with the live dumps V4 V6 SETS and the transaction dir d:
+# exit 1 unless their canonical text (confirm.canon) is that of the dumps taken
+# right after the load (loaded.4, .6, .raw; loaded.canon, whose hash the
+# generation records); fleetfw's live sets that the candidate's no longer has
+# into gone; the time into confirmed_at; the candidate into the generation g
+# (its ipsets file only when it has sets).
+CONFIRM_AWK='function copy(f,  l) { while ((getline l < (d "/" f)) > 0) print l > (g "/" f); close(d "/" f) }
+  BEGIN { # V4 V6 SETS
+    if ((getline l < (d "/loaded.4")) <= 0) exit 1
+    close(d "/loaded.4")
+    canon(d "/loaded.4", d "/loaded.6", d "/loaded.raw", d "/loaded.canon")
+    canon(ARGV[1], ARGV[2], ARGV[3], d "/confirm.canon")
+    while (1) {
+      a = (getline x < (d "/confirm.canon")); b = (getline y < (d "/loaded.canon"))
+      if (a <= 0 || b <= 0) { if (a != b) exit 1; break }
+      if (x != y) exit 1
+    }
+    while ((getline l < (d "/ipsets")) > 0) { split(l, w, " "); if (w[1] == "create") keep[w[2]] = 1 }
+    close(d "/ipsets")
+    printf "" > (d "/gone")
+    while ((getline l < ARGV[3]) > 0) {
+      split(l, w, " "); if (w[1] == "create" && w[2] ~ /^fleetfw-/ && !(w[2] in keep)) print w[2] > (d "/gone")
+    }
+    print iso(now_epoch()) > (d "/confirmed_at")
+    copy("rules.v4"); copy("rules.v6"); copy("ipsets")
+    exit 0 }'
+
+# Shared by this script (confirm) and the revert script, defined once: end the
+# watchdog (or timer) of transaction $id. The watchdog leads its own process
+# group, so its sleep goes with it (no `--`: dash takes it for a pid). Its pid
+# may be another process's by now (killed, then reused): only a process whose
+# command line names this transaction is ours.
+STOP_WATCHDOG='stop_watchdog() {
+  [ -f "$T/watchdog" ] || return 0
+  IFS= read -r wd <"$T/watchdog" || true
+  case "$wd" in
+    pid:*)
+      cmd=
+      { IFS= read -r cmd <"/proc/${wd#pid:}/cmdline"; } 2>/dev/null || true
+      case "$cmd" in *"$id"*) kill -KILL "-${wd#pid:}" 2>/dev/null || true ;; esac ;;
+    unit:*) systemctl stop "${wd#unit:}.timer" >/dev/null 2>&1 || true ;;
+  esac
+}'
+eval "$STOP_WATCHDOG"
 
 # The revert (rules and sets); run by the watchdog, the timer, an abort
-# or a failed load. Written into the transaction so it outlives this script.
-write_revert_script() {
-  cat >"$T/revert.sh" <<'REVERT'
-#!/bin/sh
+# or a failed load. Written into the transaction so it outlives this script
+# (from a variable: printf is a builtin, cat would be a process).
+REVERT_SH='#!/bin/sh
 # fleetfw revert: restore the backup unless the transaction was confirmed first.
 #   revert.sh TXID watchdog SECONDS | revert.sh TXID timer | revert.sh TXID now REASON
 #   revert.sh - sets: put the live fleetfw sets of before back (backup.load).
@@ -292,6 +373,7 @@ T=$S/txn
 id=$1
 mode=$2
 reason=${3:-}
+'"$STOP_WATCHDOG"'
 load_sets() {
   [ -s "$T/backup.load" ] || return 0
   ipset destroy fleetfw--swap 2>/dev/null || true
@@ -300,13 +382,15 @@ load_sets() {
 if [ "$mode" = sets ]; then load_sets; exit; fi
 if [ "$mode" = watchdog ]; then
   # HUP, INT and TERM are already ignored: inherited from prepare.
-  trap '' HUP INT TERM
+  trap "" HUP INT TERM
   sleep "$3"
   reason="no confirmation within ${3}s"
 fi
 [ "$mode" = timer ] && reason="no confirmation within the window"
-# The one atomic step: whoever renames this transaction's marker first decides.
+# The one atomic step: whoever first renames the marker of this transaction decides.
 mv "$T/pending.$id" "$T/reverting.$id" 2>/dev/null || exit 0
+# Reverted now (abort, failed load, changed rules): the watchdog has nothing left to do.
+[ "$mode" != now ] || stop_watchdog
 rc=0
 load_sets || rc=1
 iptables-restore <"$T/backup.v4" || rc=1
@@ -319,9 +403,7 @@ echo "$result: $reason" >"$T/outcome"
 mkdir -p "$S/txns"
 rm -rf "$S/txns/$id"
 mv "$T" "$S/txns/$id"
-exit "$rc"
-REVERT
-}
+exit "$rc"'
 
 arm_watchdog() { # window txid
   if [ -d /run/systemd/system ] && has systemd-run; then
@@ -345,23 +427,12 @@ arm_watchdog() { # window txid
 
 cmd_facts() {
   [ -d "$S" ] || { mkdir -p "$S" && chmod 0700 "$S"; }
-  # Every dump taken once, into files; one awk makes both hashes' texts and the
-  # printed sections, one sha256sum hashes both (a plan runs this on every host).
+  # Every dump taken once, into files; one awk prints them and makes both
+  # hashes' texts, one sha256sum hashes both (a plan runs this on every host).
   own_scratch=no
   [ -n "$SCRATCH" ] || { SCRATCH=$(mktemp -d) && own_scratch=yes; }
   f=$SCRATCH/facts
-  dump_live "$f"
-  LC_ALL=C awk "$CANON_AWK"' BEGIN {
-      f = ARGV[1]
-      n = fleet_sets(f ".raw", a); canon_sorted(f ".4", f ".6", a, n, f ".hl"); canon(ARGV[2] "/rules.v4", ARGV[2] "/rules.v6", ARGV[2] "/ipsets", f ".hp")
-      out = f ".out"
-      print "--- v4" >out; while ((getline l <(f ".4")) > 0) print l >out
-      print "--- v6" >out; while ((getline l <(f ".6")) > 0) print l >out
-      if (ARGV[3] == "yes") { print "--- ipsets" >out; for (i = 1; i <= n; i++) print a[i] >out }
-      exit }' "$f" "$PERSIST_DIR" "$(has ipset && echo yes || echo no)"
-  # shellcheck disable=SC2046 # two "HASH  FILE" lines
-  set -- $(sha256sum "$f.hl" "$f.hp")
-  live=$1 persisted=$3
+  dump_live "$f.4" "$f.6" "$f.raw"
   # `# Generated by iptables-save v1.8.9 (nf_tables) on ...`: the version
   # without another process; `iptables -V` when no table is loaded.
   first=
@@ -370,25 +441,41 @@ cmd_facts() {
     '# Generated by '*' v'*' ('*')'*) ipt_v=${first#*-save v}; ipt_v="iptables v${ipt_v%% on *}" ;;
     *) ipt_v=$(iptables -V 2>/dev/null || true) ;;
   esac
+  backend "$ipt_v"
+  sets=no; has ipset && sets=yes
   echo "fleetfw-facts 1"
-  echo "backend=$(backend "$ipt_v")"
+  echo "backend=$b"
   if [ -d /run/systemd/system ]; then echo "systemd=yes"; else echo "systemd=no"; fi
   if has iptables-restore && has ip6tables-restore; then echo "restore=yes"; else echo "restore=no"; fi
   if has netfilter-persistent || [ -d /usr/share/netfilter-persistent ]; then echo "persistent=yes"; else echo "persistent=no"; fi
-  if has ipset; then echo "ipset=yes"; else echo "ipset=no"; fi
+  echo "ipset=$sets"
   if [ -e /usr/share/netfilter-persistent/plugins.d/10-ipset ]; then echo "ipset_persistent=yes"; else echo "ipset_persistent=no"; fi
-  echo "generation=$(val "$S/current" 0)"
+  getv current "$S/current" 0
+  echo "generation=$current"
   if [ -d "$T" ]; then
     alive=no; watchdog_alive && alive=yes
     echo "txn=$(val "$T/id" unknown) state=$(txn_state) watchdog=$alive started=$(val "$T/started" unknown) user=$(val "$T/user" unknown)"
   else
     echo "txn=none"
   fi
-  echo "live_hash=$live"
-  echo "persisted_hash=$persisted"
-  echo "boot_id=$(boot_id)"
-  cat "$f.out"
-  if [ "$own_scratch" = yes ]; then rm -rf "$SCRATCH"; else rm -f "$f.4" "$f.6" "$f.raw" "$f.hl" "$f.hp" "$f.out"; fi
+  echo "boot_id=$BOOT_ID"
+  LC_ALL=C awk "$CANON_AWK"' BEGIN {
+      f = ARGV[1]
+      n = fleet_sets(f ".raw", a); canon_sorted(f ".4", f ".6", a, n, f ".hl"); canon(ARGV[2] "/rules.v4", ARGV[2] "/rules.v6", ARGV[2] "/ipsets", f ".hp")
+      print "--- v4"; while ((getline l <(f ".4")) > 0) print l
+      print "--- v6"; while ((getline l <(f ".6")) > 0) print l
+      if (ARGV[3] == "yes") { print "--- ipsets"; for (i = 1; i <= n; i++) print a[i] }
+      exit }' "$f" "$PERSIST_DIR" "$sets"
+  # shellcheck disable=SC2046 # two "HASH  FILE" lines
+  set -- $(sha256sum "$f.hl" "$f.hp")
+  # More key=value lines (parseFacts reads them as the first ones).
+  echo "--- meta"
+  echo "live_hash=$1"
+  echo "persisted_hash=$3"
+  # A kept script's prepare compares its live text with this one (see cmd_prepare).
+  [ "$own_scratch" = yes ] || echo "$1" >"$f.hash"
+  # A kept host script (serve) reuses the scratch files and removes them at its end.
+  [ "$own_scratch" = no ] || rm -rf "$SCRATCH"
   # Listening sockets, so a live plan can warn about services the new rules block.
   echo "--- listeners"
   listeners
@@ -456,26 +543,34 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   # From here on, any failure before the load must release the lock.
   trap 'drop_new_sets; rm -rf "$T"' EXIT
   fault_point lock
-  stamp=$(date -u '+%Y-%m-%dT%H:%M:%SZ %s')
-  started=${stamp% *}
-  { echo "$txid" >"$T/id" && echo "$4" >"$T/user" && echo "$5" >"$T/plan_hash" && echo "$started" >"$T/started" \
-    && echo "${stamp#* }" >"$T/started_epoch" && boot_id >"$T/boot_id"; } 2>/dev/null || die "$E_SPACE" "cannot write $T: disk full?"
-  split_stdin "$T"
-  fault_point upload
+  { echo "$txid" >"$T/id" && echo "$4" >"$T/user" && echo "$5" >"$T/plan_hash" \
+    && echo "$BOOT_ID" >"$T/boot_id"; } 2>/dev/null || die "$E_SPACE" "cannot write $T: disk full?"
   # One read of the live rules: the stale check, the backups, the sets' backup.
-  dump_live "$T/now" || die "$E_SPACE" "cannot write the backup: disk full?"
-  if [ "$expected" != "-" ]; then
-    actual=$(hash_dumps "$T/now.4" "$T/now.6" "$T/now.raw")
+  dump_live "$T/now.4" "$T/now.6" "$T/now.raw" || die "$E_SPACE" "cannot write the backup: disk full?"
+  # The stale check. In a kept script whose facts reported the expected hash,
+  # the text that hash was taken of is at hand: compared in the awk, no hash.
+  stale=yes seen='' expect_canon=''
+  [ "$expected" != "-" ] || stale=no
+  [ -z "$SCRATCH" ] || getv seen "$SCRATCH/facts.hash"
+  [ "$stale" = no ] || [ "$seen" != "$expected" ] || expect_canon=$SCRATCH/facts.hl
+  rc=0
+  LC_ALL=C awk -v d="$T" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" -v stale="$stale" -v expect_canon="$expect_canon" \
+    "$TIME_AWK$CANON_AWK$PREPARE_AWK" "$T/now.raw" "$T/now.4" "$T/now.6" 2>"$T/test.err" || rc=$?
+  [ "$rc" = 0 ] || [ "$rc" = 3 ] || die "$E_SPACE" "cannot write the candidate and its backup: $(head -c 300 "$T/test.err")"
+  fault_point upload
+  getv started "$T/started"
+  if [ "$rc" = 3 ] || { [ "$stale" = yes ] && [ -z "$expect_canon" ]; }; then
+    actual=$(sha256sum <"$T/now.canon")
+    actual=${actual%% *}
     [ "$actual" = "$expected" ] || die "$E_STALE" "live rules changed since they were read (expected $expected, found $actual)"
   fi
   [ ! -s "$T/ipsets" ] || check_set_tools
-  make_backups "$T" || die "$E_SPACE" "cannot write the backup: disk full?"
   # Missing sets are created empty, so that `iptables-restore -t` finds them (no
   # rule uses them yet); their members are loaded once the revert is armed.
   [ ! -s "$T/sets.new" ] || ipset restore <"$T/sets.new" 2>"$T/test.err" || die "$E_TEST" "cannot create the ipsets: $(head -c 500 "$T/test.err")"
   iptables-restore -t <"$T/rules.v4" 2>"$T/test.err" || die "$E_TEST" "iptables-restore -t refused the IPv4 rules: $(head -c 500 "$T/test.err")"
   ip6tables-restore -t <"$T/rules.v6" 2>"$T/test.err" || die "$E_TEST" "ip6tables-restore -t refused the IPv6 rules: $(head -c 500 "$T/test.err")"
-  write_revert_script || die "$E_SPACE" "cannot write the revert script: disk full?"
+  printf '%s\n' "$REVERT_SH" >"$T/revert.sh" || die "$E_SPACE" "cannot write the revert script: disk full?"
   : >"$T/pending.$txid" || die "$E_SPACE" "cannot write $T/pending.$txid: disk full?"
   fault_point backup
   arm_watchdog "$window" "$txid"
@@ -489,63 +584,63 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
     sh "$T/revert.sh" "$txid" now "the load failed: $err" || true
     die "$E_LOAD" "loading the rules failed, previous rules restored: $err"
   fi
-  dump_live "$T/loaded" && hash_dumps "$T/loaded.4" "$T/loaded.6" "$T/loaded.raw" >"$T/loaded_hash"
+  # What confirm checks the live rules against: missing, it refuses (and reverts).
+  dump_live "$T/loaded.4" "$T/loaded.6" "$T/loaded.raw" || true
   echo "$started $txid prepared user=$4 plan=$5 window=$window" >>"$S/history.log"
   fault_point load
-  echo "loaded txid=$txid hash=$(val "$T/loaded_hash")"
+  echo "loaded txid=$txid"
 }
 
 cmd_confirm() { # TXID KEEP SOURCE
   [ $# -eq 3 ] || die "$E_USAGE" "confirm TXID KEEP SOURCE"
   txid=$1 keep=$2 source=$3
-  if [ ! -d "$T" ] || [ "$(val "$T/id")" != "$txid" ]; then
-    outcome=$(val "$S/txns/$txid/outcome" "unknown transaction")
+  getv id "$T/id"
+  if [ ! -d "$T" ] || [ "$id" != "$txid" ]; then
+    getv outcome "$S/txns/$txid/outcome" "unknown transaction"
     die "$E_NOTXN" "transaction $txid is not pending: $outcome"
   fi
-  if [ "$(val "$T/boot_id")" != "$(boot_id)" ]; then
+  getv txn_boot "$T/boot_id"
+  if [ "$txn_boot" != "$BOOT_ID" ]; then
     recover_stale >&2 || true
     die "$E_CHANGED" "the host rebooted inside the window: it runs its persisted rules"
   fi
-  # One read of the live rules, into the persist dir's temp files: checked
-  # against what was loaded, then persisted as they are.
-  [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR"
-  p=$PERSIST_DIR/.fleetfw-tmp
-  dump_live "$p" || die "$E_SPACE" "cannot write $PERSIST_DIR: disk full?"
-  if [ "$(hash_dumps "$p.4" "$p.6" "$p.raw")" != "$(val "$T/loaded_hash")" ]; then
-    rm -f "$p.4" "$p.6" "$p.raw"
+  # One read of the live rules, straight into the persist dir's temp files:
+  # checked against what was loaded, then persisted as they are.
+  dump_for_persist || die "$E_SPACE" "cannot write $PERSIST_DIR: disk full?"
+  # The generation this makes, filled by the check below; gone again unless confirmed.
+  getv current "$S/current" 0
+  gen=$((current + 1))
+  # Zero-padded to 6 digits, so that a glob lists generations in order.
+  g=00000$gen
+  if [ "${#gen}" -ge 6 ]; then g=$gen; else g=${g#"${g%??????}"}; fi
+  g=$S/generations/$g
+  mkdir -p "$g" || die "$E_SPACE" "cannot write $g: disk full?"
+  if ! LC_ALL=C awk -v d="$T" -v g="$g" "$TIME_AWK$CANON_AWK$CONFIRM_AWK" "$PTMP/rules.v4" "$PTMP/rules.v6" "$PTMP/ipsets"; then
+    rm -rf "$g" "$PTMP/rules.v4" "$PTMP/rules.v6" "$PTMP/ipsets"
     sh "$T/revert.sh" "$txid" now "rules changed inside the window" || true
     die "$E_CHANGED" "the live rules changed inside the window; reverted"
   fi
   fault_point confirm
-  mv "$T/pending.$txid" "$T/confirmed.$txid" 2>/dev/null || die "$E_LATE" "too late: the revert won the race"
+  mv "$T/pending.$txid" "$T/confirmed.$txid" 2>/dev/null || { rm -rf "$g"; die "$E_LATE" "too late: the revert won the race"; }
   # Confirmed: finish even if the session dies now.
   trap '' HUP INT TERM PIPE
-  wd=$(val "$T/watchdog")
-  case "$wd" in
-    # The watchdog leads its own process group: its sleep goes with it.
-    pid:*) kill -KILL -- "-${wd#pid:}" 2>/dev/null || kill -KILL "${wd#pid:}" 2>/dev/null || true ;;
-    unit:*) systemctl stop "${wd#unit:}.timer" >/dev/null 2>&1 || true ;;
-  esac
+  stop_watchdog
   # fleetfw sets the confirmed rules no longer match (a set in use refuses to go);
   # the persisted sets are then those that remain.
-  gone=
-  if [ -s "$p.raw" ]; then
-    # shellcheck disable=SC2013 # set names are single words
-    for set in $(awk -v c="$T/ipsets" 'BEGIN { while ((getline l <c) > 0) { split(l, f, " "); if (f[1] == "create") keep[f[2]] = 1 } }
-        $1 == "create" && $2 ~ /^fleetfw-/ && !($2 in keep) { print $2 }' "$p.raw"); do
-      if ipset destroy "$set" 2>/dev/null; then gone="$gone $set"; fi
-    done
-    [ -z "$gone" ] || ipset save >"$p.raw" 2>/dev/null || true
+  if [ -s "$T/gone" ]; then
+    gone=
+    while IFS= read -r set; do if ipset destroy "$set" 2>/dev/null; then gone="$gone $set"; fi; done <"$T/gone"
+    [ -z "$gone" ] || ipset save >"$PTMP/ipsets" 2>/dev/null || true
   fi
   persist_dumps
-  gen=$(( $(val "$S/current" 0) + 1 ))
-  g=$S/generations/$(printf '%06d' "$gen")
-  mkdir -p "$g"
-  if [ -s "$T/ipsets" ]; then cp "$T/rules.v4" "$T/rules.v6" "$T/ipsets" "$g/"; else cp "$T/rules.v4" "$T/rules.v6" "$g/"; fi
-  when=$(now)
+  # shellcheck disable=SC2046 # "HASH  FILE"
+  set -- $(sha256sum "$T/loaded.canon")
+  getv when "$T/confirmed_at"
+  getv user "$T/user"
+  getv plan_hash "$T/plan_hash"
   {
-    echo "generation=$gen"; echo "txid=$txid"; echo "user=$(val "$T/user")"; echo "when=$when"
-    echo "plan_hash=$(val "$T/plan_hash")"; echo "source=$source"; echo "hash=$(val "$T/loaded_hash")"
+    echo "generation=$gen"; echo "txid=$txid"; echo "user=$user"; echo "when=$when"
+    echo "plan_hash=$plan_hash"; echo "source=$source"; echo "hash=$1"
   } >"$g/meta"
   echo "$gen" >"$S/current.tmp" && mv "$S/current.tmp" "$S/current"
   prune "$S/generations" "$keep"

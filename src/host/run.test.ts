@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseFacts } from './facts.js';
-import { hostCommand, hostScript, joinFamilies, shellQuote, splitFamilies } from './run.js';
+import { compactScript, hostCommand, hostScript, joinFamilies, shellQuote, splitFamilies } from './run.js';
 
 describe('host command line', () => {
   it('quotes the script so a shell gets it back byte for byte', () => {
@@ -13,7 +14,7 @@ describe('host command line', () => {
 
   it('runs the shipped script with checked arguments, through sudo -n when asked', () => {
     const cmd = hostCommand('prepare', ['20261121-abc', '60'], true);
-    expect(cmd.startsWith("sudo -n sh -c '#!/bin/sh")).toBe(true);
+    expect(cmd.startsWith("sudo -n sh -c 'set -eu\n")).toBe(true);
     expect(cmd.endsWith("' fleetfw-host prepare 20261121-abc 60")).toBe(true);
     expect(hostCommand('facts', [], false).startsWith("sh -c '")).toBe(true);
   });
@@ -39,6 +40,22 @@ describe('host command line', () => {
     expect(r.stdout + r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(hostScript()).toContain('set -eu');
+  });
+
+  it('is sent compact: no comment or blank line, no indentation, and still the same program to sh', () => {
+    const source = readFileSync(fileURLToPath(new URL('./fleetfw-host.sh', import.meta.url)), 'utf8');
+    // What makes dropping those lines safe: no here-document, a space before every continuation.
+    expect(source).not.toMatch(/<</);
+    expect(source.split('\n').filter((l) => /\S\\$/.test(l))).toEqual([]);
+    const sent = hostScript();
+    expect(sent).toBe(compactScript(source));
+    expect(sent.length).toBeLessThan(source.length * 0.75);
+    expect(sent.split('\n').filter((l) => /^\s|^#/.test(l))).toEqual([]);
+    const parsed = spawnSync('sh', ['-n', '-c', sent], { encoding: 'utf8' });
+    expect(parsed.status, parsed.stderr).toBe(0);
+    // The same functions, the same awk programs (compared without indentation).
+    const words = (t: string) => t.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    expect(words(sent)).toEqual(words(source));
   });
 });
 

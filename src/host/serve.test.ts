@@ -16,8 +16,11 @@ let state = '';
 beforeAll(() => void (state = mkdtempSync(join(tmpdir(), 'fleetfw-serve-'))));
 afterAll(() => rmSync(state, { recursive: true, force: true }));
 
-/** A session whose commands run here, in sh, the way sshd would run them. */
-function localSession(scratch = mkdtempSync(join(state, 'tmp-'))): HostSession & { kill(): void } {
+/**
+ * A session whose commands run here, in sh, the way sshd would run them; with
+ * `netns`, in a throwaway network namespace of their own (root).
+ */
+function localSession(scratch = mkdtempSync(join(state, 'tmp-')), netns?: { persist: string }): HostSession & { kill(): void } {
   let child: ReturnType<typeof spawn> | undefined;
   return {
     host: 'local',
@@ -26,7 +29,8 @@ function localSession(scratch = mkdtempSync(join(state, 'tmp-'))): HostSession &
     close: async () => undefined,
     kill: () => child?.kill('SIGKILL'),
     spawn: async (command) => {
-      child = spawn('sh', ['-c', command], { env: { ...process.env, FLEETFW_STATE: state, TMPDIR: scratch } });
+      const env = { ...process.env, FLEETFW_STATE: state, TMPDIR: scratch, ...(netns ? { FLEETFW_PERSIST_DIR: netns.persist } : {}) };
+      child = netns ? spawn('unshare', ['-n', 'sh', '-c', command], { env }) : spawn('sh', ['-c', command], { env });
       const stream = Duplex.from({ readable: child.stdout!, writable: child.stdin! }) as unknown as HostStream;
       Object.assign(stream, { stderr: child.stderr, close: () => child!.kill() });
       child.on('exit', (code) => stream.emit('exit', code));
@@ -112,5 +116,65 @@ describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
   it('refuses to guess when rules live in both backends: legacy tables count (/proc reports size 0)', () => {
     const f = facts('iptables -A INPUT -j ACCEPT && iptables-legacy -A INPUT -j ACCEPT');
     expect(f.backend).toBe('mixed');
+  });
+});
+
+describe('the time of day inside awk (TIME_AWK, instead of a date process)', () => {
+  it('formats seconds since the epoch as date -u does, across leap days, centuries and 2038', () => {
+    const library = hostScript().replace(/\nif \[ "\$\{1:-\}" = serve \][^\n]*\n?$/, '\n');
+    expect(library).not.toBe(hostScript());
+    const fixed = [0, 68169599, 951782400, 1709164799, 1709251200, 2147483647, 4102444800, 4107542399];
+    const random = Array.from({ length: 200 }, (_, i) => Math.floor(((i * 2654435761) % 2 ** 32) * 1.9));
+    const epochs = [...fixed, ...random];
+    const awk = spawnSync('sh', ['-c', `${library}\nawk "$TIME_AWK"' BEGIN { for (i = 1; i < ARGC; i++) print iso(ARGV[i]); print now_epoch() }' "$@"`, 'sh', ...epochs.map(String)], { encoding: 'utf8' });
+    expect(awk.status, awk.stderr).toBe(0);
+    const lines = awk.stdout.trim().split('\n');
+    const date = spawnSync('sh', ['-c', 'for t do date -u -d "@$t" +%Y-%m-%dT%H:%M:%SZ; done', 'sh', ...epochs.map(String)], { encoding: 'utf8' });
+    expect(lines.slice(0, -1)).toEqual(date.stdout.trim().split('\n'));
+    expect(Math.abs(Number(lines.at(-1)) - Date.now() / 1000)).toBeLessThan(5);
+  });
+});
+
+describe('prepare in a kept host script: the stale check against the text facts hashed (root, throwaway namespace)', () => {
+  const rules = (port: number) => `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport ${port} -j ACCEPT\nCOMMIT\n`;
+  const candidate = (port: number) => `${rules(port)}# fleetfw-split v6\n${rules(port)}`;
+  const start = async () => {
+    expect(process.getuid?.(), 'must run as root').toBe(0);
+    const scratch = mkdtempSync(join(state, 'ns-'));
+    const server = await HostServer.start(localSession(scratch, { persist: join(scratch, 'persist') }), false);
+    const facts = async () => parseFacts((await runHost(server, 'facts', [], { sudo: false })).stdout);
+    const prepare = (txid: string, expected: string, port: number) =>
+      runHost(server, 'prepare', [txid, '60', expected, 'tester', 'planhash'], { sudo: false, stdin: candidate(port) });
+    return { server, facts, prepare };
+  };
+
+  it('loads when the live rules are still those facts hashed, and refuses (76) once they changed', async () => {
+    const { server, facts, prepare } = await start();
+    const seen = await facts();
+    const first = await prepare('20261121T000001-aaaaaa', seen.liveHash, 9100);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toBe('loaded txid=20261121T000001-aaaaaa\n');
+    expect((await runHost(server, 'confirm', ['20261121T000001-aaaaaa', '5', 'apply'], { sudo: false })).code).toBe(0);
+    // The rules changed since this script's facts: its text no longer matches, nor its hash.
+    const stale = await prepare('20261121T000002-bbbbbb', seen.liveHash, 9200);
+    expect(stale.code).toBe(76);
+    expect(stale.stderr).toContain(`expected ${seen.liveHash}, found ${(await facts()).liveHash}`);
+    await server.finish();
+  });
+
+  it('without facts of its own (a reviewed plan), the expected hash alone decides', async () => {
+    const { server, facts, prepare } = await start();
+    const bogus = 'f'.repeat(64);
+    expect((await prepare('20261121T000003-cccccc', bogus, 9300)).code).toBe(76);
+    // facts ran, then the hash of a plan read elsewhere: the same rules, so the same hash.
+    const ok = await prepare('20261121T000004-dddddd', (await facts()).liveHash, 9300);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((await runHost(server, 'confirm', ['20261121T000004-dddddd', '5', 'apply'], { sudo: false })).code).toBe(0);
+    const live = (await facts()).liveHash;
+    expect((await prepare('20261121T000005-eeeeee', live, 9400)).code).toBe(0);
+    // Reverted on the spot, its watchdog ended with it: nothing outlives the test.
+    expect((await runHost(server, 'abort', ['20261121T000005-eeeeee', 'test-done'], { sudo: false })).code).toBe(0);
+    expect((await facts()).liveHash).toBe(live);
+    await server.finish();
   });
 });

@@ -1,6 +1,7 @@
 // The known_hosts file on disk: read fail-closed, appended atomically.
 
-import { open, readFile, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
 import { FleetError } from '../errors.js';
 import { checkHostKey, formatKnownHostsLine, parseKnownHosts, type HostKey, type KnownHosts } from './known-hosts.js';
 
@@ -15,7 +16,8 @@ const parsedFiles = new Map<string, { stamp: string; known: Promise<KnownHosts> 
  */
 export async function loadKnownHosts(file: string, fresh = false): Promise<KnownHosts> {
   try {
-    const st = await stat(file);
+    // Sync: a stat costs microseconds, its promise a round trip through the thread pool.
+    const st = statSync(file);
     const stamp = `${st.size}:${st.mtimeMs}:${st.ino}`;
     const hit = parsedFiles.get(file);
     if (!fresh && hit?.stamp === stamp) return await hit.known;

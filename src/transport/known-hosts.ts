@@ -80,8 +80,7 @@ export function parseKnownHosts(text: string): KnownHosts {
  * other types only make it `unknown`.
  */
 export function checkHostKey(entries: KnownHostEntry[], names: string[], key: HostKey): HostKeyCheck {
-  const lowered = names.map((n) => n.toLowerCase());
-  const relevant = entries.filter((e) => lowered.some((n) => matchesHost(e.matcher, n)));
+  const relevant = entriesFor(entries, names);
   const same = (e: KnownHostEntry): boolean => e.key.type === key.type && e.key.blob.equals(key.blob);
   if (relevant.some((e) => e.marker === 'revoked' && same(e))) return { status: 'revoked' };
   const known = relevant.filter((e) => e.marker === undefined);
@@ -95,6 +94,20 @@ export function checkHostKey(entries: KnownHostEntry[], names: string[], key: Ho
     };
   }
   return { status: 'unknown' };
+}
+
+// The entries for a host, per parsed file: an apply checks every host's key
+// twice (its two connections), and a hashed entry costs an HMAC per lookup.
+const relevantCache = new WeakMap<KnownHostEntry[], Map<string, KnownHostEntry[]>>();
+
+function entriesFor(entries: KnownHostEntry[], names: string[]): KnownHostEntry[] {
+  const lowered = names.map((n) => n.toLowerCase());
+  const key = lowered.join('\n');
+  let byNames = relevantCache.get(entries);
+  if (!byNames) relevantCache.set(entries, (byNames = new Map()));
+  let relevant = byNames.get(key);
+  if (!relevant) byNames.set(key, (relevant = entries.filter((e) => lowered.some((n) => matchesHost(e.matcher, n)))));
+  return relevant;
 }
 
 /** `SHA256:…` exactly as `ssh-keygen -lf` prints it (unpadded base64). */

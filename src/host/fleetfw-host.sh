@@ -614,6 +614,8 @@ cmd_confirm() { # TXID KEEP SOURCE
   g=00000$gen
   if [ "${#gen}" -ge 6 ]; then g=$gen; else g=${g#"${g%??????}"}; fi
   g=$S/generations/$g
+  # Left over by a confirm that died before deciding: it may hold another candidate's sets.
+  [ ! -e "$g" ] || rm -rf "$g"
   mkdir -p "$g" || die "$E_SPACE" "cannot write $g: disk full?"
   if ! LC_ALL=C awk -v d="$T" -v g="$g" "$TIME_AWK$CANON_AWK$CONFIRM_AWK" "$PTMP/rules.v4" "$PTMP/rules.v6" "$PTMP/ipsets"; then
     rm -rf "$g" "$PTMP/rules.v4" "$PTMP/rules.v6" "$PTMP/ipsets"

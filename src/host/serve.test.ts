@@ -2,7 +2,7 @@
 // against the real script in a local sh: framing, exact stdin lengths, errors,
 // liveness and shutdown. The lab suites drive it over SSH.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
@@ -159,6 +159,21 @@ describe('prepare in a kept host script: the stale check against the text facts 
     const stale = await prepare('20261121T000002-bbbbbb', seen.liveHash, 9200);
     expect(stale.code).toBe(76);
     expect(stale.stderr).toContain(`expected ${seen.liveHash}, found ${(await facts()).liveHash}`);
+    await server.finish();
+  });
+
+  it('a generation left half-written by a confirm that died is replaced whole, not merged', async () => {
+    const { server, facts, prepare } = await start();
+    const current = Number(readFileSync(join(state, 'current'), 'utf8').trim());
+    const next = join(state, 'generations', String(current + 1).padStart(6, '0'));
+    mkdirSync(next, { recursive: true });
+    writeFileSync(join(next, 'ipsets'), 'create fleetfw-stale hash:ip family inet\n');
+    const txid = '20261121T000006-ffffff';
+    expect((await prepare(txid, (await facts()).liveHash, 9500)).code).toBe(0);
+    const confirmed = await runHost(server, 'confirm', [txid, '5', 'apply'], { sudo: false });
+    expect(confirmed.stdout).toBe(`confirmed generation=${current + 1}\n`);
+    expect(readdirSync(next).sort()).toEqual(['meta', 'rules.v4', 'rules.v6']);
+    expect(readFileSync(join(next, 'rules.v4'), 'utf8')).toContain('--dport 9500');
     await server.finish();
   });
 

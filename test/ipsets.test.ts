@@ -2,7 +2,8 @@
 // (seed 000) renders as one ipset match per host instead of one rule per peer.
 // Applied in the lab: sets load before the rules, members pass and others do
 // not, a reboot brings the sets back before the rules, a member added shows in
-// the plan, a revert puts the previous set back, and so does a rollback.
+// the plan, a revert puts the previous set back, and so does a rollback; a saved
+// plan applies its sets as reviewed.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,5 +117,16 @@ describe('S1 with 30 backends: the whitelist as an ipset', () => {
     expect(await members('mysql-1')).toEqual(before);
     expect(await mysql3306('wp-27')).not.toBe('open');
     expect(await mysql3306('wp-26')).toBe('open');
+  });
+
+  it('applies a saved plan with its sets, exactly as reviewed', async () => {
+    const planFile = join(dir, 'plan-31.json');
+    const plan = await fleetfw(lab, ['plan', '--inventory', S31, '--limit', 'mysql-1', '--out', planFile]);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(2);
+    expect(plan.stdout).toMatch(/^\s*\+add fleetfw-backend-private 192\.0\.2\.126$/m);
+    const applied = await fleetfw(lab, ['apply', planFile, '--yes', '--window', '10']);
+    expect(applied.code, applied.stdout + applied.stderr).toBe(0);
+    expect(await members('mysql-1')).toContain('192.0.2.126');
+    expect(await mysql3306('wp-27')).toBe('open');
   });
 });

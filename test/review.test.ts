@@ -57,9 +57,14 @@ describe('reviewed plans', () => {
     expect(saved.plan.hosts).toHaveLength(6);
     for (const h of saved.plan.hosts) expect(h.liveHash).toMatch(/^[0-9a-f]{64}$/);
 
+    const logins = () => Object.fromEntries(['mysql-1', 'wordpress-1'].map((h) => [h, (readFileSync(join(lab.dir, h, 'sshd.log'), 'utf8').match(/Accepted publickey/g) ?? []).length]));
+    const before = logins();
     const r = await fleetfw(lab, ['apply', planFile, '--yes', '--window', '20', '--audit-log', audit]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain(`plan hash ${saved.plan.planHash}`);
+    // Two connections per host, as for a plain apply: the recheck's session is the prepare's.
+    const after = logins();
+    for (const h of Object.keys(before)) expect(after[h]! - before[h]!, h).toBe(2);
     expect(r.stdout).toContain('6 confirmed, 0 unchanged, 0 rolled back, 0 failed, 0 unknown, 0 skipped.');
     const [entry] = auditLines();
     expect(entry).toMatchObject({ command: 'apply', planFile, planHash: saved.plan.planHash, inventory: saved.inventory, exitCode: 0 });

@@ -157,7 +157,7 @@ export async function cmdApply(opts: ApplyOptions, reviewed?: ReviewedApply): Pr
   const transport = await openTransport(inv, opts);
   const pool = new SessionPool();
   try {
-    const plan = reviewed ? await reviewed.recheck(transport, parallelOf(opts)) : await planLive(inv, display, rendered, hosts, transport, parallelOf(opts), pool);
+    const plan = reviewed ? await reviewed.recheck(transport, parallelOf(opts), pool) : await planLive(inv, display, rendered, hosts, transport, parallelOf(opts), pool);
     if (!opts.json) printPlan(plan, 'text', opts.color, false);
     const todo = plan.hosts.filter((h) => h.status === 'changes' || (opts.force && h.status === 'in-sync'));
     const broken = plan.hosts.filter((h) => h.status === 'unreachable' || h.status === 'error');

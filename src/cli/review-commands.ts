@@ -10,6 +10,7 @@ import type { HostSpec, Inventory } from '../model/inventory.js';
 import type { RenderedHost } from '../render/render.js';
 import type { Transport } from '../transport/ssh.js';
 import { readFacts } from '../apply/transaction.js';
+import type { SessionPool } from '../apply/session-pool.js';
 import { assemblePlan, type HostPlan, type Plan } from '../plan/plan.js';
 import { buildSavedPlan, findSourceChanges, formatSavedPlan, parseSavedPlan, short, type SavedPlan } from '../plan/saved-plan.js';
 import { EMBEDDED_INVENTORY, loadFleet, type InventoryOptions } from './context.js';
@@ -26,7 +27,8 @@ export interface ReviewedApply {
   /** The fleet's rules with the saved ones in place: what the pre-flight checks judge. */
   checkedRules: RenderedHost[];
   /** The saved plan, with each host whose live rules moved since marked as an error. */
-  recheck(transport: Transport, parallel: number): Promise<Plan>;
+  /** With a pool, each host's session (and its host script) stays open for its transaction. */
+  recheck(transport: Transport, parallel: number, pool?: SessionPool): Promise<Plan>;
 }
 
 /** The inventory as the user named it: saved plans keep relative paths relative (CI checkouts). */
@@ -62,7 +64,7 @@ function asRendered(base: RenderedHost, desired: { v4: string; v6: string }): Re
 }
 
 /** Mark the hosts whose live rules are no longer those the plan was made against. */
-async function recheckLive(saved: SavedPlan, inv: Inventory, transport: Transport, parallel: number): Promise<Plan> {
+async function recheckLive(saved: SavedPlan, inv: Inventory, transport: Transport, parallel: number, pool?: SessionPool): Promise<Plan> {
   const limit = pLimit(parallel);
   const byName = new Map(inv.hosts.map((h) => [h.name, h]));
   const hosts = await Promise.all(
@@ -70,7 +72,7 @@ async function recheckLive(saved: SavedPlan, inv: Inventory, transport: Transpor
       limit(async (): Promise<HostPlan> => {
         if (h.status !== 'changes') return h;
         try {
-          const facts = await readFacts(transport, byName.get(h.host)!);
+          const facts = await readFacts(transport, byName.get(h.host)!, undefined, pool);
           if (facts.liveHash === h.liveHash) return h;
           const why = `live rules changed since the plan was made (planned against ${short(h.liveHash ?? '?')}, now ${short(facts.liveHash)}): not applied, plan again`;
           err(`fleetfw: refusing ${h.host}: ${why}`);
@@ -107,6 +109,6 @@ export async function cmdApplyPlan(file: string, opts: ApplyOptions): Promise<Ex
     fleet: { ...fleet, display: saved.inventory.path },
     hosts: inv.hosts.filter((h) => planned.has(h.name)),
     checkedRules: rendered.map((r) => (savedRules.has(r.host) ? asRendered(r, savedRules.get(r.host)!) : r)),
-    recheck: (transport, parallel) => recheckLive(saved, inv, transport, parallel),
+    recheck: (transport, parallel, pool) => recheckLive(saved, inv, transport, parallel, pool),
   });
 }

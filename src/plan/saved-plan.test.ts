@@ -70,6 +70,19 @@ describe('findSourceChanges', () => {
     expect(findSourceChanges(saved, { inventoryText: INVENTORY, rendered: changed })).toEqual(['the inventory and templates now render different rules for: web-1']);
   });
 
+  it('keeps a host\'s ipsets: the reviewed plan applies its sets, and a change of members is a change of render', () => {
+    const sets = 'create fleetfw-web-private hash:ip family inet\nadd fleetfw-web-private 192.0.2.5\n';
+    const withSets = assemblePlan('live', 'inventories/s1.yaml', [{ ...hostPlan('web-1', 'changes', 'a'.repeat(64)), desired: { v4: V4, v6: V6, ipsets: sets } }]);
+    const members = (m: string[]): RenderedHost => ({ ...rendered('web-1'), ipsets: [{ name: 'fleetfw-web-private', family: 4, members: m }] });
+    const file = buildSavedPlan(withSets, { inventoryPath: 'i.yaml', inventoryText: INVENTORY, rendered: [members(['192.0.2.5'])], createdBy: 'ops' });
+    const back = parseSavedPlan(formatSavedPlan(file));
+    expect('saved' in back && back.saved.plan.hosts[0]!.desired).toEqual({ v4: V4, v6: V6, ipsets: sets });
+    expect(findSourceChanges(file, { inventoryText: INVENTORY, rendered: [members(['192.0.2.5'])] })).toEqual([]);
+    expect(findSourceChanges(file, { inventoryText: INVENTORY, rendered: [members(['192.0.2.5', '192.0.2.6'])] })).toEqual([
+      'the inventory and templates now render different rules for: web-1',
+    ]);
+  });
+
   it('names planned hosts that left the inventory', () => {
     expect(findSourceChanges(saved, { inventoryText: INVENTORY, rendered: [rendered('web-1')] })).toEqual(['hosts no longer in the inventory: db-1']);
   });

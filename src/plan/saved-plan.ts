@@ -4,6 +4,7 @@
 // live rules), so that apply can refuse anything that moved since.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { formatIpSets } from '../render/ipsets.js';
 import type { RenderedHost } from '../render/render.js';
 import { PLAN_FORMAT, PLAN_VERSION, type Plan } from './plan.js';
 
@@ -20,7 +21,7 @@ export interface SavedPlan {
     path: string;
     sha256: string;
   };
-  /** Per host: sha256 of its rendered rules.v4 and rules.v6, catches template changes. */
+  /** Per host: sha256 of its rendered rules.v4, rules.v6 and ipsets, catches template changes. */
   renders: Record<string, string>;
   plan: Plan;
 }
@@ -30,7 +31,8 @@ export function sha256(text: string | Buffer): string {
 }
 
 export function renderHash(r: RenderedHost): string {
-  return sha256(`${r.v4.text}\0${r.v6.text}`);
+  const sets = formatIpSets(r.ipsets ?? []);
+  return sha256(`${r.v4.text}\0${r.v6.text}${sets ? `\0${sets}` : ''}`);
 }
 
 export function buildSavedPlan(
@@ -62,7 +64,7 @@ const hostPlan = z.object({
   preserved: z.array(z.string()),
   unmanagedTables: z.array(z.string()),
   notes: z.array(z.string()),
-  desired: z.object({ v4: z.string(), v6: z.string() }).optional(),
+  desired: z.object({ v4: z.string(), v6: z.string(), ipsets: z.string().optional() }).optional(),
   liveHash: z.string().optional(),
   leftover: z.object({ id: z.string(), state: z.string(), watchdogAlive: z.boolean(), started: z.string(), user: z.string() }).optional(),
   generation: z.number().optional(),

@@ -97,7 +97,13 @@ CANON_AWK='function rules(f, out,  l) { while ((getline l <f) > 0) if (l !~ /^#/
   function canon_sorted(v4, v6, a, n, out,  i) {
     rules(v4, out); print "---" >out; rules(v6, out)
     if (n > 0) print "---" >out; for (i = 1; i <= n; i++) print a[i] >out; close(out) }
-  function canon(v4, v6, sets, out,  a) { canon_sorted(v4, v6, a, fleet_sets(sets, a), out) }'
+  function canon(v4, v6, sets, out,  a) { canon_sorted(v4, v6, a, fleet_sets(sets, a), out) }
+  function same_text(f1, f2,  x, y, a, b) { # the same lines; a missing file is never the same
+    while (1) {
+      a = (getline x < f1); b = (getline y < f2)
+      if (a <= 0 || b <= 0) { close(f1); close(f2); return a == 0 && b == 0 }
+      if (x != y) { close(f1); close(f2); return 0 }
+    } }'
 # The live rules into V4 and V6 and the raw `ipset save` into SETS (empty
 # without ipset): read once, reused.
 dump_live() { # V4 V6 SETS
@@ -144,6 +150,14 @@ txn_state() {
 }
 
 record() { echo "$(now) $*" >>"$S/history.log"; }
+
+# The directory of generation N into g: zero-padded to 6 digits, so that a glob
+# lists generations in order.
+gen_dir() { # N
+  g=00000$1
+  if [ "${#1}" -ge 6 ]; then g=$1; else g=${g#"${g%??????}"}; fi
+  g=$S/generations/$g
+}
 
 # Close out a transaction directory: keep the last few for inspection.
 retire_txn() {
@@ -238,14 +252,21 @@ persist_dumps() {
   sync "$PERSIST_DIR" 2>/dev/null || sync
 }
 
-# Read "v4 text, split line, v6 text[, split line, ipsets]" from stdin into
-# rules.v4, rules.v6 and ipsets of DIR.
+# split_candidate(d): "v4 text, split line, v6 text[, split line, ipsets]" from
+# stdin into rules.v4, rules.v6 and ipsets of d; the set lines also into cand[1..nc]
+# and the tables, as "4 filter", into order[1..n].
+SPLIT_AWK='function split_candidate(d,  l, out, fam) {
+    out = d "/rules.v4"; printf "" > (d "/rules.v6"); printf "" > (d "/ipsets"); fam = 4
+    while ((getline l < "/dev/stdin") > 0) {
+      if (l == split_line) { out = d "/rules.v6"; fam = 6; continue }
+      if (l == sets_line) { out = d "/ipsets"; fam = 0; continue }
+      print l > out
+      if (fam == 0) cand[++nc] = l; else if (l ~ /^\*/) order[++n] = fam " " substr(l, 2)
+    } }
+'
 split_stdin() { # DIR
-  awk -v d="$1" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" '
-    BEGIN { out = d "/rules.v4"; printf "" > (d "/rules.v6"); printf "" > (d "/ipsets") }
-    $0 == split_line { out = d "/rules.v6"; next }
-    $0 == sets_line { out = d "/ipsets"; next }
-    { print > out }' || die "$E_SPACE" "cannot write $1: disk full?"
+  awk -v d="$1" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" "$SPLIT_AWK"' BEGIN { split_candidate(d) }' \
+    || die "$E_SPACE" "cannot write $1: disk full?"
 }
 
 # prepare in one pass, from the candidate on stdin and the live dumps now.raw,
@@ -275,13 +296,7 @@ PREPARE_AWK='
   BEGIN {
     t = now_epoch(); print iso(t) > (d "/started"); print t > (d "/started_epoch")
     load = d "/sets.load"; printf "" > (d "/backup.load"); printf "" > (d "/sets.new"); printf "" > (d "/sets.created"); printf "" > load
-    out = d "/rules.v4"; printf "" > (d "/rules.v6"); printf "" > (d "/ipsets"); fam = 4
-    while ((getline l < "/dev/stdin") > 0) {
-      if (l == split_line) { out = d "/rules.v6"; fam = 6; continue }
-      if (l == sets_line) { out = d "/ipsets"; fam = 0; continue }
-      print l > out
-      if (fam == 0) cand[++nc] = l; else if (l ~ /^\*/) order[++n] = fam " " substr(l, 2)
-    }
+    split_candidate(d)
   }
   FILENAME == d "/now.raw" {
     if ($1 == "create") { have[$2] = 1; if ($2 == "fleetfw--swap") print "destroy fleetfw--swap" > load }
@@ -309,11 +324,7 @@ PREPARE_AWK='
     if (stale != "yes") exit 0
     c = d "/now.canon"
     canon(d "/now.4", d "/now.6", d "/now.raw", c)
-    while (expect_canon != "") {
-      a = (getline x < c); b = (getline y < expect_canon)
-      if (a <= 0 || b <= 0) { if (a != b) exit 3; break }
-      if (x != y) exit 3
-    }
+    if (expect_canon != "" && !same_text(c, expect_canon)) exit 3
   }'
 
 # confirm's check, with the live dumps V4 V6 SETS and the transaction dir d:
@@ -328,11 +339,7 @@ CONFIRM_AWK='function copy(f,  l) { while ((getline l < (d "/" f)) > 0) print l 
     close(d "/loaded.4")
     canon(d "/loaded.4", d "/loaded.6", d "/loaded.raw", d "/loaded.canon")
     canon(ARGV[1], ARGV[2], ARGV[3], d "/confirm.canon")
-    while (1) {
-      a = (getline x < (d "/confirm.canon")); b = (getline y < (d "/loaded.canon"))
-      if (a <= 0 || b <= 0) { if (a != b) exit 1; break }
-      if (x != y) exit 1
-    }
+    if (!same_text(d "/confirm.canon", d "/loaded.canon")) exit 1
     while ((getline l < (d "/ipsets")) > 0) { split(l, w, " "); if (w[1] == "create") keep[w[2]] = 1 }
     close(d "/ipsets")
     printf "" > (d "/gone")
@@ -555,7 +562,7 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   [ "$stale" = no ] || [ "$seen" != "$expected" ] || expect_canon=$SCRATCH/facts.hl
   rc=0
   LC_ALL=C awk -v d="$T" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" -v stale="$stale" -v expect_canon="$expect_canon" \
-    "$TIME_AWK$CANON_AWK$PREPARE_AWK" "$T/now.raw" "$T/now.4" "$T/now.6" 2>"$T/test.err" || rc=$?
+    "$TIME_AWK$CANON_AWK$SPLIT_AWK$PREPARE_AWK" "$T/now.raw" "$T/now.4" "$T/now.6" 2>"$T/test.err" || rc=$?
   [ "$rc" = 0 ] || [ "$rc" = 3 ] || die "$E_SPACE" "cannot write the candidate and its backup: $(head -c 300 "$T/test.err")"
   fault_point upload
   getv started "$T/started"
@@ -610,10 +617,7 @@ cmd_confirm() { # TXID KEEP SOURCE
   # The generation this makes, filled by the check below; gone again unless confirmed.
   getv current "$S/current" 0
   gen=$((current + 1))
-  # Zero-padded to 6 digits, so that a glob lists generations in order.
-  g=00000$gen
-  if [ "${#gen}" -ge 6 ]; then g=$gen; else g=${g#"${g%??????}"}; fi
-  g=$S/generations/$g
+  gen_dir "$gen"
   # Left over by a confirm that died before deciding: it may hold another candidate's sets.
   [ ! -e "$g" ] || rm -rf "$g"
   mkdir -p "$g" || die "$E_SPACE" "cannot write $g: disk full?"
@@ -667,7 +671,7 @@ cmd_history() {
 }
 
 cmd_generation() { # N
-  g=$S/generations/$(printf '%06d' "$1")
+  gen_dir "$1"
   [ -f "$g/rules.v4" ] || die "$E_NOTXN" "no generation $1 on this host"
   cat "$g/rules.v4"; echo "$SPLIT"; cat "$g/rules.v6"
   if [ -f "$g/ipsets" ]; then echo "$SETS_SPLIT"; cat "$g/ipsets"; fi

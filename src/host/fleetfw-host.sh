@@ -432,7 +432,9 @@ arm_watchdog() { # window txid
   fi
 }
 
-cmd_facts() {
+cmd_facts() { # [canonical VERIFIED_VERSION]
+  # Named now: `set --` below takes the positional parameters for the hashes.
+  want_canonical=${1:-} verified=${2:-}
   [ -d "$S" ] || { mkdir -p "$S" && chmod 0700 "$S"; }
   # Every dump taken once, into files; one awk prints them and makes both
   # hashes' texts, one sha256sum hashes both (a plan runs this on every host).
@@ -489,14 +491,14 @@ cmd_facts() {
   # Optional: candidate rules on stdin, printed back the way this host's own
   # iptables-save prints them, from a throwaway network namespace. Skipped when
   # this host runs the iptables that fleetfw's own formatter is verified against
-  # ($2): the restore costs more than everything else facts does.
-  if [ "${1:-}" = canonical ]; then
+  # (VERIFIED_VERSION): the restore costs more than everything else facts does.
+  if [ "$want_canonical" = canonical ]; then
     echo "--- canonical"
     # `iptables v1.8.9 (nf_tables)` -> 1.8.9-nf_tables, without a process.
     version=${ipt_v#iptables v}
     backend_name=${version#* (}
     version=${version%% *}-${backend_name%)}
-    if [ -n "${2:-}" ] && [ "$version" = "$2" ]; then
+    if [ -n "$verified" ] && [ "$version" = "$verified" ]; then
       echo "skipped: iptables $version"
       echo "--- end"
       return 0

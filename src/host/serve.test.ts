@@ -93,11 +93,12 @@ describe('fleetfw-host serve', () => {
 });
 
 describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
-  const facts = (setup: string) => {
+  const facts = (setup: string, args: string[] = [], input = '') => {
     expect(process.getuid?.(), 'must run as root').toBe(0);
     const scratch = mkdtempSync(join(state, 'facts-'));
-    const r = spawnSync('unshare', ['-n', 'sh', '-c', `${setup}\nexec sh -c "$1" fleetfw-host facts`, 'setup', hostScript()], {
+    const r = spawnSync('unshare', ['-n', 'sh', '-c', `${setup}\nscript=$1; shift\nexec sh -c "$script" fleetfw-host facts "$@"`, 'setup', hostScript(), ...args], {
       encoding: 'utf8',
+      input,
       env: { ...process.env, FLEETFW_STATE: join(scratch, 'state'), FLEETFW_PERSIST_DIR: join(scratch, 'persist'), TMPDIR: scratch },
     });
     expect(r.status, r.stderr).toBe(0);
@@ -111,6 +112,16 @@ describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
     expect(f.live.v4).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
     expect(f.liveHash).toMatch(/^[0-9a-f]{64}$/);
     expect(f.liveHash).not.toBe(f.persistedHash);
+  });
+
+  it('prints the candidate as this host\'s iptables-save does, unless it runs the verified iptables', () => {
+    const rules = '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -s 192.0.2.1 -j ACCEPT\nCOMMIT\n';
+    const candidate = `${rules}# fleetfw-split v6\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n`;
+    const other = facts('iptables -A INPUT -j ACCEPT', ['canonical', '0.0-elsewhere'], candidate);
+    expect(other.canonical && 'v4' in other.canonical && other.canonical.v4).toContain('-A INPUT -s 192.0.2.1/32 -p tcp -m tcp --dport 22 -j ACCEPT');
+    const version = /^iptables v(\S+) \((\w+)\)/.exec(spawnSync('iptables', ['-V'], { encoding: 'utf8' }).stdout)!;
+    const same = facts('iptables -A INPUT -j ACCEPT', ['canonical', `${version[1]}-${version[2]}`], candidate);
+    expect(same.canonical).toEqual({ skipped: `iptables ${version[1]}-${version[2]}` });
   });
 
   it('refuses to guess when rules live in both backends: legacy tables count (/proc reports size 0)', () => {

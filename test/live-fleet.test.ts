@@ -257,3 +257,73 @@ describe('host keys', () => {
     expect(r.stdout).toContain('Plan: 0 to change, 0 in sync, 6 unreachable.');
   });
 });
+
+describe('confirmation over a new connection', () => {
+  const sshdLog = (host: string) => readFileSync(join(lab.dir, host, 'sshd.log'), 'utf8');
+  /** SSH connections and commands (login shells) sshd logged for host since `from` (a log length). */
+  const logSince = (host: string, from: number) => {
+    const text = sshdLog(host).slice(from);
+    return { connections: (text.match(/Accepted publickey/g) ?? []).length, commands: (text.match(/Starting session: command/g) ?? []).length };
+  };
+  /** A change on mysql-1 that keeps S1's flows: one more port from the bastion. */
+  const withExtraPort = (fleet: ReturnType<typeof scratchFleet>, port: number) => {
+    const role = readFileSync(join(fleet.templates, 'roles/mysql.v4'), 'utf8');
+    writeTemplate(fleet.templates, 'roles/mysql.v4', `${role}*filter\n-A INPUT -i eth1 -p tcp -s {{ bastion.private }} --dport ${port} -j ACCEPT\nCOMMIT\n`);
+  };
+  /** Apply an inventory to mysql-1 alone, expect it confirmed, and say what its sshd logged meanwhile. */
+  const applyToMysql1 = async (inventory: string) => {
+    const from = sshdLog('mysql-1').length;
+    const r = await fleetfw(lab, ['apply', '--inventory', inventory, '--limit', 'mysql-1', '--yes', '--window', '20']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^mysql-1\s+confirmed\s/m);
+    return logSince('mysql-1', from);
+  };
+
+  it('two connections per host, one command: the kept script confirms once the host read a token back through the new connection', async () => {
+    const fleet = scratchFleet('s1');
+    try {
+      withExtraPort(fleet, 9101);
+      expect(await applyToMysql1(fleet.inventory)).toEqual({ connections: 2, commands: 1 });
+      expect((await persistedRules(lab, 'mysql-1')).v4).toContain('--dport 9101');
+    } finally {
+      fleet.cleanup();
+    }
+  });
+
+  it('where sshd refuses remote forwarding, the new connection confirms with a command instead', async () => {
+    const fleet = scratchFleet('s1');
+    const config = join(lab.dir, 'mysql-1', 'sshd_config');
+    const original = readFileSync(config, 'utf8');
+    const reload = async () => {
+      const pid = readFileSync(join(lab.dir, 'mysql-1', 'sshd.pid'), 'utf8').trim();
+      const marker = sshdLog('mysql-1').length;
+      process.kill(Number(pid), 'SIGHUP');
+      await waitFor(async () => /Server listening/.test(sshdLog('mysql-1').slice(marker)), 10_000, 'mysql-1 sshd to reload');
+    };
+    try {
+      // sshd takes a keyword's first value: replace it. `local` keeps -L, refuses -R.
+      writeFileSync(config, original.replace('AllowTcpForwarding yes', 'AllowTcpForwarding local'));
+      await reload();
+      withExtraPort(fleet, 9102);
+      expect(await applyToMysql1(fleet.inventory)).toEqual({ connections: 2, commands: 2 });
+    } finally {
+      writeFileSync(config, original);
+      await reload();
+      fleet.cleanup();
+    }
+  });
+
+  it('rules that drop loopback traffic still confirm: the token cannot come back, so a command over the new connection does', async () => {
+    const fleet = scratchFleet('s1');
+    try {
+      withExtraPort(fleet, 9103);
+      const base = readFileSync(join(fleet.templates, 'bases/isolated.v4'), 'utf8');
+      writeTemplate(fleet.templates, 'bases/isolated.v4', base.replace('-A INPUT -i lo -j ACCEPT\n', ''));
+      expect(await applyToMysql1(fleet.inventory)).toEqual({ connections: 2, commands: 2 });
+      expect((await liveRules(lab, 'mysql-1')).v4).not.toContain('-i lo');
+    } finally {
+      fleet.cleanup();
+      await applyToMysql1(S1);
+    }
+  });
+});

@@ -110,9 +110,10 @@ export function addressSignature(rs: RuleSet, addr: string): string {
 
 /** Does `rule` match `pkt`? A definite `false` from any modelled match wins over unknowns (matches are ANDed). */
 export function matchRule(rule: Rule, pkt: Packet, sets?: RuleSet['sets']): MatchResult {
-  const results: MatchResult[] = [];
+  // The first unknown answers, unless a later modelled match says false.
+  let unknown: { unknown: string } | undefined;
   const check = (r: MatchResult): boolean => {
-    results.push(r);
+    if (typeof r === 'object') unknown ??= r;
     return r === false;
   };
   if (rule.src && check(cidrContains(rule.src.cidr, pkt.src) !== rule.src.negate)) return false;
@@ -156,7 +157,6 @@ export function matchRule(rule: Rule, pkt: Packet, sets?: RuleSet['sets']): Matc
       if (check(hit !== negate)) return false;
     }
   }
-  const unknown = results.find((r): r is { unknown: string } => typeof r === 'object');
   if (unknown) return unknown;
   if (rule.unmodelled.length > 0) return { unknown: rule.unmodelled.join(' ') };
   return true;

@@ -53,23 +53,35 @@ const ICMP_ECHO = { 4: { request: 8, reply: 0 }, 6: { request: 128, reply: 129 }
 
 /** Describe the four packets of a flow. */
 export function buildFlowPackets(f: Flow): Array<{ leg: FlowLeg; end: FlowEnd; packet: Packet }> {
-  const { family, proto } = f;
-  const echo = ICMP_ECHO[family];
-  const ports = (forward: boolean): Partial<Packet> =>
-    proto === 'icmp'
-      ? { icmpType: forward ? echo.request : echo.reply, icmpCode: 0 }
-      : forward
-        ? { sport: EPHEMERAL_PORT, ...(f.port === undefined ? {} : { dport: f.port }) }
-        : { dport: EPHEMERAL_PORT, ...(f.port === undefined ? {} : { sport: f.port }) };
-  const fwd = { family, proto, src: f.client.addr, dst: f.server.addr, ...ports(true) };
-  const back = { family, proto, src: f.server.addr, dst: f.client.addr, ...ports(false) };
-  const opt = (k: 'in' | 'out', v: string | undefined) => (v === undefined ? {} : { [k]: v });
   return [
-    { leg: 'client-out', end: f.client, packet: { ...fwd, hook: 'OUTPUT', state: 'NEW', ...opt('out', f.client.iface) } },
-    { leg: 'server-in', end: f.server, packet: { ...fwd, hook: 'INPUT', state: 'NEW', ...opt('in', f.server.iface) } },
-    { leg: 'server-reply-out', end: f.server, packet: { ...back, hook: 'OUTPUT', state: 'ESTABLISHED', syn: false, ...opt('out', f.server.iface) } },
-    { leg: 'client-reply-in', end: f.client, packet: { ...back, hook: 'INPUT', state: 'ESTABLISHED', syn: false, ...opt('in', f.client.iface) } },
+    { leg: 'client-out', end: f.client, packet: flowPacket(f, true, 'OUTPUT', f.client.iface) },
+    { leg: 'server-in', end: f.server, packet: flowPacket(f, true, 'INPUT', f.server.iface) },
+    { leg: 'server-reply-out', end: f.server, packet: flowPacket(f, false, 'OUTPUT', f.server.iface) },
+    { leg: 'client-reply-in', end: f.client, packet: flowPacket(f, false, 'INPUT', f.client.iface) },
   ];
+}
+
+// Every packet is built with the same fields in the same order (absent ones
+// undefined): the evaluator then sees one object shape, which V8 keeps fast.
+// The analysis of a 10,000-host fleet builds a few hundred thousand of them.
+function flowPacket(f: Flow, forward: boolean, hook: 'INPUT' | 'OUTPUT', iface: string | undefined): Packet {
+  const icmp = f.proto === 'icmp';
+  const echo = ICMP_ECHO[f.family];
+  return {
+    family: f.family,
+    hook,
+    in: hook === 'INPUT' ? iface : undefined,
+    out: hook === 'OUTPUT' ? iface : undefined,
+    src: forward ? f.client.addr : f.server.addr,
+    dst: forward ? f.server.addr : f.client.addr,
+    proto: f.proto,
+    sport: icmp ? undefined : forward ? EPHEMERAL_PORT : f.port,
+    dport: icmp ? undefined : forward ? f.port : EPHEMERAL_PORT,
+    state: forward ? 'NEW' : 'ESTABLISHED',
+    syn: forward ? undefined : false,
+    icmpType: icmp ? (forward ? echo.request : echo.reply) : undefined,
+    icmpCode: icmp ? 0 : undefined,
+  };
 }
 
 export function evaluateFlow(f: Flow): FlowResult {

@@ -1,7 +1,8 @@
 // Sessions kept open between a plan's read and the transaction that follows it,
-// so that an apply costs two connections per host (read + prepare on the first,
-// confirmation on a NEW one) instead of three. SSH handshakes dominate the cost
-// of a rollout (see PERFORMANCE.md).
+// so that an apply costs two connections per host (read, prepare and confirm on
+// the first, the proof of a NEW one on the second) instead of three, and one
+// login shell. Connections and login shells dominate the cost of a rollout (see
+// PERFORMANCE.md).
 import { TransportError, type HostSession, type Transport } from '../transport/ssh.js';
 import type { HostServer } from '../host/run.js';
 

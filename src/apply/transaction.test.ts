@@ -20,6 +20,7 @@ function scriptedTransport(answer: (verb: string) => Promise<ExecResult>): Trans
     exec: (command) => answer(command.slice(command.lastIndexOf(' fleetfw-host ')).split(' ')[2] ?? ''),
     spawn: () => Promise.reject(new Error('not used: no session pool here')),
     connectTcp: async () => true,
+    answerOnLoopback: async () => undefined,
     close: async () => undefined,
   };
   return { open: async () => session, close: async () => undefined };

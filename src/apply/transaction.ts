@@ -3,7 +3,7 @@
 // ever confirms, so losing fleetfw at any point leaves the old rules.
 import { randomBytes } from 'node:crypto';
 import type { HostSpec } from '../model/inventory.js';
-import { TransportError, type Transport, type HostSession } from '../transport/ssh.js';
+import { TransportError, type ExecResult, type Transport, type HostSession } from '../transport/ssh.js';
 import { HostExit, HostServer, hostMessage, joinFamilies, runHost } from '../host/run.js';
 import { FORMAT_VERIFIED_AGAINST } from '../analyze/format.js';
 import { parseFacts, type HostFacts } from '../host/facts.js';
@@ -142,13 +142,18 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
       return runHost(first, verb, args, o);
     }
   };
-  let before: string;
+  // The script the read left running stays for the confirmation; ended (never orphaned) once the host has answered.
+  const closeFirst = async () => {
+    await server?.finish();
+    await first.close().catch(() => undefined);
+  };
+  let before = '';
   // The load happens after this instant, never before: the window and the revert
   // figure count from it. The host's answer can come much later (a rule set that
   // drops the replies holds it until the host has reverted).
   let sentAt = 0;
   let noAnswer: string | undefined;
-  try {
+  const prepareOnFirst = async (): Promise<Omit<HostResult, 'ms'> | undefined> => {
     // With a plan's hash, prepare itself refuses stale rules on the host: no extra round trip.
     if (input.expectedLiveHash && input.expectedLiveHash !== '-') {
       before = input.expectedLiveHash;
@@ -176,23 +181,37 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
       if (!(err instanceof TransportError) || err.reason === 'channel') throw err;
       noAnswer = err.message;
     }
-  } finally {
-    if (noAnswer === undefined) await server?.finish();
-    await first.close().catch(() => undefined);
+    return undefined;
+  };
+  let settled: Omit<HostResult, 'ms'> | undefined;
+  try {
+    settled = await prepareOnFirst();
+  } catch (err) {
+    await closeFirst();
+    throw err;
   }
   if (noAnswer !== undefined) {
+    await first.close().catch(() => undefined);
     const reason = `no answer to prepare (${noAnswer})`;
     opts.emit('rolling-back', reason);
     return verifyRevert(host, txid, before, sentAt + opts.window * 1000, sentAt, reason, opts);
   }
+  if (settled) {
+    await closeFirst();
+    return settled;
+  }
   const loadedAt = sentAt;
   opts.emit('loaded', `txid ${txid}, window ${opts.window}s`);
-  if (opts.stopAfter === 'prepare') return { host: host.name, outcome: 'unknown', reason: 'stopped after prepare (test hook)', txid };
+  if (opts.stopAfter === 'prepare') {
+    await closeFirst();
+    return { host: host.name, outcome: 'unknown', reason: 'stopped after prepare (test hook)', txid };
+  }
 
   // Confirm over a NEW connection: the old one survives on conntrack and proves nothing.
   opts.emit('confirming');
   let deadline = loadedAt + opts.window * 1000;
   let refusal: string | undefined;
+  const args = [txid, String(opts.generations), input.source];
   try {
     const budget = Math.max(2_000, Math.min(20_000, (opts.window * 1000) / 2));
     const confirmed = await withTimeout(
@@ -205,7 +224,7 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
           if (aborted.code === 0) deadline = Date.now();
           return undefined;
         }
-        return runHost(s, 'confirm', [txid, String(opts.generations), input.source], { sudo, timeoutMs: 60_000 });
+        return (await confirmThroughKept(s, server, args)) ?? runHost(s, 'confirm', args, { sudo, timeoutMs: 60_000 });
       }, 0),
       budget,
       `no new connection within ${budget / 1000}s`,
@@ -220,10 +239,35 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
     if (confirmed && [HostExit.noTxn, HostExit.changed, HostExit.late].includes(confirmed.code as 70 | 71 | 72)) deadline = Date.now();
   } catch (err) {
     refusal = `confirmation failed: ${(err as Error).message}`;
+  } finally {
+    await closeFirst();
   }
   // Not confirmed: the host reverts by itself at the deadline; check that it did.
   opts.emit('rolling-back', refusal);
   return verifyRevert(host, txid, before, deadline, loadedAt, refusal, opts);
+}
+
+/**
+ * Confirm in the script the read left running, once the host has read a token
+ * back through the new connection `s` (see the host script's
+ * new_connection_answers). That proves what a command over `s` would, and
+ * spares a second login shell: on hosts with heavy rc files, most of a
+ * connection's cost. Undefined when this way is not open (no kept script, sshd
+ * refuses to forward, the kept session died, the loopback drops): then the
+ * caller confirms with a command over `s`, as before, inside the same window.
+ */
+async function confirmThroughKept(s: HostSession, server: HostServer | undefined, args: string[]): Promise<ExecResult | undefined> {
+  if (!server || !(await server.alive(2_000))) return undefined;
+  const token = randomBytes(16).toString('hex');
+  const port = await s.answerOnLoopback(token, 5_000);
+  if (port === undefined) return undefined;
+  try {
+    const r = await server.request('confirm', [...args, String(port), token], { timeoutMs: 60_000 });
+    return r.code === HostExit.loopback ? undefined : r;
+  } catch (err) {
+    if (isDeadSession(err)) return undefined;
+    throw err;
+  }
 }
 
 async function verifyRevert(

@@ -4,11 +4,14 @@
 # ARGS are checked by fleetfw against ^[A-Za-z0-9._:/=@+-]+$; rule sets arrive
 # on stdin. Nothing is installed: state lives in $FLEETFW_STATE (0700).
 # `serve` runs several verbs in one process (see cmd_serve): an apply then
-# starts one login shell per connection, as a single ssh command would.
+# starts one login shell per host, as a single ssh command would.
 #
 # Transaction (one at a time per host, the txn/ directory is the lock):
 #   prepare  test, back up, arm the revert, load     -> txn/pending.TXID exists
 #   confirm  (over a NEW connection) rename pending.TXID -> confirmed.TXID, persist
+#            Run in the kept script instead, it first reads a token back through
+#            the new connection (new_connection_answers): the same proof, without
+#            a second login shell.
 #   revert   (timer or failure) rename pending.TXID -> reverting.TXID, restore backup
 # The rename is the single atomic step that decides between confirm and revert.
 # The markers carry the transaction id so that a late watchdog of an earlier
@@ -33,7 +36,7 @@ SETS_SPLIT='# fleetfw-split ipsets'
 SCRATCH=
 
 # Exit codes, mirrored in src/host/run.ts (HostExit).
-E_USAGE=64 E_TEST=65 E_LOAD=66 E_LOCKED=75 E_STALE=76 E_NOTXN=70 E_CHANGED=71 E_LATE=72 E_ARM=73 E_TOOL=74 E_SPACE=77
+E_USAGE=64 E_TEST=65 E_LOAD=66 E_LOCKED=75 E_STALE=76 E_NOTXN=70 E_CHANGED=71 E_LATE=72 E_ARM=73 E_TOOL=74 E_SPACE=77 E_LOOPBACK=78
 
 die() { code=$1; shift; echo "fleetfw-host: $*" >&2; exit "$code"; }
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
@@ -600,13 +603,29 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   echo "loaded txid=$txid"
 }
 
-cmd_confirm() { # TXID KEEP SOURCE
-  [ $# -eq 3 ] || die "$E_USAGE" "confirm TXID KEEP SOURCE"
+# The new connection's sshd listens on loopback PORT for fleetfw (remote
+# forwarding) and fleetfw answers TOKEN through it: reading TOKEN here proves,
+# on the host, that a connection made after the load carries data both ways.
+# bash's /dev/tcp connects (sh has none). A loopback the new rules drop would
+# hang the connect: after 1 s fleetfw confirms with a command instead.
+new_connection_answers() { # PORT TOKEN
+  has bash && has timeout || return 1
+  # Debian's bash reads ~/.bashrc when SSH_CLIENT says sshd started it: not this one.
+  _got=$(unset SSH_CLIENT SSH2_CLIENT BASH_ENV; exec timeout 1 bash --noprofile --norc -c \
+    'exec 3<>"/dev/tcp/127.0.0.1/$1" && IFS= read -r t <&3 && printf %s "$t"' fleetfw-confirm "$1" </dev/null 2>/dev/null) || return 1
+  [ "$_got" = "$2" ]
+}
+
+cmd_confirm() { # TXID KEEP SOURCE [PORT TOKEN]
+  [ $# -eq 3 ] || [ $# -eq 5 ] || die "$E_USAGE" "confirm TXID KEEP SOURCE [PORT TOKEN]"
   txid=$1 keep=$2 source=$3
   getv id "$T/id"
   if [ ! -d "$T" ] || [ "$id" != "$txid" ]; then
     getv outcome "$S/txns/$txid/outcome" "unknown transaction"
     die "$E_NOTXN" "transaction $txid is not pending: $outcome"
+  fi
+  if [ $# -eq 5 ] && ! new_connection_answers "$4" "$5"; then
+    die "$E_LOOPBACK" "no answer through the new connection on loopback port $4"
   fi
   getv txn_boot "$T/boot_id"
   if [ "$txn_boot" != "$BOOT_ID" ]; then

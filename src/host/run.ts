@@ -21,6 +21,7 @@ export const HostExit = {
   locked: 75,
   stale: 76,
   space: 77,
+  loopback: 78,
 } as const;
 
 export const SPLIT_LINE = '# fleetfw-split v6';

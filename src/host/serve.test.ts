@@ -20,17 +20,19 @@ afterAll(() => rmSync(state, { recursive: true, force: true }));
  * A session whose commands run here, in sh, the way sshd would run them; with
  * `netns`, in a throwaway network namespace of their own (root).
  */
-function localSession(scratch = mkdtempSync(join(state, 'tmp-')), netns?: { persist: string }): HostSession & { kill(): void } {
+function localSession(scratch = mkdtempSync(join(state, 'tmp-')), netns?: { persist: string }): HostSession & { kill(): void; pid(): number | undefined } {
   let child: ReturnType<typeof spawn> | undefined;
   return {
     host: 'local',
     exec: () => Promise.reject(new Error('not used')),
     connectTcp: async () => false,
+    answerOnLoopback: async () => undefined,
     close: async () => undefined,
     kill: () => child?.kill('SIGKILL'),
+    pid: () => child?.pid,
     spawn: async (command) => {
       const env = { ...process.env, FLEETFW_STATE: state, TMPDIR: scratch, ...(netns ? { FLEETFW_PERSIST_DIR: netns.persist } : {}) };
-      child = netns ? spawn('unshare', ['-n', 'sh', '-c', command], { env }) : spawn('sh', ['-c', command], { env });
+      child = netns ? spawn('unshare', ['-n', 'sh', '-c', `ip link set lo up && exec ${command}`], { env }) : spawn('sh', ['-c', command], { env });
       const stream = Duplex.from({ readable: child.stdout!, writable: child.stdin! }) as unknown as HostStream;
       Object.assign(stream, { stderr: child.stderr, close: () => child!.kill() });
       child.on('exit', (code) => stream.emit('exit', code));
@@ -152,11 +154,12 @@ describe('prepare in a kept host script: the stale check against the text facts 
   const start = async () => {
     expect(process.getuid?.(), 'must run as root').toBe(0);
     const scratch = mkdtempSync(join(state, 'ns-'));
-    const server = await HostServer.start(localSession(scratch, { persist: join(scratch, 'persist') }), false);
+    const session = localSession(scratch, { persist: join(scratch, 'persist') });
+    const server = await HostServer.start(session, false);
     const facts = async () => parseFacts((await runHost(server, 'facts', [], { sudo: false })).stdout);
     const prepare = (txid: string, expected: string, port: number) =>
       runHost(server, 'prepare', [txid, '60', expected, 'tester', 'planhash'], { sudo: false, stdin: candidate(port) });
-    return { server, facts, prepare };
+    return { server, facts, prepare, session };
   };
 
   it('loads when the live rules are still those facts hashed, and refuses (76) once they changed', async () => {
@@ -201,6 +204,33 @@ describe('prepare in a kept host script: the stale check against the text facts 
     // Reverted on the spot, its watchdog ended with it: nothing outlives the test.
     expect((await runHost(server, 'abort', ['20261121T000005-eeeeee', 'test-done'], { sudo: false })).code).toBe(0);
     expect((await facts()).liveHash).toBe(live);
+    await server.finish();
+  });
+
+  it('confirms with a port and token only once the token comes back through that loopback port (what the new connection answers)', async () => {
+    const { server, facts, prepare, session } = await start();
+    const txid = '20261121T000007-abcdef';
+    expect((await prepare(txid, (await facts()).liveHash, 9600)).code).toBe(0);
+    const token = 'c0ffee'.repeat(5);
+    const confirm = () => runHost(server, 'confirm', [txid, '5', 'apply', '47001', token], { sudo: false });
+    // What the new connection's sshd would do: answer one connection on loopback 47001, in the host's namespace.
+    const answer = (line: string) => {
+      const p = spawn('nsenter', ['-t', String(session.pid()), '-n', 'socat', 'TCP-LISTEN:47001,bind=127.0.0.1,reuseaddr', `SYSTEM:echo ${line}`]);
+      return new Promise<void>((resolve) => setTimeout(resolve, 300)).then(() => p);
+    };
+    const nobody = await confirm();
+    expect(nobody.code).toBe(78);
+    expect(nobody.stderr).toContain('no answer through the new connection on loopback port 47001');
+    const impostor = await answer('not-the-token');
+    expect((await confirm()).code).toBe(78);
+    impostor.kill();
+    // Refused twice, still pending: the window decides, not these attempts.
+    expect((await facts()).txn?.id).toBe(txid);
+    const real = await answer(token);
+    const ok = await confirm();
+    real.kill();
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^confirmed generation=\d+\n$/);
     await server.finish();
   });
 });

@@ -46,6 +46,13 @@ export interface HostSession {
   spawn(command: string): Promise<HostStream>;
   /** Can this host open a TCP connection to address:port right now? (a direct-tcpip channel, closed at once) */
   connectTcp(address: string, port: number, timeoutMs: number): Promise<boolean>;
+  /**
+   * Have the host's sshd listen on a loopback port for this connection (remote
+   * forwarding, port chosen by sshd) and answer every connection to it with
+   * `line`: a process on the host that reads the line back has proved that this
+   * connection carries data both ways. Undefined when sshd refuses to forward.
+   */
+  answerOnLoopback(line: string, timeoutMs: number): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
@@ -456,6 +463,26 @@ function createSession(host: string, hop: TransportHop, client: Client, live: Se
         } catch {
           clearTimeout(timer);
           resolve(false);
+        }
+      });
+    },
+    answerOnLoopback(line, timeoutMs) {
+      return new Promise<number | undefined>((resolve) => {
+        const timer = setTimeout(() => resolve(undefined), timeoutMs);
+        // Only this session's own listener forwards to this client: nothing else arrives here.
+        client.on('tcp connection', (_info, accept) => {
+          const ch = accept();
+          ch.on('error', () => undefined);
+          ch.end(`${line}\n`);
+        });
+        try {
+          client.forwardIn('127.0.0.1', 0, (err, port) => {
+            clearTimeout(timer);
+            resolve(err ? undefined : port);
+          });
+        } catch {
+          clearTimeout(timer);
+          resolve(undefined);
         }
       });
     },

@@ -44,7 +44,6 @@ now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 # read by the shell itself: no process, and no subshell as $(...) would take.
 getv() { _v=${3:-}; [ ! -r "$2" ] || IFS= read -r _v <"$2" || true; eval "$1=\$_v"; }
 val() { getv _val "$@"; printf '%s\n' "$_val"; }
-getv BOOT_ID /proc/sys/kernel/random/boot_id unknown
 has() { command -v "$1" >/dev/null 2>&1; }
 
 # Fault injection for the end-to-end tests: pause at a step while the file
@@ -755,6 +754,8 @@ cmd_ensure_persistent() {
 }
 
 dispatch() {
+  # Read per verb: a kept script (serve) can outlive a boot of the host.
+  getv BOOT_ID /proc/sys/kernel/random/boot_id unknown
   verb=${1:-}
   [ $# -gt 0 ] && shift
   case "$verb" in

@@ -214,16 +214,27 @@ describe('prepare in a kept host script: the stale check against the text facts 
     const token = 'c0ffee'.repeat(5);
     const confirm = () => runHost(server, 'confirm', [txid, '5', 'apply', '47001', token], { sudo: false });
     // What the new connection's sshd would do: answer one connection on loopback 47001, in the host's namespace.
-    const answer = (line: string) => {
-      const p = spawn('nsenter', ['-t', String(session.pid()), '-n', 'socat', 'TCP-LISTEN:47001,bind=127.0.0.1,reuseaddr', `SYSTEM:echo ${line}`]);
-      return new Promise<void>((resolve) => setTimeout(resolve, 300)).then(() => p);
+    const inHost = ['-t', String(session.pid()), '-n'];
+    const answer = async (line: string) => {
+      const p = spawn('nsenter', [...inHost, 'socat', 'TCP-LISTEN:47001,bind=127.0.0.1,reuseaddr', `SYSTEM:echo ${line}`]);
+      const listening = () => spawnSync('nsenter', [...inHost, 'ss', '-Hltn', 'sport = :47001'], { encoding: 'utf8' }).stdout.trim() !== '';
+      for (let i = 0; i < 100 && !listening(); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(listening(), 'socat listens on 47001').toBe(true);
+      return p;
     };
     const nobody = await confirm();
     expect(nobody.code).toBe(78);
     expect(nobody.stderr).toContain('no answer through the new connection on loopback port 47001');
     const impostor = await answer('not-the-token');
     expect((await confirm()).code).toBe(78);
+    // It was answered (socat serves one connection, then exits): the token was read and refused.
+    const served = await new Promise<number | null>((r) => {
+      if (impostor.exitCode !== null) return r(impostor.exitCode);
+      const timer = setTimeout(() => r(null), 5_000);
+      impostor.once('exit', (code) => (clearTimeout(timer), r(code)));
+    });
     impostor.kill();
+    expect(served).toBe(0);
     // Refused twice, still pending: the window decides, not these attempts.
     expect((await facts()).txn?.id).toBe(txid);
     const real = await answer(token);

@@ -124,10 +124,16 @@ export function familyOf(text: string): Family | undefined {
   return undefined;
 }
 
-function mustParse(text: string): Net {
+// cidrContains runs for every rule against every flow: each text is parsed, and its mask made, once.
+const nets = new Map<string, Net & { mask: bigint }>();
+
+function mustParse(text: string): Net & { mask: bigint } {
+  let net = nets.get(text);
+  if (net) return net;
   const family = familyOf(text);
-  const net = family === undefined ? 'bad' : parseNet(text, family);
-  if (typeof net === 'string') throw new Error(`not a CIDR: ${text}`);
+  const parsedNet = family === undefined ? 'bad' : parseNet(text, family);
+  if (typeof parsedNet === 'string') throw new Error(`not a CIDR: ${text}`);
+  nets.set(text, (net = { ...parsedNet, mask: maskOf(parsedNet.family, parsedNet.prefix) }));
   return net;
 }
 
@@ -136,7 +142,7 @@ export function cidrContains(outer: string, inner: string): boolean {
   const o = mustParse(outer);
   const i = mustParse(inner);
   if (o.family !== i.family || i.prefix < o.prefix) return false;
-  return (i.value & maskOf(o.family, o.prefix)) === o.value;
+  return (i.value & o.mask) === o.value;
 }
 
 /** Do two CIDRs share any address? */

@@ -72,6 +72,13 @@ export function assessListeners(inv: Inventory, host: HostSpec, sets: { v4: Rule
   const bastion = bastionOf(inv, host);
   const internet = inv.externals.find((e) => e.side === 'public');
   const peers = inv.hosts.filter((h) => h.name !== host.name && h.name !== bastion.name && h.network === host.network);
+  // An address's signature depends on the rules only: computed once for all listeners.
+  const signatures = new Map<string, string>();
+  const signatureOf = (rs: RuleSet, addr: string): string => {
+    let sig = signatures.get(addr);
+    if (sig === undefined) signatures.set(addr, (sig = addressSignature(rs, addr)));
+    return sig;
+  };
   return listeners.map((l) => {
     const where = bindings(host, l);
     if (where.length === 0) {
@@ -90,7 +97,7 @@ export function assessListeners(inv: Inventory, host: HostSpec, sets: { v4: Rule
       const to = family === 4 ? host[side] : host[`${side}6`];
       if (!from || !to || (family === 4 ? !isIPv4(from) : !isIPv6(from))) return;
       const rs = family === 4 ? sets.v4 : sets.v6;
-      const key = `${side} ${family} ${addressSignature(rs, from)}`;
+      const key = `${side} ${family} ${signatureOf(rs, from)}`;
       let verdict = seen.get(key);
       if (!verdict) {
         const r = evaluateFlow({

@@ -9,7 +9,8 @@
 //       any of them varies by 10 %. --clean-home gives every lab
 //       host an empty /root, so its login shell reads no rc files (see PERFORMANCE.md).
 //   npm run bench -- --render 1000,10000 [--json FILE] [--ipset-threshold T]
-//       render + analysis of generated fleets without SSH, each size in its own process.
+//       render + analysis of generated fleets without SSH: in a tsx process, phase by
+//       phase, then as a user runs it, the built CLI's `fleetfw verify` under GNU time.
 //   npm run bench -- --rules 100,1000
 //       rules per host of those fleets with one rule per group member (ipsets off) and with ipsets.
 import { spawn } from 'node:child_process';
@@ -56,6 +57,9 @@ interface RenderFigures {
   analysis_s: number;
   total_s: number;
   peak_rss_mb: number;
+  /** `fleetfw verify` (the built CLI: load, render, every check, intents, JSON out): wall time and peak RSS. */
+  verify_s: number;
+  verify_peak_rss_mb: number;
   rules_per_host_max: number;
   rules_per_host_mean: number;
   set_entries_per_host_max: number;
@@ -65,7 +69,7 @@ const seconds = (t0: number) => (performance.now() - t0) / 1000;
 const countRules = (text: string) => text.split('\n').filter((l) => l.startsWith('-A ')).length;
 
 /** Load, render, then everything apply checks before sending anything (lockout, lint, intents). */
-function renderAndAnalyse(file: string): Omit<RenderFigures, 'hosts' | 'peak_rss_mb'> {
+function renderAndAnalyse(file: string): Omit<RenderFigures, 'hosts' | 'peak_rss_mb' | 'verify_s' | 'verify_peak_rss_mb'> {
   const t0 = performance.now();
   const inv = loadInventory(file);
   const templates = loadTemplates(inv);
@@ -107,14 +111,17 @@ function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ co
   });
 }
 
-async function renderOne(n: number): Promise<RenderFigures> {
-  const file = writeFleet(n, { ipsetThreshold: threshold });
-  try {
-    const f = renderAndAnalyse(file);
-    return { hosts: n, ...f, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) };
-  } finally {
-    rmSync(dirname(file), { recursive: true, force: true });
-  }
+/** In this process (tsx, from src/): where the time goes. */
+function renderOne(file: string): Omit<RenderFigures, 'hosts' | 'verify_s' | 'verify_peak_rss_mb'> {
+  return { ...renderAndAnalyse(file), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) };
+}
+
+/** What a user runs: the built CLI's `verify` on the same inventory, under GNU time. */
+async function verifyCli(file: string): Promise<{ verify_s: number; verify_peak_rss_mb: number }> {
+  const r = await run([GNU_TIME, '-f', 'fleetfw-time %e %M', process.execPath, CLI, 'verify', '--inventory', file, '--format', 'json']);
+  const m = /fleetfw-time ([\d.]+) (\d+)/.exec(r.stderr);
+  if (r.code !== 0 || !m) throw new Error(`fleetfw verify failed (exit ${r.code}):\n${r.stderr.slice(-2000)}`);
+  return { verify_s: Number(m[1]), verify_peak_rss_mb: Math.round(Number(m[2]) / 1024) };
 }
 
 /** Render only (no analysis: with one rule per member it grows as N³ at large N). */
@@ -144,14 +151,19 @@ function rulesMode(sizes: number[]): void {
 async function renderMode(sizes: number[]): Promise<void> {
   const rows: RenderFigures[] = [];
   for (const n of sizes) {
-    // Its own process: peak RSS is then this size's alone.
-    const extra = threshold === undefined ? [] : ['--ipset-threshold', String(threshold)];
-    const r = await run([TSX, fileURLToPath(import.meta.url), '--render-one', String(n), ...extra]);
-    if (r.code !== 0) throw new Error(`render of ${n} hosts failed:\n${r.stderr}`);
-    rows.push(JSON.parse(r.stdout.trim().split('\n').pop()!) as RenderFigures);
+    const file = writeFleet(n, { ipsetThreshold: threshold });
+    try {
+      // Each in its own process: peak RSS is then this size's alone.
+      const r = await run([TSX, fileURLToPath(import.meta.url), '--render-one', file]);
+      if (r.code !== 0) throw new Error(`render of ${n} hosts failed:\n${r.stderr}`);
+      const inProcess = JSON.parse(r.stdout.trim().split('\n').pop()!) as ReturnType<typeof renderOne>;
+      rows.push({ hosts: n, ...inProcess, ...(await verifyCli(file)) });
+    } finally {
+      rmSync(dirname(file), { recursive: true, force: true });
+    }
   }
-  const head = ['hosts', 'load s', 'render s', 'analysis s', 'total s', 'peak RSS MB', 'rules/host max', 'mean', 'set entries/host max'];
-  table(head, rows.map((r) => [r.hosts, r.load_s.toFixed(2), r.render_s.toFixed(2), r.analysis_s.toFixed(2), r.total_s.toFixed(2), r.peak_rss_mb, r.rules_per_host_max, r.rules_per_host_mean, r.set_entries_per_host_max]));
+  const head = ['hosts', 'load s', 'render s', 'analysis s', 'total s', 'peak RSS MB', 'fleetfw verify s', 'its peak RSS MB', 'rules/host max', 'mean', 'set entries/host max'];
+  table(head, rows.map((r) => [r.hosts, r.load_s.toFixed(2), r.render_s.toFixed(2), r.analysis_s.toFixed(2), r.total_s.toFixed(2), r.peak_rss_mb, r.verify_s.toFixed(2), r.verify_peak_rss_mb, r.rules_per_host_max, r.rules_per_host_mean, r.set_entries_per_host_max]));
   writeJson({ mode: 'render', ipset_threshold: threshold ?? null, load: loadavg(), results: rows });
 }
 
@@ -329,7 +341,7 @@ function writeJson(data: unknown): void {
 }
 
 if (args['render-one']) {
-  console.log(JSON.stringify(await renderOne(Number(args['render-one']))));
+  console.log(JSON.stringify(renderOne(args['render-one'])));
 } else if (args.rules) {
   rulesMode(args.rules.split(',').map(Number));
 } else if (args.render) {

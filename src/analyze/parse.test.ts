@@ -217,3 +217,37 @@ describe('round trip', () => {
     expect(strip(second)).toEqual(strip(first));
   });
 });
+
+describe('parseRuleSet with a shared rule cache (a fleet parse)', () => {
+  const a = '*filter\n:INPUT DROP [0:0]\n:LOGDROP - [0:0]\n-A INPUT -i lo -j ACCEPT\n-A INPUT -s 192.0.2.1/32 -p tcp -m tcp --dport 22 -j ACCEPT\n-A LOGDROP -j DROP\nCOMMIT\n';
+  // The same lines in another order and host; LOGDROP is not declared here.
+  const b = '*filter\n:INPUT DROP [0:0]\n-A INPUT -s 192.0.2.1/32 -p tcp -m tcp --dport 22 -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n-A LOGDROP -j DROP\nCOMMIT\n';
+
+  it('gives exactly what a parse without the cache gives: same rules, each with its own file, line and index', () => {
+    const cache = new Map();
+    for (const [text, file] of [[a, 'h1/rules.v4'], [b, 'h2/rules.v4'], [a, 'h3/rules.v4']] as const) {
+      const cached = parseRuleSet(text, { family: 4, file, ruleCache: cache });
+      expect(cached).toEqual(parseRuleSet(text, { family: 4, file }));
+    }
+    // Both hosts' rules came through the cache, yet keep their own origins.
+    const h2 = parseRuleSet(b, { family: 4, file: 'h2/rules.v4', ruleCache: cache }).ruleSet.tables[0]!.chains[0]!.rules;
+    expect(h2.map((r) => [r.index, r.origin])).toEqual([
+      [1, { file: 'h2/rules.v4', line: 3 }],
+      [2, { file: 'h2/rules.v4', line: 4 }],
+    ]);
+  });
+
+  it('still reports a line whose chain this document does not declare, though the line parsed fine elsewhere', () => {
+    const cache = new Map();
+    parseRuleSet(a, { family: 4, file: 'h1/rules.v4', ruleCache: cache });
+    const { problems } = parseRuleSet(b, { family: 4, file: 'h2/rules.v4', ruleCache: cache });
+    expect(problems.map((p) => [p.line, p.message])).toEqual([[5, 'chain LOGDROP is not declared in *filter (add :LOGDROP - [0:0])']]);
+  });
+
+  it('keys by family: an IPv4 rule text is parsed again for IPv6', () => {
+    const cache = new Map();
+    parseRuleSet('*filter\n-A INPUT -s 192.0.2.1/32 -j ACCEPT\nCOMMIT\n', { family: 4, file: 'v4', ruleCache: cache });
+    const v6 = parseRuleSet('*filter\n-A INPUT -s 192.0.2.1/32 -j ACCEPT\nCOMMIT\n', { family: 6, file: 'v6', ruleCache: cache });
+    expect(v6.problems.length).toBeGreaterThan(0);
+  });
+});

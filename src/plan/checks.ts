@@ -1,7 +1,7 @@
 // Static safety checks over a whole rendered fleet, before anything is sent:
 // the management path of every host (lockout), and the lint findings.
 import type { Family, Inventory } from '../model/inventory.js';
-import type { RuleSet } from '../model/ruleset.js';
+import type { Rule, RuleSet } from '../model/ruleset.js';
 import { bastionOf } from '../inventory/query.js';
 import { parseRuleSet } from '../analyze/parse.js';
 import { lintRuleSet } from '../analyze/checks.js';
@@ -20,11 +20,12 @@ export type ParsedFleet = Map<string, { v4: RuleSet; v6: RuleSet }>;
 /** Parse every rendered host; rendered text always parses (render checks it), so problems are bugs. */
 export function parseFleet(rendered: RenderedHost[]): ParsedFleet {
   const out: ParsedFleet = new Map();
+  const ruleCache = new Map<string, Rule>();
   for (const r of rendered) {
     const sets = new Map((r.ipsets ?? []).map((s) => [s.name, s]));
     const parse = (family: Family) => {
       const key = family === 4 ? 'v4' : 'v6';
-      const { ruleSet, problems } = parseRuleSet(r[key].text, { family, file: `${r.host}/rules.${key}` });
+      const { ruleSet, problems } = parseRuleSet(r[key].text, { family, file: `${r.host}/rules.${key}`, ruleCache });
       if (problems.length > 0) {
         throw new Error(`${r.host}/rules.${key}: ${problems.map((p) => `line ${p.line}: ${p.message}`).join('; ')}`);
       }

@@ -15,10 +15,13 @@ export function loadTemplates(inv: Inventory): TemplateSet {
   const problems: Problem[] = [];
   // Paths in messages and provenance are `templates/…`, stable across machines.
   const shown = basename(inv.templatesDir);
+  // Each path is looked at once: most .v6 files do not exist, and every host names them.
+  const seen = new Set<string>();
   for (const host of inv.hosts) {
     for (const family of [4, 6] as const) {
       for (const rel of templatePaths(host, family)) {
-        if (set.has(rel)) continue;
+        if (seen.has(rel)) continue;
+        seen.add(rel);
         const file = join(inv.templatesDir, rel);
         if (!existsSync(file)) {
           if (family === 4) problems.push({ file: `${shown}/${rel}`, line: 1, col: 1, path: '', message: 'template file not found' });

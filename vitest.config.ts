@@ -1,7 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
-// Two projects: fast pure unit tests beside the code, and the end-to-end suite
+// Three projects: fast pure unit tests beside the code; host tests beside the code
+// that need root and the real netfilter tools but no lab; and the end-to-end suite
 // that drives real sshd and netfilter in network namespaces (root required).
+const HOST_TESTS = 'src/**/*.host.test.ts';
+
 export default defineConfig({
   test: {
     projects: [
@@ -9,8 +12,18 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['src/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, HOST_TESTS],
           sequence: { groupOrder: 0 },
           testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: 'host',
+          include: [HOST_TESTS],
+          // Beside the unit tests: each host test brings its own throwaway namespace.
+          sequence: { groupOrder: 0 },
+          testTimeout: 60_000,
         },
       },
       {

@@ -142,7 +142,7 @@ describe('lockout trap 1: INPUT DROP with no SSH rule', () => {
       const logBefore = await historyLog('mysql-1');
       const r = await fleetfw(lab, ['apply', '--inventory', fleet.inventory, '--limit', 'mysql-1', '--yes']);
       expect(r.code).toBe(4);
-      expect(r.stderr).toMatch(/error: mysql-1: .*tunnel-1 \(192\.0\.2\.10\) -> mysql-1 eth1 192\.0\.2\.14:22\/tcp NEW.*policy DROP of chain INPUT/);
+      expect(r.stderr).toMatch(/error: mysql-1: .*policy DROP of chain INPUT.*\(path: tunnel-1 \(192\.0\.2\.10\) -> mysql-1 eth1 192\.0\.2\.14:22\/tcp NEW/);
       expect(r.stderr).toContain('nothing was sent to any host');
       expect(await historyLog('mysql-1')).toBe(logBefore);
     } finally {

@@ -37,7 +37,7 @@ const HOST: Record<Role, string> = { target: 'mysql-1', bastion: 'tunnel-1' };
 // The path the lockout check must name, per role.
 const PATH: Record<Role, string> = {
   target: 'tunnel-1 (192.0.2.10) -> mysql-1 eth1 192.0.2.14:22/tcp NEW',
-  bastion: 'operator 0.0.0.0/0 (203.0.113.200) -> tunnel-1 eth0 203.0.113.10:22/tcp NEW',
+  bastion: 'operators 0.0.0.0/0 -> tunnel-1 eth0 203.0.113.10:22/tcp NEW',
 };
 // A working SSH rule for each role (used where the trap is elsewhere).
 const GOOD_SSH: Record<Role, string> = {
@@ -74,19 +74,21 @@ interface Trap {
   hostReason: RegExp;
 }
 
+// The error names where the packet was stopped (table, chain, direction), the rule
+// (its template line first when it has one), the counterexample packet and the path.
 const lockout = (role: Role, leg: string, cutBy: string) =>
-  new RegExp(`^error: ${HOST[role]}: SSH .* would be dropped at ${esc(leg)}: .*\\(path: ${esc(PATH[role])}; cut by ${esc(cutBy)}\\)$`, 'm');
+  new RegExp(`^error: ${HOST[role]}: SSH .* would be dropped at ${esc(leg)}: (\\S+:\\d+, )?${esc(cutBy)} \\(packet .*\\) \\(path: ${esc(PATH[role])}; tables: .*\\)$`, 'm');
 const noConfirm = new RegExp(`reverted no confirmation within ${WINDOW}s`);
 
 const TRAPS: Trap[] = [
-  { n: 1, title: 'INPUT DROP, no SSH rule', role: 'target', base: base([]), refusal: lockout('target', 'mysql-1 INPUT (NEW)', 'policy DROP of chain INPUT'), hostReason: noConfirm },
-  { n: 1, title: 'INPUT DROP, no SSH rule', role: 'bastion', base: base([]), refusal: lockout('bastion', 'tunnel-1 INPUT (NEW)', 'policy DROP of chain INPUT'), hostReason: noConfirm },
+  { n: 1, title: 'INPUT DROP, no SSH rule', role: 'target', base: base([]), refusal: lockout('target', 'mysql-1 filter INPUT (NEW, arriving)', 'policy DROP of chain INPUT'), hostReason: noConfirm },
+  { n: 1, title: 'INPUT DROP, no SSH rule', role: 'bastion', base: base([]), refusal: lockout('bastion', 'tunnel-1 filter INPUT (NEW, arriving)', 'policy DROP of chain INPUT'), hostReason: noConfirm },
   {
     n: 2,
     title: 'SSH only on the public interface',
     role: 'target',
     base: base(['-A INPUT -i eth0 -p tcp --dport 22 -j ACCEPT']),
-    refusal: lockout('target', 'mysql-1 INPUT (NEW)', 'policy DROP of chain INPUT'),
+    refusal: lockout('target', 'mysql-1 filter INPUT (NEW, arriving)', 'policy DROP of chain INPUT'),
     hostReason: noConfirm,
   },
   {
@@ -94,7 +96,7 @@ const TRAPS: Trap[] = [
     title: 'SSH only on the private interface (bastion mirror)',
     role: 'bastion',
     base: base(['-A INPUT -i eth1 -p tcp --dport 22 -j ACCEPT']),
-    refusal: lockout('bastion', 'tunnel-1 INPUT (NEW)', 'policy DROP of chain INPUT'),
+    refusal: lockout('bastion', 'tunnel-1 filter INPUT (NEW, arriving)', 'policy DROP of chain INPUT'),
     hostReason: noConfirm,
   },
   {
@@ -102,7 +104,7 @@ const TRAPS: Trap[] = [
     title: 'SSH only from a non-bastion address',
     role: 'target',
     base: base(['-A INPUT -i eth1 -s 192.0.2.99 -p tcp --dport 22 -j ACCEPT']),
-    refusal: lockout('target', 'mysql-1 INPUT (NEW)', 'policy DROP of chain INPUT'),
+    refusal: lockout('target', 'mysql-1 filter INPUT (NEW, arriving)', 'policy DROP of chain INPUT'),
     hostReason: noConfirm,
   },
   {
@@ -110,7 +112,7 @@ const TRAPS: Trap[] = [
     title: 'SSH only from a non-operator address',
     role: 'bastion',
     base: base(['-A INPUT -i eth0 -s 198.51.100.7 -p tcp --dport 22 -j ACCEPT']),
-    refusal: lockout('bastion', 'tunnel-1 INPUT (NEW)', 'policy DROP of chain INPUT'),
+    refusal: lockout('bastion', 'tunnel-1 filter INPUT (NEW, arriving)', 'policy DROP of chain INPUT'),
     hostReason: noConfirm,
   },
   {
@@ -118,7 +120,7 @@ const TRAPS: Trap[] = [
     title: 'OUTPUT DROP, no ESTABLISHED or reply rule',
     role: 'target',
     base: base([GOOD_SSH.target, '-A OUTPUT -o lo -j ACCEPT'], 'DROP'),
-    refusal: lockout('target', 'mysql-1 OUTPUT (ESTABLISHED reply)', 'policy DROP of chain OUTPUT'),
+    refusal: lockout('target', 'mysql-1 filter OUTPUT (ESTABLISHED reply, leaving)', 'policy DROP of chain OUTPUT'),
     hostReason: noConfirm,
   },
   {
@@ -127,7 +129,7 @@ const TRAPS: Trap[] = [
     role: 'bastion',
     // Its own SSH out to the private side stays open: only the replies die.
     base: base([GOOD_SSH.bastion, '-A OUTPUT -o lo -j ACCEPT', '-A OUTPUT -o eth1 -p tcp --dport 22 -j ACCEPT'], 'DROP'),
-    refusal: lockout('bastion', 'tunnel-1 OUTPUT (ESTABLISHED reply)', 'policy DROP of chain OUTPUT'),
+    refusal: lockout('bastion', 'tunnel-1 filter OUTPUT (ESTABLISHED reply, leaving)', 'policy DROP of chain OUTPUT'),
     hostReason: noConfirm,
   },
   {
@@ -135,7 +137,7 @@ const TRAPS: Trap[] = [
     title: "the bastion's rule set closes its public SSH",
     role: 'bastion',
     base: base(['-A INPUT -i eth0 -p tcp --dport 22 -j DROP', '-A INPUT -p tcp --dport 22 -j ACCEPT']),
-    refusal: lockout('bastion', 'tunnel-1 INPUT (NEW)', 'tunnel-1/rules.v4 line 9: -A INPUT -i eth0 -p tcp -m tcp --dport 22 -j DROP'),
+    refusal: lockout('bastion', 'tunnel-1 filter INPUT (NEW, arriving)', 'tunnel-1/rules.v4 line 9: -A INPUT -i eth0 -p tcp -m tcp --dport 22 -j DROP'),
     hostReason: noConfirm,
   },
   ...(['target', 'bastion'] as const).map(

@@ -89,7 +89,8 @@ export function coversRule(a: Rule, b: Rule): boolean {
     coversPorts(a.dport, b.dport) &&
     coversPorts(a.ports, b.ports) &&
     coversState(a.state, b.state) &&
-    (!a.syn || (b.syn !== undefined && a.syn.negate === b.syn.negate)) &&
+    (!a.tcpFlags || JSON.stringify(a.tcpFlags) === JSON.stringify(b.tcpFlags)) &&
+    (!a.addrType || JSON.stringify(a.addrType) === JSON.stringify(b.addrType)) &&
     coversIcmp(a.icmpType, b.icmpType)
   );
 }
@@ -120,7 +121,7 @@ function collectReachable(table: Table, start: Chain): Chain[] {
 }
 
 const isUnconditional = (r: Rule): boolean =>
-  !r.src && !r.dst && !r.srcSet && !r.dstSet && !r.in && !r.out && !r.proto && !r.sport && !r.dport && !r.ports && !r.state && !r.syn && !r.icmpType && !r.limit && r.unmodelled.length === 0;
+  !r.src && !r.dst && !r.srcSet && !r.dstSet && !r.in && !r.out && !r.proto && !r.sport && !r.dport && !r.ports && !r.state && !r.tcpFlags && !r.addrType && !r.icmpType && !r.limit && r.unmodelled.length === 0;
 
 /** Policy DROP, or a final unconditional DROP/REJECT: either way unmatched packets die. */
 function isClosed(chain: Chain): boolean {
@@ -165,7 +166,7 @@ export function lintRuleSet(rs: RuleSet): Finding[] {
             chain: chain.name,
           });
         }
-        if (table.name === 'filter' && r.unmodelled.length > 0) {
+        if (r.unmodelled.length > 0) {
           findings.push({
             severity: 'warning',
             code: 'unknown-match',

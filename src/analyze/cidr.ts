@@ -160,3 +160,19 @@ export function pickFirstUsable(cidr: string): string {
 export function isWholeSpace(cidr: string): boolean {
   return cidr.endsWith('/0');
 }
+
+/** An address as a number (bigint), for interval arithmetic over classes of packets. */
+export function addressValue(addr: string): bigint {
+  return mustParse(addr).value;
+}
+
+/** The address a number stands for, printed as iptables-save prints it. */
+export function addressOfValue(value: bigint, family: Family): string {
+  return formatAddress(value, family);
+}
+
+/** First and last address of a CIDR (or an address), as numbers. */
+export function cidrBounds(cidr: string): [bigint, bigint] {
+  const n = mustParse(cidr);
+  return [n.value, n.value | ((1n << BigInt(bitsOf(n.family) - n.prefix)) - 1n)];
+}

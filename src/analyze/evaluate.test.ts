@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { describeDecision, evaluatePacket, type Evaluation, type Packet } from './evaluate.js';
 import { buildFilter, findRule, parseStrict } from './fixtures/fleet.js';
+import { TCP_FLAG } from './netfilter-names.js';
+
+const F = TCP_FLAG as Record<'FIN' | 'SYN' | 'RST' | 'PSH' | 'ACK' | 'URG', number>;
 
 // The Arch wiki "simple stateful firewall": DROP policy, ESTABLISHED accepted,
 // per-protocol chains, REJECT fall-through with tcp-reset / port-unreachable.
@@ -38,6 +41,7 @@ const inbound = (fields: Partial<Packet>): Packet => ({
   sport: 40000,
   dport: 22,
   state: 'NEW',
+  tcpFlags: F.SYN,
   ...fields,
 });
 
@@ -64,7 +68,11 @@ describe('evaluatePacket on a stateful rule set', () => {
   });
 
   it('rejects a non-SYN NEW tcp packet (not --syn) with tcp-reset', () => {
-    expect(evaluatePacket(STATEFUL, inbound({ syn: false })).rejectWith).toBe('tcp-reset');
+    for (const tcpFlags of [F.ACK, F.SYN | F.ACK, F.SYN | F.RST, F.SYN | F.FIN]) {
+      expect(evaluatePacket(STATEFUL, inbound({ tcpFlags }))).toMatchObject({ verdict: 'REJECT', rejectWith: 'tcp-reset', decidedBy: { rule: findRule(STATEFUL, 'INPUT', 8) } });
+    }
+    // --syn looks at FIN, SYN, RST and ACK only: PSH and URG on the SYN do not matter.
+    expect(evaluatePacket(STATEFUL, inbound({ tcpFlags: F.SYN | F.PSH | F.URG })).decidedBy).toEqual({ kind: 'rule', rule: findRule(STATEFUL, 'TCP', 1) });
   });
 
   it('handles UDP and ICMP chains', () => {
@@ -155,8 +163,23 @@ describe('evaluatePacket: matches', () => {
     ['-A INPUT ! -p udp -j ACCEPT', {}, 'ACCEPT'],
     ['-A INPUT -m state --state NEW -j ACCEPT', {}, 'ACCEPT'],
     ['-A INPUT -m conntrack ! --ctstate NEW -j ACCEPT', {}, 'DROP'],
-    ['-A INPUT -p tcp --syn -j ACCEPT', { state: 'ESTABLISHED' }, 'DROP'],
-    ['-A INPUT -p tcp ! --syn -j ACCEPT', { state: 'ESTABLISHED' }, 'ACCEPT'],
+    ['-A INPUT -p tcp --syn -j ACCEPT', { state: 'ESTABLISHED', tcpFlags: F.ACK }, 'DROP'],
+    ['-A INPUT -p tcp ! --syn -j ACCEPT', { state: 'ESTABLISHED', tcpFlags: F.ACK }, 'ACCEPT'],
+    ['-A INPUT -p tcp --syn -j ACCEPT', {}, 'ACCEPT'],
+    ['-A INPUT -p tcp --tcp-flags SYN,ACK SYN,ACK -j ACCEPT', { tcpFlags: F.SYN | F.ACK | F.PSH }, 'ACCEPT'],
+    ['-A INPUT -p tcp --tcp-flags SYN,ACK SYN,ACK -j ACCEPT', { tcpFlags: F.SYN }, 'DROP'],
+    ['-A INPUT -p tcp --tcp-flags ALL NONE -j ACCEPT', { tcpFlags: 0 }, 'ACCEPT'],
+    ['-A INPUT -p tcp ! --tcp-flags ALL SYN -j ACCEPT', { tcpFlags: F.SYN | F.URG }, 'ACCEPT'],
+    ['-A INPUT -p tcp --syn -j ACCEPT', { proto: 'udp' }, 'DROP'],
+    ['-A INPUT -p tcp --syn -j ACCEPT', { tcpFlags: undefined }, 'unknown'],
+    ['-A INPUT -p udp --dport 22 -j ACCEPT', { tcpFlags: undefined }, 'DROP'],
+    ['-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT', { dst: '127.0.0.1' }, 'ACCEPT'],
+    ['-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT', {}, 'DROP'],
+    ['-A INPUT -m addrtype --dst-type MULTICAST -j ACCEPT', { dst: '224.0.0.251' }, 'ACCEPT'],
+    ['-A INPUT -m addrtype --dst-type BROADCAST -j ACCEPT', { dst: '255.255.255.255' }, 'ACCEPT'],
+    ['-A INPUT -m addrtype ! --src-type UNICAST -j ACCEPT', {}, 'DROP'],
+    ['-A INPUT -f -j ACCEPT', {}, 'DROP'],
+    ['-A INPUT ! -f -j ACCEPT', {}, 'ACCEPT'],
     ['-A INPUT -p icmp --icmp-type any -j ACCEPT', { proto: 'icmp', icmpType: 0 }, 'ACCEPT'],
     ['-A INPUT -p icmp --icmp-type 3/4 -j ACCEPT', { proto: 'icmp', icmpType: 3, icmpCode: 3 }, 'DROP'],
     ['-A INPUT -m limit --limit 1/sec -j LOG', {}, 'DROP'],
@@ -196,10 +219,33 @@ describe('evaluatePacket: unknown instead of a guess', () => {
     expect(evaluatePacket(rs, pkt).verdict).toBe('unknown');
   });
 
-  it('an unknown target or a jump to a missing chain is unknown', () => {
+  it('an unknown target or a jump to a missing chain is unknown, and says why', () => {
     const rs = parseStrict('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j NFQUEUE --queue-num 1\nCOMMIT\n');
-    expect(evaluatePacket(rs, inbound({}))).toMatchObject({ verdict: 'unknown', decidedBy: { option: '-j NFQUEUE' } });
+    const ev = evaluatePacket(rs, inbound({}));
+    expect(ev).toMatchObject({ verdict: 'unknown', decidedBy: { kind: 'unmodelled', rule: findRule(rs, 'INPUT', 1), option: '-j NFQUEUE (a userspace program decides the verdict)' } });
+    expect(describeDecision(ev)).toBe('rules.v4 line 3: -A INPUT -j NFQUEUE --queue-num 1 (cannot evaluate: -j NFQUEUE (a userspace program decides the verdict))');
     const missing = parseStrict('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j NOWHERE\nCOMMIT\n');
-    expect(evaluatePacket(missing, inbound({})).verdict).toBe('unknown');
+    expect(evaluatePacket(missing, inbound({}))).toMatchObject({
+      verdict: 'unknown',
+      decidedBy: { option: '-j NOWHERE (not a chain of this table, nor a target fleetfw models)' },
+    });
+  });
+
+  it('an unknown match on a LOG rule, or an unknown target the packet does not match, changes nothing', () => {
+    const rs = buildFilter({ INPUT: 'DROP' }, ['-A INPUT -m recent --name ssh --set -j LOG', '-A INPUT -p udp -j NFQUEUE', '-A INPUT -p tcp --dport 22 -j ACCEPT']);
+    const ev = evaluatePacket(rs, inbound({}));
+    expect(ev).toMatchObject({ verdict: 'ACCEPT', decidedBy: { rule: findRule(rs, 'INPUT', 3) } });
+    expect(events(ev)).toEqual(['INPUT#1:skip', 'INPUT#2:no-match', 'INPUT#3:match']);
+  });
+
+  it('a state match sees the state conntrack gives; an unknown set is unknown', () => {
+    const rs = buildFilter({ INPUT: 'DROP' }, ['-A INPUT -m conntrack --ctstate UNTRACKED -j ACCEPT']);
+    expect(evaluatePacket(rs, inbound({ state: 'UNTRACKED' })).verdict).toBe('ACCEPT');
+    expect(evaluatePacket(rs, inbound({})).verdict).toBe('DROP');
+    const set = buildFilter({ INPUT: 'DROP' }, ['-A INPUT -m set --match-set admins src -j ACCEPT']);
+    expect(evaluatePacket(set, inbound({})).decidedBy).toMatchObject({ kind: 'unmodelled', option: '--match-set admins src (contents of set admins not known)' });
+    const known = { ...set, sets: new Map([['admins', { name: 'admins', family: 4 as const, members: ['192.0.2.10'] }]]) };
+    expect(evaluatePacket(known, inbound({})).verdict).toBe('ACCEPT');
+    expect(evaluatePacket(known, inbound({ src: '192.0.2.12' })).verdict).toBe('DROP');
   });
 });

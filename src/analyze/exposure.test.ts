@@ -8,6 +8,8 @@ import { loadTemplates } from '../render/load-templates.js';
 import { renderFleet } from '../render/render.js';
 import { parseFleet } from '../plan/checks.js';
 import { assessListeners, formatSocket, listenerWarnings } from './exposure.js';
+import { buildFilter, buildInventory } from './fixtures/fleet.js';
+import { ownAddresses } from './lockout.js';
 
 const INVENTORIES = join(dirname(fileURLToPath(import.meta.url)), '../../inventories');
 
@@ -82,8 +84,8 @@ describe('assessListeners at fleet scale', () => {
     const { fleetYaml } = await import('../../bench/fleet.js');
     const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
-    const { evaluateFlow } = await import('./flow.js');
-    const { describeDecision } = await import('./evaluate.js');
+    const { proveFlow, EVERY_PORT, OPEN_ANY } = await import('./prove.js');
+    const { decidedBy } = await import('./explain.js');
     const dir = mkdtempSync(join(tmpdir(), 'fleetfw-exposure-'));
     try {
       // 60 hosts: the backends' mutual whitelist is an ipset, some peers are named by address.
@@ -99,22 +101,66 @@ describe('assessListeners at fleet scale', () => {
         expect(peers.length).toBeGreaterThan(50);
         for (const r of peers) {
           const peer = inv.hosts.find((h) => `peer ${h.name}` === r.source)!;
-          const alone = evaluateFlow({
-            family: 4,
-            proto: 'tcp',
-            port: 3306,
-            client: { name: r.source, addr: peer.private! },
-            server: { name, addr: host.private!, iface: host.interfaces.private, rs: sets.v4 },
-          });
+          // The same class of connections as the assessment, from this peer alone.
+          const { result: alone } = proveFlow(
+            {
+              family: 4,
+              proto: 'tcp',
+              port: 3306,
+              client: { name: r.source, addr: peer.private! },
+              server: { name, addr: host.private!, iface: host.interfaces.private, rs: sets.v4, local: new Set(ownAddresses(host)) },
+            },
+            { sports: [EVERY_PORT], open: OPEN_ANY, mode: 'deny' },
+            (x) => x.outcome === 'reject' || x.outcome === 'drop',
+          );
           expect({ source: r.source, outcome: r.outcome, decidedBy: r.decidedBy }).toEqual({
             source: r.source,
             outcome: alone.outcome,
-            decidedBy: alone.evaluation ? describeDecision(alone.evaluation) : '',
+            decidedBy: alone.evaluation ? decidedBy(alone) : '',
           });
         }
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('assessListeners: every connection an outsider may open', () => {
+  const inv = buildInventory();
+  const mysql = inv.hosts.find((h) => h.name === 'mysql-1')!;
+  const ESTABLISHED = '-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT';
+  const assess = (rules: string[], port = 80) => {
+    const rs = buildFilter({ INPUT: 'DROP' }, [ESTABLISHED, ...rules]);
+    return assessListeners(inv, mysql, { v4: rs, v6: buildFilter({ INPUT: 'DROP' }, [], 6) }, [tcp('0.0.0.0', port, 'nginx')])[0]!;
+  };
+
+  it('a hole for one source port (the old "DNS replies" rule) exposes the service', () => {
+    const a = assess(['-A INPUT -p tcp --sport 53 -j ACCEPT']);
+    expect(a.status).toBe('exposed');
+    expect(a.summary).toBe('open to the internet on eth0 and no intent says so (rules.v4 line 6: -A INPUT -p tcp -m tcp --sport 53 -j ACCEPT)');
+    expect(a.reach.map((r) => [r.source, r.outcome])).toEqual([
+      ['internet', 'allow'],
+      ['bastion tunnel-1', 'allow'],
+      ['peer web-1', 'allow'],
+    ]);
+  });
+
+  it('an opening only SYN|URG gets through exposes the service', () => {
+    expect(assess(['-A INPUT -p tcp --dport 80 --tcp-flags SYN,URG SYN,URG -j ACCEPT']).status).toBe('exposed');
+  });
+
+  it('nobody in: blocked, with the rule or policy that stops them', () => {
+    const a = assess(['-A INPUT -p tcp --dport 80 -j REJECT --reject-with tcp-reset']);
+    expect(a).toMatchObject({ status: 'blocked', summary: 'listening but the rules let nobody in (tried internet, bastion, peer)' });
+    expect(a.reach.map((r) => [r.outcome, r.decidedBy])).toEqual(Array(3).fill(['reject', 'rules.v4 line 6: -A INPUT -p tcp -m tcp --dport 80 -j REJECT --reject-with tcp-reset']));
+  });
+
+  // Connections from source ports 1024 and up are accepted: the undecided rule for the
+  // low ports must not hide that the service is open to the internet.
+  it('an undecided rule for some connections does not hide others that get in', () => {
+    const a = assess(['-A INPUT -p tcp --sport 0:1023 -m recent --name x --rcheck -j DROP', '-A INPUT -p tcp --dport 80 -j ACCEPT']);
+    expect(a.status).toBe('exposed');
+    expect(a.reach.find((r) => r.kind === 'internet')).toMatchObject({ outcome: 'allow', decidedBy: 'rules.v4 line 7: -A INPUT -p tcp -m tcp --dport 80 -j ACCEPT' });
   });
 });

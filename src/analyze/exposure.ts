@@ -8,9 +8,12 @@ import type { Family, HostSpec, Inventory, Side } from '../model/inventory.js';
 import type { Listener } from '../model/listener.js';
 import type { RuleSet } from '../model/ruleset.js';
 import { bastionOf } from '../inventory/query.js';
-import { addressSignature, describeDecision } from './evaluate.js';
-import { evaluateFlow } from './flow.js';
+import { addressSignature } from './evaluate.js';
+import { decidedBy } from './explain.js';
+import type { FlowResult } from './flow.js';
 import type { Outcome } from './intents.js';
+import { ownAddresses } from './lockout.js';
+import { EVERY_PORT, OPEN_ANY, proveFlow } from './prove.js';
 
 /** Stands in for "anyone on the internet" when the inventory names no public external. */
 export const INTERNET_STAND_IN = '198.51.100.254';
@@ -73,10 +76,11 @@ export function assessListeners(inv: Inventory, host: HostSpec, sets: { v4: Rule
   const internet = inv.externals.find((e) => e.side === 'public');
   const peers = inv.hosts.filter((h) => h.name !== host.name && h.name !== bastion.name && h.network === host.network);
   // An address's signature depends on the rules only: computed once for all listeners.
+  const local = new Set(ownAddresses(host));
   const signatures = new Map<string, string>();
   const signatureOf = (rs: RuleSet, addr: string): string => {
     let sig = signatures.get(addr);
-    if (sig === undefined) signatures.set(addr, (sig = addressSignature(rs, addr)));
+    if (sig === undefined) signatures.set(addr, (sig = addressSignature(rs, addr, { local })));
     return sig;
   };
   return listeners.map((l) => {
@@ -100,14 +104,13 @@ export function assessListeners(inv: Inventory, host: HostSpec, sets: { v4: Rule
       const key = `${side} ${family} ${signatureOf(rs, from)}`;
       let verdict = seen.get(key);
       if (!verdict) {
-        const r = evaluateFlow({
-          family,
-          proto: l.proto,
-          port: l.port,
-          client: { name: source, addr: from },
-          server: { name: host.name, addr: to, iface: host.interfaces[side], rs },
-        });
-        verdict = { outcome: r.outcome, decidedBy: r.evaluation ? describeDecision(r.evaluation) : '' };
+        // Does any connection from this source get in? A counterexample to "none does" says which;
+        // only when none does, one that cannot be decided makes the answer unknown.
+        const flow = { family, proto: l.proto, port: l.port, client: { name: source, addr: from }, server: { name: host.name, addr: to, iface: host.interfaces[side], rs, local } };
+        const cls = { sports: [EVERY_PORT], open: OPEN_ANY, mode: 'deny' as const };
+        const gets = proveFlow(flow, cls, (x: FlowResult) => x.outcome !== 'allow');
+        const { result: r } = gets.ok ? proveFlow(flow, cls, (x: FlowResult) => x.outcome === 'reject' || x.outcome === 'drop') : gets;
+        verdict = { outcome: r.outcome, decidedBy: r.evaluation || r.reason ? decidedBy(r) : '' };
         seen.set(key, verdict);
       }
       reach.push({ source, kind, side, family, ...verdict });

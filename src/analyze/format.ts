@@ -1,8 +1,8 @@
 // Print rules and rule sets exactly as iptables-save v1.8.9 (nft) does, so a
 // rendered rule set and a live dump compare textually (see format.test.ts,
 // which checks this against the real iptables-save in a network namespace).
-import type { PortMatch, Rule, RuleSet } from '../model/ruleset.js';
-import { BUILTIN_CHAINS, TABLE_ORDER } from './netfilter-names.js';
+import type { AddrTypeMatch, PortMatch, Rule, RuleSet } from '../model/ruleset.js';
+import { BUILTIN_CHAINS, formatTcpFlags, TABLE_ORDER } from './netfilter-names.js';
 
 const SAFE_CHARS = /^[A-Za-z0-9_-]+$/;
 
@@ -29,6 +29,18 @@ function formatPorts(p: PortMatch): string {
   return p.ranges.map(([a, b]) => (a === b ? String(a) : `${a}:${b}`)).join(',');
 }
 
+/**
+ * A tcp/udp port option as iptables-nft saves it: a negated range that starts at 0
+ * comes back as the equivalent range above it (`! --dport 0:1023` as `--dport 1024:65535`).
+ */
+function formatPortOption(name: 'sport' | 'dport', p: PortMatch): string {
+  const [lo, hi] = p.ranges[0] ?? [0, 0];
+  if (p.negate && p.ranges.length === 1 && lo === 0 && hi > 0 && hi < 65535) {
+    return `--${name} ${hi + 1 === 65535 ? '65535' : `${hi + 1}:65535`}`;
+  }
+  return `${not(p.negate)}--${name} ${formatPorts(p)}`;
+}
+
 /** Entries of `unmodelled` that live inside the tcp/udp/icmp match (e.g. `--tcp-flags ALL SYN`). */
 export function isProtoInnerOption(entry: string): boolean {
   return /^(! )?--/.test(entry);
@@ -42,11 +54,11 @@ function protoModule(rule: Rule): string {
 function formatProtoMatch(rule: Rule): string {
   const parts = [`-m ${protoModule(rule)}`];
   const inner = rule.unmodelled.filter(isProtoInnerOption);
-  if (rule.sport && !rule.sport.multiport) parts.push(`${not(rule.sport.negate)}--sport ${formatPorts(rule.sport)}`);
-  if (rule.dport && !rule.dport.multiport) parts.push(`${not(rule.dport.negate)}--dport ${formatPorts(rule.dport)}`);
-  parts.push(...inner.filter((e) => !e.includes('--tcp-flags')));
-  if (rule.syn) parts.push(`${not(rule.syn.negate)}--tcp-flags FIN,SYN,RST,ACK SYN`);
-  parts.push(...inner.filter((e) => e.includes('--tcp-flags')));
+  if (rule.sport && !rule.sport.multiport) parts.push(formatPortOption('sport', rule.sport));
+  if (rule.dport && !rule.dport.multiport) parts.push(formatPortOption('dport', rule.dport));
+  parts.push(...inner);
+  const f = rule.tcpFlags;
+  if (f) parts.push(`${not(f.negate)}--tcp-flags ${formatTcpFlags(f.mask)} ${formatTcpFlags(f.comp)}`);
   if (rule.icmpType) {
     const { type, code, negate } = rule.icmpType;
     const spec = type === 255 && code === undefined ? 'any' : code === undefined ? String(type) : `${type}/${code}`;
@@ -59,7 +71,7 @@ function formatProtoMatch(rule: Rule): string {
 function pickDefaultOrder(rule: Rule): string[] {
   const order: string[] = [];
   const plain = (p?: PortMatch): boolean => p !== undefined && !p.multiport;
-  if (plain(rule.sport) || plain(rule.dport) || rule.syn || rule.icmpType || rule.unmodelled.some(isProtoInnerOption)) {
+  if (plain(rule.sport) || plain(rule.dport) || rule.tcpFlags || rule.icmpType || rule.unmodelled.some(isProtoInnerOption)) {
     order.push('proto');
   }
   if (rule.dport?.multiport) order.push('multiport:dports');
@@ -68,6 +80,7 @@ function pickDefaultOrder(rule: Rule): string[] {
   if (rule.srcSet) order.push('set:src');
   if (rule.dstSet) order.push('set:dst');
   if (rule.state) order.push('state');
+  if (rule.addrType) order.push('addrtype');
   if (rule.limit) order.push('limit');
   if (rule.comment !== undefined) order.push('comment');
   rule.unmodelled.forEach((e, i) => {
@@ -98,6 +111,11 @@ function formatMatch(rule: Rule, key: string): string | undefined {
       if (!s) return undefined;
       const opt = s.module === 'state' ? '-m state' : '-m conntrack';
       return `${opt} ${not(s.negate)}--${s.module === 'state' ? 'state' : 'ctstate'} ${s.states.join(',')}`;
+    }
+    case 'addrtype': {
+      const a = rule.addrType;
+      const side = (m: AddrTypeMatch | undefined, opt: string) => (m ? [`${not(m.negate)}--${opt} ${m.types.join(',')}`] : []);
+      return a && ['-m addrtype', ...side(a.src, 'src-type'), ...side(a.dst, 'dst-type')].join(' ');
     }
     case 'limit':
       return rule.limit && `-m limit --limit ${rule.limit}${rule.limitBurst ? ` --limit-burst ${rule.limitBurst}` : ''}`;
@@ -160,4 +178,21 @@ export function formatRuleSet(rs: RuleSet): string {
     out.push('COMMIT');
   }
   return out.length ? `${out.join('\n')}\n` : '';
+}
+
+/** Targets whose options this formatter prints as iptables-save does (the rest keep their options as written). */
+const FORMATTED_TARGETS = new Set(['ACCEPT', 'DROP', 'REJECT', 'RETURN', 'LOG', 'NOTRACK']);
+
+/**
+ * Does this formatter print every rule of `rs` exactly as iptables-save would?
+ * Not when a rule keeps options verbatim (an unmodelled match, an extension
+ * target's options): those are printed as written, which may be another spelling.
+ */
+export function isFormatExact(rs: RuleSet): boolean {
+  const userChains = new Set(rs.tables.flatMap((t) => t.chains.filter((c) => !c.builtin).map((c) => c.name)));
+  return rs.tables.every((t) =>
+    t.chains.every((c) =>
+      c.rules.every((r) => r.unmodelled.length === 0 && (r.target === undefined || FORMATTED_TARGETS.has(r.target) || (userChains.has(r.target) && r.targetArgs.length === 0))),
+    ),
+  );
 }

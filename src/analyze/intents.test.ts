@@ -86,7 +86,18 @@ describe('verifyIntents', () => {
     );
     expect(r?.pairs).toEqual([
       { from: 'internet', to: 'mysql-1', fromAddr: '2001:db8:ffff::200', toAddr: '2001:db8::11', outcome: 'drop', expected: 'deny', ok: true, decidedBy: 'mysql-1 policy DROP of chain INPUT' },
-      { from: 'internet', to: 'tunnel-1', fromAddr: '2001:db8:ffff::200', toAddr: '2001:db8::10', outcome: 'allow', expected: 'deny', ok: false, decidedBy: 'tunnel-1 rules.v6 line 6: -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT' },
+      {
+        from: 'internet',
+        to: 'tunnel-1',
+        fromAddr: '2001:db8:ffff::200',
+        toAddr: '2001:db8::10',
+        outcome: 'allow',
+        expected: 'deny',
+        ok: false,
+        decidedBy: 'tunnel-1 rules.v6 line 6: -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT',
+        counterexample: '[2001:db8:ffff::200]:0 -> [2001:db8::10]:22/tcp SYN (NEW), as for every packet of source ports 0-21',
+        path: 'tunnel-1: filter INPUT',
+      },
       { from: 'internet', to: 'web-1', outcome: 'unknown', expected: 'deny', ok: false, decidedBy: '', reason: 'web-1 has no public IPv6 address' },
     ]);
     expect(r?.ok).toBe(false);
@@ -104,6 +115,81 @@ describe('verifyIntents', () => {
     );
     expect(results[0]?.pairs[0]).toMatchObject({ outcome: 'unknown', reason: 'no rule set for web-1', ok: false });
     expect(results[1]).toMatchObject({ ok: false, pairs: [], reason: 'no pair of endpoints: nobody -> mysql-1' });
+  });
+
+  // The counterexample goes with decidedBy: the packet that rule let in is the opening SYN,
+  // not the handshake's last ACK (which the ESTABLISHED rule accepted).
+  it('a violated deny shows the opening packet the accepting rule let in', () => {
+    const [r] = verify(['internet -> tunnel-1:22 deny', { from: 'internet', to: 'tunnel-1', port: 22, expect: 'deny' }]);
+    expect(r?.pairs[0]).toMatchObject({
+      outcome: 'allow',
+      decidedBy: 'tunnel-1 rules.v4 line 6: -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT',
+      counterexample: '203.0.113.200:0 -> 203.0.113.10:22/tcp SYN (NEW), as for every packet of source ports 0-21',
+    });
+  });
+
+  it('an allow intent is proven for every client port: one port dropped is the counterexample', () => {
+    const sets = new Map(ruleSets);
+    sets.set('mysql-1', {
+      v4: buildFilter({ INPUT: 'DROP' }, [ESTABLISHED, '-A INPUT -s 192.0.2.12 -p tcp --sport 50000 -j DROP', '-A INPUT -s 192.0.2.12 -p tcp --dport 3306 -j ACCEPT']),
+      v6: v6Closed,
+    });
+    const [r] = verifyIntents(buildInventory({ intents: [buildIntent('web-1 -> mysql-1:3306 allow', { from: 'web-1', to: 'mysql-1', port: 3306, expect: 'allow' })] }), sets);
+    expect(r?.pairs[0]).toEqual({
+      from: 'web-1',
+      to: 'mysql-1',
+      fromAddr: '192.0.2.12',
+      toAddr: '192.0.2.11',
+      outcome: 'drop',
+      expected: 'allow',
+      ok: false,
+      decidedBy: 'mysql-1 rules.v4 line 6: -A INPUT -s 192.0.2.12/32 -p tcp -m tcp --sport 50000 -j DROP',
+      counterexample: '192.0.2.12:50000 -> 192.0.2.11:3306/tcp SYN (NEW)',
+      path: 'mysql-1: filter INPUT',
+    });
+  });
+
+  it('an external client of an allow intent may use any port from 32768 up; a fleet host uses Linux\'s range', () => {
+    const sets = new Map(ruleSets);
+    sets.set('mysql-1', { v4: buildFilter({ INPUT: 'DROP' }, [ESTABLISHED, '-A INPUT -p tcp --sport 32768:60999 --dport 3306 -j ACCEPT']), v6: v6Closed });
+    const results = verifyIntents(
+      buildInventory({
+        intents: [
+          buildIntent('web-1 -> mysql-1:3306 allow', { from: 'web-1', to: 'mysql-1', port: 3306, expect: 'allow' }),
+          buildIntent('internet -> mysql-1:3306 allow', { from: 'internet', to: 'mysql-1', port: 3306, expect: 'allow' }),
+        ],
+      }),
+      sets,
+    );
+    expect(results[0]?.ok).toBe(true);
+    expect(results[1]?.pairs[0]).toMatchObject({ ok: false, outcome: 'drop', counterexample: '203.0.113.200:61000 -> 203.0.113.11:3306/tcp SYN (NEW), as for every packet of source ports 61000-65535' });
+  });
+
+  it('a deny intent is proven for every opening an attacker may send: SYN|URG let through is the counterexample', () => {
+    const sets = new Map(ruleSets);
+    sets.set('mysql-1', { v4: buildFilter({ INPUT: 'DROP' }, [ESTABLISHED, '-A INPUT -p tcp --dport 22 --tcp-flags SYN,URG SYN,URG -j ACCEPT']), v6: v6Closed });
+    const [r] = verifyIntents(buildInventory({ intents: [buildIntent('intruder -> mysql-1:22 deny', { from: 'intruder', to: 'mysql-1', port: 22, expect: 'deny' })] }), sets);
+    expect(r?.pairs[0]).toMatchObject({ ok: false, outcome: 'allow', decidedBy: 'mysql-1 rules.v4 line 6: -A INPUT -p tcp -m tcp --dport 22 --tcp-flags SYN,URG SYN,URG -j ACCEPT', path: 'mysql-1: filter INPUT' });
+    expect(r?.pairs[0]?.counterexample).toMatch(/^192\.0\.2\.250:0 -> 192\.0\.2\.11:22\/tcp /);
+  });
+
+  it('a deny of UDP holds when the request is dropped, fails when it arrives (answered or not)', () => {
+    const sets = new Map(ruleSets);
+    sets.set('mysql-1', { v4: buildFilter({ INPUT: 'DROP', OUTPUT: 'DROP' }, ['-A INPUT -p udp --dport 161 -j ACCEPT']), v6: v6Closed });
+    const results = verifyIntents(
+      buildInventory({
+        intents: [
+          buildIntent('intruder -> mysql-1:161/udp deny', { from: 'intruder', to: 'mysql-1', proto: 'udp', port: 161, expect: 'deny' }),
+          buildIntent('intruder -> mysql-1:162/udp deny', { from: 'intruder', to: 'mysql-1', proto: 'udp', port: 162, expect: 'deny' }),
+        ],
+      }),
+      sets,
+    );
+    expect(results.map((x) => [x.ok, x.pairs[0]?.outcome])).toEqual([
+      [false, 'allow'],
+      [true, 'drop'],
+    ]);
+    expect(results[0]?.pairs[0]?.counterexample).toBe('192.0.2.250:0 -> 192.0.2.11:161/udp (NEW), as for every packet of source ports 0-160');
   });
 
   it('isExpected never accepts unknown', () => {

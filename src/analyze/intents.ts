@@ -3,10 +3,12 @@
 // connection would use, and evaluate each pair as a four-leg flow.
 import type { ExternalSpec, Family, HostSpec, IntentSpec, Inventory, Side } from '../model/inventory.js';
 import type { RuleSet } from '../model/ruleset.js';
-import { describeDecision } from './evaluate.js';
-import { evaluateFlow, type FlowEnd, type FlowResult } from './flow.js';
+import { decidedBy, describeExample } from './explain.js';
+import type { FlowEnd, FlowResult, Outcome as FlowOutcome } from './flow.js';
+import { localOf } from './lockout.js';
+import { ANY_CLIENT_PORTS, EVERY_PORT, LINUX_CLIENT_PORTS, OPEN_ANY, OPEN_CONNECT, proveFlow } from './prove.js';
 
-export type Outcome = FlowResult['outcome'];
+export type Outcome = FlowOutcome;
 
 export interface IntentPair {
   from: string;
@@ -20,6 +22,10 @@ export interface IntentPair {
   /** The addresses a real probe of this pair uses. */
   fromAddr?: string;
   toAddr?: string;
+  /** When it fails: the packet that behaves otherwise, and the range of packets it stands for. */
+  counterexample?: string;
+  /** When it fails: the tables that packet went through on the deciding host. */
+  path?: string;
   ok: boolean;
 }
 
@@ -84,19 +90,26 @@ function verifyPair(
     }
     const sets = ruleSets.get(e.host.name);
     if (!sets) return unknown(`no rule set for ${e.host.name}`);
-    ends.push({ name: e.host.name, addr, iface: e.host.interfaces[side], rs: intent.family === 4 ? sets.v4 : sets.v6 });
+    ends.push({ name: e.host.name, addr, iface: e.host.interfaces[side], rs: intent.family === 4 ? sets.v4 : sets.v6, local: localOf(e.host) });
   }
   const [client, server] = ends as [FlowEnd, FlowEnd];
-  const r = evaluateFlow({
-    family: intent.family,
-    proto: intent.proto,
-    ...(intent.port === undefined ? {} : { port: intent.port }),
-    ...(intent.proto === 'icmp' ? { icmp: true as const } : {}),
-    client,
-    server,
-  });
-  const decidedBy = r.evaluation && r.host ? `${r.host} ${describeDecision(r.evaluation)}` : '';
-  return { ...base, outcome: r.outcome, decidedBy, fromAddr: client.addr, toAddr: server.addr, ok: isExpected(intent.expect, r.outcome) };
+  const allow = intent.expect === 'allow';
+  // An allowed connection must work from every port the client may pick; a denied one from every port at all.
+  const sports = !allow ? EVERY_PORT : from.kind === 'host' ? LINUX_CLIENT_PORTS : ANY_CLIENT_PORTS;
+  const proof = proveFlow(
+    { family: intent.family, proto: intent.proto, ...(intent.port === undefined ? {} : { port: intent.port }), client, server },
+    { sports: [sports], open: allow ? OPEN_CONNECT : OPEN_ANY, mode: allow ? 'allow' : 'deny' },
+    (r: FlowResult) => isExpected(intent.expect, r.outcome),
+  );
+  const r = proof.result;
+  const decided = r.host ? `${r.host} ${decidedBy(r)}` : r.reason ?? '';
+  const pair: IntentPair = { ...base, outcome: r.outcome, decidedBy: decided, fromAddr: client.addr, toAddr: server.addr, ok: proof.ok };
+  if (!proof.ok) {
+    const { packet, path } = describeExample(proof);
+    if (packet) pair.counterexample = packet;
+    if (path) pair.path = path;
+  }
+  return pair;
 }
 
 export function isExpected(expect: IntentSpec['expect'], outcome: Outcome): boolean {

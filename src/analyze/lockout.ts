@@ -1,11 +1,13 @@
 // The one check that must never be wrong: after applying a rule set, can the
 // operator still reach the host over SSH? Every host is reached through its
 // network's bastion; the bastion is reached from the operators' addresses.
-import type { ExternalSpec, HostSpec, Inventory } from '../model/inventory.js';
+// Proven for every connection the path may use: every operator address, every
+// client source port, through every table, replies and the handshake's ACK included.
+import type { HostSpec, Inventory } from '../model/inventory.js';
 import type { RuleSet } from '../model/ruleset.js';
-import { isWholeSpace, pickFirstUsable } from './cidr.js';
-import { describeDecision } from './evaluate.js';
-import { evaluateFlow, type Flow, type FlowLeg } from './flow.js';
+import { decidedBy, describeExample, outcomeVerb, whereDecided } from './explain.js';
+import type { Flow, FlowLeg, FlowResult } from './flow.js';
+import { ANY_CLIENT_PORTS, LINUX_CLIENT_PORTS, OPEN_CONNECT, proveFlow, sourceRange, type FlowClass } from './prove.js';
 
 export type LockoutResult =
   | { ok: true }
@@ -15,15 +17,31 @@ export type LockoutResult =
       path: string;
       /** The leg that cuts the path; undefined when the inventory has no path to check. */
       leg?: FlowLeg;
-      /** `rules.v4 line 14: -A INPUT -j DROP` or `policy DROP of chain INPUT` */
+      /** `templates/bases/x.v4:7, rules.v4 line 14: -A INPUT -j DROP` or `policy DROP of chain INPUT` */
       cutBy: string;
+      /** The counterexample: the packet that does not pass, and the range it stands for. */
+      packet?: string;
+      /** The tables that packet went through on the host that cut it. */
+      hops?: string;
       message: string;
     };
 
-// Stand-in for "anywhere" when operators is 0.0.0.0/0 and there is no `internet` external.
-const FALLBACK_INTERNET = '198.51.100.1';
-
 const sshPort = (h: HostSpec): number => h.ssh.port ?? 22;
+
+/** The addresses a host calls its own. */
+export function ownAddresses(h: HostSpec): string[] {
+  return [h.public, h.private, h.public6, h.private6].filter((a): a is string => a !== undefined);
+}
+
+// Made once per host for the whole fleet's checks.
+const locals = new WeakMap<HostSpec, ReadonlySet<string>>();
+
+/** A host's own addresses as a set (what the evaluator's HostView needs). */
+export function localOf(h: HostSpec): ReadonlySet<string> {
+  let set = locals.get(h);
+  if (!set) locals.set(h, (set = new Set(ownAddresses(h))));
+  return set;
+}
 
 function findBastion(inv: Inventory, host: HostSpec): HostSpec | undefined {
   const network = inv.networks.find((n) => n.name === host.network);
@@ -34,35 +52,32 @@ function isBastion(inv: Inventory, host: HostSpec): boolean {
   return inv.networks.some((n) => n.bastion === host.name);
 }
 
-/** A representative source address for an operators CIDR. */
-function pickOperatorAddress(inv: Inventory, cidr: string): string {
-  if (!isWholeSpace(cidr)) return pickFirstUsable(cidr);
-  const internet: ExternalSpec | undefined =
-    inv.externals.find((e) => e.name === 'internet') ?? inv.externals.find((e) => e.side === 'public');
-  return internet?.address ?? FALLBACK_INTERNET;
-}
-
-const LEG_WORDS: Record<FlowLeg, string> = {
-  'client-out': 'OUTPUT (NEW)',
-  'server-in': 'INPUT (NEW)',
-  'server-reply-out': 'OUTPUT (ESTABLISHED reply)',
-  'client-reply-in': 'INPUT (ESTABLISHED reply)',
-};
-
 function describePath(f: Flow): string {
   const server = [f.server.name, f.server.iface, `${f.server.addr}:${f.port}/tcp`].filter(Boolean).join(' ');
-  return `${f.client.name} (${f.client.addr}) -> ${server} NEW`;
+  return `${f.client.name}${f.client.addr.includes('/') ? '' : ` (${f.client.addr})`} -> ${server} NEW`;
 }
 
-/** Evaluate one SSH flow; undefined = it works. */
-function checkFlow(f: Flow, what: string): LockoutResult | undefined {
-  const r = evaluateFlow(f);
-  if (r.outcome === 'allow') return undefined;
+/** The connection reaches the SSH server itself: accepted all the way, and not redirected elsewhere. */
+const reachesSsh = (r: FlowResult): boolean => r.outcome === 'allow' && r.rewrites.length === 0;
+
+/** Prove one SSH path for its whole class; undefined = it works. */
+function checkFlow(f: Flow, cls: FlowClass, what: string): LockoutResult | undefined {
+  const proof = proveFlow(f, cls, reachesSsh);
+  if (proof.ok) return undefined;
+  const r = proof.result;
   const path = describePath(f);
-  const cutBy = r.evaluation ? describeDecision(r.evaluation) : 'unknown';
-  const verb = r.outcome === 'unknown' ? 'cannot be shown to pass' : `would be ${r.outcome === 'reject' ? 'rejected' : 'dropped'}`;
-  const at = r.leg ? ` at ${r.host} ${LEG_WORDS[r.leg]}` : '';
-  return { ok: false, path, ...(r.leg ? { leg: r.leg } : {}), cutBy, message: `${what} ${verb}${at}: ${cutBy}` };
+  const cutBy = decidedBy(r);
+  const verb = r.rewrites.length > 0 && r.outcome !== 'diverted' ? `would be redirected${r.outcome === 'allow' ? '' : ` and then ${outcomeVerb(r).replace(/^would be /, '')}`}` : outcomeVerb(r);
+  const { packet, path: hops } = describeExample(proof);
+  const at = r.leg ? ` at ${whereDecided(r)}` : '';
+  return {
+    ok: false,
+    path,
+    ...(r.leg ? { leg: r.leg } : {}),
+    cutBy,
+    ...(packet ? { packet, hops } : {}),
+    message: `${what} ${verb}${at}: ${cutBy}${packet ? ` (packet ${packet})` : ''}`,
+  };
 }
 
 function failSetup(path: string, message: string): LockoutResult {
@@ -78,15 +93,16 @@ export function checkManagementPath(inv: Inventory, host: HostSpec, rs: RuleSet,
   if (isBastion(inv, host)) {
     if (!host.public) return failSetup(host.name, `bastion ${host.name} has no public address to reach it by`);
     for (const cidr of inv.operators.length > 0 ? inv.operators : ['0.0.0.0/0']) {
-      const addr = pickOperatorAddress(inv, cidr);
+      const srcs = sourceRange(cidr, ownAddresses(host));
+      if (srcs.length === 0) continue;
       const flow: Flow = {
         family: 4,
         proto: 'tcp',
         port: sshPort(host),
-        client: { name: `operator ${cidr}`, addr },
-        server: { name: host.name, addr: host.public, iface: host.interfaces.public, rs },
+        client: { name: `operators ${cidr}`, addr: cidr },
+        server: { name: host.name, addr: host.public, iface: host.interfaces.public, rs, local: localOf(host) },
       };
-      const bad = checkFlow(flow, `SSH from operators (${cidr}) to bastion ${host.name}`);
+      const bad = checkFlow(flow, { srcs, sports: [ANY_CLIENT_PORTS], open: OPEN_CONNECT, mode: 'allow' }, `SSH from operators (${cidr}) to bastion ${host.name}`);
       if (bad) return bad;
     }
     const managed = inv.hosts.filter((h) => h.name !== host.name && findBastion(inv, h)?.name === host.name);
@@ -110,8 +126,8 @@ function checkBastionToTarget(bastion: HostSpec, target: HostSpec, rs: { bastion
     family: 4,
     proto: 'tcp',
     port: sshPort(target),
-    client: { name: bastion.name, addr: bastion.private, iface: bastion.interfaces.private, ...(rs.bastion ? { rs: rs.bastion } : {}) },
-    server: { name: target.name, addr: target.private, iface: target.interfaces.private, ...(rs.target ? { rs: rs.target } : {}) },
+    client: { name: bastion.name, addr: bastion.private, iface: bastion.interfaces.private, local: localOf(bastion), ...(rs.bastion ? { rs: rs.bastion } : {}) },
+    server: { name: target.name, addr: target.private, iface: target.interfaces.private, local: localOf(target), ...(rs.target ? { rs: rs.target } : {}) },
   };
-  return checkFlow(flow, `SSH from bastion ${bastion.name} to ${target.name}`);
+  return checkFlow(flow, { sports: [LINUX_CLIENT_PORTS], open: OPEN_CONNECT, mode: 'allow' }, `SSH from bastion ${bastion.name} to ${target.name}`);
 }

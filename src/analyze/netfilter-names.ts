@@ -196,3 +196,31 @@ export function canonicaliseProto(spec: string): string | undefined {
   if (PROTO_ALIASES[s]) return PROTO_ALIASES[s];
   return Object.values(PROTO_BY_NUMBER).includes(s) ? s : undefined;
 }
+
+/** TCP flag bits as libxt_tcp names them, in the order iptables-save prints them. */
+export const TCP_FLAG: Readonly<Record<string, number>> = { FIN: 1, SYN: 2, RST: 4, PSH: 8, ACK: 16, URG: 32 };
+export const TCP_FLAG_ALL = 63;
+
+/** `SYN,ACK`, `ALL`, `NONE` → bits; undefined when a name is unknown. */
+export function parseTcpFlags(list: string): number | undefined {
+  let bits = 0;
+  for (const name of list.toUpperCase().split(',')) {
+    if (name === 'ALL') bits |= TCP_FLAG_ALL;
+    else if (name === 'NONE') continue;
+    else if (TCP_FLAG[name] !== undefined) bits |= TCP_FLAG[name];
+    else return undefined;
+  }
+  return bits;
+}
+
+/** Bits → `FIN,SYN,RST,ACK` (or `NONE`), as iptables-save prints them. */
+export function formatTcpFlags(bits: number): string {
+  const names = Object.entries(TCP_FLAG).filter(([, b]) => (bits & b) !== 0).map(([n]) => n);
+  return names.length === 0 ? 'NONE' : names.join(',');
+}
+
+/** Address types of `-m addrtype`, in the order iptables-save prints them. */
+export const ADDR_TYPES = ['UNSPEC', 'UNICAST', 'LOCAL', 'BROADCAST', 'ANYCAST', 'MULTICAST', 'BLACKHOLE', 'UNREACHABLE', 'PROHIBIT', 'THROW', 'NAT', 'XRESOLVE'];
+
+/** Tables whose chains the kernel path visits, and the hooks each has (its built-in chains). */
+export type TableName = 'raw' | 'mangle' | 'nat' | 'filter' | 'security';

@@ -138,13 +138,28 @@ describe('parseRuleSet: modelled matches', () => {
     expect(one('-A INPUT -m state ! --state NEW -j ACCEPT').state).toEqual({ states: ['NEW'], negate: true, module: 'state' });
   });
 
-  it('reads --syn and the equivalent --tcp-flags; other flags stay unmodelled', () => {
-    expect(one('-A INPUT -p tcp --syn -j ACCEPT').syn).toEqual({ negate: false });
-    expect(one('-A INPUT -p tcp ! --tcp-flags ACK,FIN,SYN,RST SYN -j ACCEPT').syn).toEqual({ negate: true });
+  it('reads --syn and --tcp-flags as a mask and the bits it must equal', () => {
+    expect(one('-A INPUT -p tcp --syn -j ACCEPT').tcpFlags).toEqual({ mask: 0b010111, comp: 0b10, negate: false });
+    expect(one('-A INPUT -p tcp ! --tcp-flags ACK,FIN,SYN,RST SYN -j ACCEPT').tcpFlags).toEqual({ mask: 0b010111, comp: 0b10, negate: true });
     const r = one('-A INPUT -p tcp --tcp-flags ALL NONE -j DROP');
-    expect(r.syn).toBeUndefined();
-    expect(r.unmodelled).toEqual(['--tcp-flags FIN,SYN,RST,PSH,ACK,URG NONE']);
+    expect(r.tcpFlags).toEqual({ mask: 63, comp: 0, negate: false });
+    expect(r.unmodelled).toEqual([]);
     expect(r.text).toBe('-p tcp -m tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG NONE -j DROP');
+    expect(one('-A INPUT -p tcp --syn -j ACCEPT').text).toBe('-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT');
+  });
+
+  it('reads -m addrtype, types in the order iptables-save prints them', () => {
+    const r = one('-A INPUT -m addrtype --dst-type LOCAL,UNICAST ! --src-type BROADCAST -j RETURN');
+    expect(r.addrType).toEqual({ dst: { types: ['UNICAST', 'LOCAL'], negate: false }, src: { types: ['BROADCAST'], negate: true } });
+    expect(r.text).toBe('-m addrtype ! --src-type BROADCAST --dst-type UNICAST,LOCAL -j RETURN');
+    // The interface limit depends on addresses fleetfw does not know: kept, not modelled.
+    expect(one('-A INPUT -m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT').unmodelled).toEqual(['-m addrtype --dst-type LOCAL --limit-iface-in']);
+  });
+
+  it('refuses targets outside the one table the kernel allows them in', () => {
+    expect(problemsOf('*mangle\n:INPUT ACCEPT [0:0]\n-A INPUT -j REJECT\nCOMMIT\n')).toEqual(['3:13: REJECT is only valid in the filter table']);
+    expect(problemsOf('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j DNAT --to-destination 192.0.2.1\nCOMMIT\n')).toEqual(['3:13: DNAT is only valid in the nat table']);
+    expect(problemsOf('*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -j DNAT --to 192.0.2.1\nCOMMIT\n')[0]).toBe('3:30: DNAT has no option --to (--to-destination, --random, --persistent)');
   });
 
   it('reads ICMP types by name and number', () => {
@@ -165,10 +180,10 @@ describe('parseRuleSet: modelled matches', () => {
   });
 
   it('keeps everything else verbatim in unmodelled, in place', () => {
-    const r = one('-A INPUT -m recent --name ssh --rcheck --seconds 60 -p tcp --dport 22 -m addrtype --dst-type LOCAL -j ACCEPT');
-    expect(r.unmodelled).toEqual(['-m recent --name ssh --rcheck --seconds 60', '-m addrtype --dst-type LOCAL']);
+    const r = one('-A INPUT -m recent --name ssh --rcheck --seconds 60 -p tcp --dport 22 -m owner --uid-owner 0 -j ACCEPT');
+    expect(r.unmodelled).toEqual(['-m recent --name ssh --rcheck --seconds 60', '-m owner --uid-owner 0']);
     expect(r.dport).toEqual({ ranges: [[22, 22]], negate: false });
-    expect(formatRule(r)).toBe('-A INPUT -p tcp -m recent --name ssh --rcheck --seconds 60 -m tcp --dport 22 -m addrtype --dst-type LOCAL -j ACCEPT');
+    expect(formatRule(r)).toBe('-A INPUT -p tcp -m recent --name ssh --rcheck --seconds 60 -m tcp --dport 22 -m owner --uid-owner 0 -j ACCEPT');
     // A conntrack option we do not model keeps the whole module verbatim (and unevaluated).
     const c = one('-A INPUT -m conntrack --ctstate NEW --ctdir ORIGINAL -j ACCEPT');
     expect(c.state).toBeUndefined();

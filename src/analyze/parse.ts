@@ -2,11 +2,12 @@
 // matches become Rule fields the evaluator understands; anything else is kept
 // verbatim in `unmodelled` so that a packet reaching it gets "unknown", never a guess.
 import type { Family } from '../model/inventory.js';
-import type { Chain, CtState, PortMatch, Rule, RuleSet, Table } from '../model/ruleset.js';
+import type { Chain, CtState, Origin, PortMatch, Rule, RuleSet, Table } from '../model/ruleset.js';
 import type { Problem } from '../errors.js';
 import { canonicaliseCidr } from './cidr.js';
 import { formatRuleSpec, quoteToken } from './format.js';
 import {
+  ADDR_TYPES,
   BUILTIN_CHAINS,
   DEFAULT_LOG_LEVEL,
   EXTENSION_TARGETS,
@@ -16,6 +17,8 @@ import {
   canonicaliseRejectWith,
   defaultRejectWith,
   lookupIcmpType,
+  parseTcpFlags,
+  TCP_FLAG,
 } from './netfilter-names.js';
 
 export interface ParseOptions {
@@ -29,6 +32,8 @@ export interface ParseOptions {
    * once parsed, so the copies share their parts.
    */
   ruleCache?: Map<string, Rule>;
+  /** Where each line of `text` was written: `sources[i]` is line i+1's template line (a render's provenance). */
+  sources?: ReadonlyArray<Origin | undefined>;
 }
 
 export interface ParseResult {
@@ -36,48 +41,12 @@ export interface ParseResult {
   problems: Problem[];
 }
 
-interface Token {
-  text: string;
-  col: number;
-  quoted: boolean;
-}
+import { tokenizeLine, type Token } from './tokenize.js';
 
-/** iptables-restore's tokenizer: blanks separate, double quotes group, `\` escapes inside quotes. */
-export function tokenizeLine(line: string): { tokens: Token[] } | { error: string; col: number } {
-  const tokens: Token[] = [];
-  let i = 0;
-  while (i < line.length) {
-    const c = line[i] ?? '';
-    if (c === ' ' || c === '\t') {
-      i++;
-      continue;
-    }
-    const col = i + 1;
-    let text = '';
-    let quoted = false;
-    while (i < line.length && line[i] !== ' ' && line[i] !== '\t') {
-      if (line[i] === '"') {
-        quoted = true;
-        i++;
-        while (i < line.length && line[i] !== '"') {
-          if (line[i] === '\\' && i + 1 < line.length) i++;
-          text += line[i];
-          i++;
-        }
-        if (i >= line.length) return { error: 'unterminated quote', col };
-        i++;
-      } else {
-        text += line[i];
-        i++;
-      }
-    }
-    tokens.push({ text, col, quoted });
-  }
-  return { tokens };
-}
+// Callers that imported the tokenizer from here keep working.
+export { tokenizeLine };
 
 const CT_STATES: readonly CtState[] = ['INVALID', 'NEW', 'RELATED', 'ESTABLISHED', 'UNTRACKED'];
-const TCP_FLAG_BITS = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG'];
 const LIMIT_UNITS: Array<[string, number]> = [['second', 1], ['minute', 60], ['hour', 3600], ['day', 86400]];
 const LIMIT_SCALE = 10000;
 const RATE_NAMES: Array<[string, number]> = [
@@ -111,11 +80,32 @@ const MODULE_OPTIONS: Record<string, Record<string, number>> = {
   limit: { '--limit': 1, '--limit-burst': 1 },
   comment: { '--comment': 1 },
   set: { '--match-set': 2 },
+  addrtype: { '--src-type': 1, '--dst-type': 1, '--limit-iface-in': 0, '--limit-iface-out': 0 },
 };
 const TARGET_OPTIONS: Record<string, Record<string, number>> = {
   REJECT: { '--reject-with': 1 },
   LOG: { '--log-prefix': 1, '--log-level': 1, ...Object.fromEntries(LOG_FLAGS.map((f) => [f, 0])) },
+  // Address rewriting: only the options iptables-save prints back as written, so
+  // that an abbreviation (`--to`) is refused instead of analysed as something else.
+  DNAT: { '--to-destination': 1, '--random': 0, '--persistent': 0 },
+  SNAT: { '--to-source': 1, '--random': 0, '--random-fully': 0, '--persistent': 0 },
+  MASQUERADE: { '--to-ports': 1, '--random': 0, '--random-fully': 0 },
+  REDIRECT: { '--to-ports': 1, '--random': 0 },
 };
+/** Targets the kernel accepts in one table only (iptables-restore refuses them elsewhere, at load). */
+const TARGET_TABLE: Record<string, string> = {
+  REJECT: 'filter',
+  DNAT: 'nat', SNAT: 'nat', MASQUERADE: 'nat', REDIRECT: 'nat', NETMAP: 'nat',
+  CT: 'raw', NOTRACK: 'raw',
+};
+/** Built-in chains an address-rewriting target works in (the kernel refuses it elsewhere). */
+const TARGET_HOOKS: Record<string, string[]> = {
+  DNAT: ['PREROUTING', 'OUTPUT'],
+  REDIRECT: ['PREROUTING', 'OUTPUT'],
+  SNAT: ['POSTROUTING', 'INPUT'],
+  MASQUERADE: ['POSTROUTING'],
+};
+const MULTIPORT_PROTOS = new Set(['tcp', 'udp', 'udplite', 'sctp', 'dccp']);
 const PROTO_MODULES = new Set(['tcp', 'udp', 'icmp', 'icmp6']);
 
 interface Opt {
@@ -163,8 +153,15 @@ function formatOpt(o: Opt): string {
   return [...(o.negate ? ['!'] : []), o.name, ...o.args.map(quoteToken)].join(' ');
 }
 
+/** Option names iptables-save prints instead of the aliases one may write. */
+const SAVED_NAME: Record<string, Record<string, string>> = {
+  multiport: { '--destination-ports': '--dports', '--source-ports': '--sports' },
+};
+
 function formatSegment(s: Segment): string {
-  return s.name === '-f' ? formatOpt(s.opts[0] as Opt) : [`-m ${s.name}`, ...s.opts.map(formatOpt)].join(' ');
+  const names = SAVED_NAME[s.name];
+  const opts = names ? s.opts.map((o) => ({ ...o, name: names[o.name] ?? o.name })) : s.opts;
+  return s.name === '-f' ? formatOpt(s.opts[0] as Opt) : [`-m ${s.name}`, ...opts.map(formatOpt)].join(' ');
 }
 
 /** `22`, `1024:65535`, `:1023`, `1024:` → inclusive range (tcp/udp allow a == b). */
@@ -200,18 +197,6 @@ export function canonicaliseLimit(spec: string): string | undefined {
   }
   const [name, unitMult] = RATE_NAMES[i - 1] as [string, number];
   return `${Math.floor(unitMult / period)}/${name}`;
-}
-
-function canonicaliseTcpFlags(list: string): string | undefined {
-  const names = list.toUpperCase().split(',');
-  const set = new Set<string>();
-  for (const n of names) {
-    if (n === 'ALL') TCP_FLAG_BITS.forEach((f) => set.add(f));
-    else if (n === 'NONE') continue;
-    else if (TCP_FLAG_BITS.includes(n)) set.add(n);
-    else return undefined;
-  }
-  return set.size === 0 ? 'NONE' : TCP_FLAG_BITS.filter((f) => set.has(f)).join(',');
 }
 
 /** Walk the tokens after `-A CHAIN` into core options, module segments and the target. */
@@ -267,7 +252,8 @@ function parseRuleTokens(tokens: Token[], rule: Rule, family: Family, report: Re
           }
           const c = canonicaliseCidr(value.text, family);
           if ('error' in c) report(value.col, c.error);
-          else if (!(c.cidr.endsWith('/0') && !negate)) rule[core] = { cidr: c.cidr, negate };
+          else if (c.cidr.endsWith('/0') && negate) report(t.col, `! ${t.text} ${value.text} matches nothing (the kernel refuses it)`);
+          else if (!c.cidr.endsWith('/0')) rule[core] = { cidr: c.cidr, negate };
           break;
         }
         case 'in':
@@ -281,11 +267,16 @@ function parseRuleTokens(tokens: Token[], rule: Rule, family: Family, report: Re
         case 'proto': {
           const name = canonicaliseProto(value.text);
           if (!name) report(value.col, `unknown protocol: ${value.text}`);
-          else if (!(name === 'all' && !negate)) rule.proto = { name, negate };
+          else if (name === 'all' && negate) report(t.col, '! -p all matches nothing (iptables refuses it)');
+          else if (name !== 'all') rule.proto = { name, negate };
           break;
         }
         case 'match': {
           const name = value.text;
+          if (name === '') report(value.col, '-m needs a module name');
+          if (name === 'multiport' && !(rule.proto && !rule.proto.negate && MULTIPORT_PROTOS.has(rule.proto.name))) {
+            report(value.col, '-m multiport needs -p tcp, udp, udplite, sctp or dccp before it');
+          }
           if (PROTO_MODULES.has(name)) {
             const expected = protoModuleFor(rule.proto && !rule.proto.negate ? rule.proto.name : undefined, family);
             if (expected !== name) {
@@ -302,12 +293,21 @@ function parseRuleTokens(tokens: Token[], rule: Rule, family: Family, report: Re
           break;
         }
         case 'jump':
-        case 'goto':
+        case 'goto': {
+          if (value.text === '') report(value.col, `${t.text} needs a target name`);
+          const only = TARGET_TABLE[value.text];
+          if (only && only !== rule.table) report(value.col, `${value.text} is only valid in the ${only} table`);
+          if (value.text === 'DROP' && rule.table === 'nat') report(value.col, 'DROP is not allowed in the nat table (iptables refuses it: filter in the filter table)');
+          const hooks = TARGET_HOOKS[value.text];
+          if (hooks && rule.table === 'nat' && (BUILTIN_CHAINS.nat ?? []).includes(rule.chain) && !hooks.includes(rule.chain)) {
+            report(value.col, `${value.text} is only valid in ${hooks.join(' and ')} (and chains jumped to from there)`);
+          }
           rule.target = value.text;
           rule.goto = core === 'goto';
           targetSeen = true;
           cur = undefined;
           break;
+        }
       }
       continue;
     }
@@ -343,6 +343,10 @@ function parseRuleTokens(tokens: Token[], rule: Rule, family: Family, report: Re
       dest = cur; // unknown option of this module: keep the module verbatim
       cur.foreign = true;
       count = -1;
+    } else if (targetSeen && targetTable && rule.target) {
+      report(t.col, `${rule.target} has no option ${t.text} (${Object.keys(targetTable).join(', ')})`);
+      i += 1 + (takeArgs(tokens, i + 1, -1)?.length ?? 0);
+      continue;
     } else {
       report(t.col, `unknown option ${t.text}${protoName ? '' : ' (does it need -p or -m first?)'}`);
       i += 1 + (takeArgs(tokens, i + 1, -1)?.length ?? 0);
@@ -413,15 +417,16 @@ function interpretSegment(seg: Segment, rule: Rule, family: Family, report: Repo
         if (field) {
           const pm = portMatch(o, false);
           // iptables drops a full range from the dump; the match module itself stays.
-          const full = pm && pm.ranges[0]?.[0] === 0 && pm.ranges[0]?.[1] === 65535 && !pm.negate;
-          if (pm && !full) rule[field] = pm;
+          const full = pm !== undefined && pm.ranges[0]?.[0] === 0 && pm.ranges[0]?.[1] === 65535;
+          if (full && pm.negate) report(o.col, `! ${o.name} 0:65535 matches no port (iptables would drop the test and match every packet)`);
+          else if (pm && !full) rule[field] = pm;
         } else if (o.name === '--syn' || o.name === '--tcp-flags') {
-          if (rule.syn || inner.some((s) => s.includes('--tcp-flags'))) report(o.col, 'only one of --syn / --tcp-flags');
-          const mask = o.name === '--syn' ? 'FIN,SYN,RST,ACK' : canonicaliseTcpFlags(o.args[0] ?? '');
-          const comp = o.name === '--syn' ? 'SYN' : canonicaliseTcpFlags(o.args[1] ?? '');
-          if (!mask || !comp) report(o.col, `bad TCP flags: ${o.args.join(' ')}`);
-          else if (mask === 'FIN,SYN,RST,ACK' && comp === 'SYN') rule.syn = { negate: o.negate };
-          else inner.push(formatOpt({ ...o, name: '--tcp-flags', args: [mask, comp] }));
+          if (rule.tcpFlags) report(o.col, 'only one of --syn / --tcp-flags');
+          const syn = o.name === '--syn';
+          const mask = syn ? TCP_FLAG.FIN! | TCP_FLAG.SYN! | TCP_FLAG.RST! | TCP_FLAG.ACK! : parseTcpFlags(o.args[0] ?? '');
+          const comp = syn ? TCP_FLAG.SYN! : parseTcpFlags(o.args[1] ?? '');
+          if (mask === undefined || comp === undefined) report(o.col, `bad TCP flags: ${o.args.join(' ')}`);
+          else rule.tcpFlags = { mask, comp, negate: o.negate };
         } else {
           inner.push(formatOpt(o));
         }
@@ -496,10 +501,25 @@ function interpretSegment(seg: Segment, rule: Rule, family: Family, report: Repo
       rule[field] = { name, negate: o.negate };
       return [`set:${dir}`];
     }
+    case 'addrtype': {
+      // Without --limit-iface-*: those depend on the interface's own addresses.
+      if (rule.addrType || seg.opts.some((o) => o.name.startsWith('--limit-iface'))) return undefined;
+      const at: NonNullable<Rule['addrType']> = {};
+      for (const o of seg.opts) {
+        const side = o.name === '--src-type' ? 'src' : 'dst';
+        const types = (o.args[0] ?? '').toUpperCase().split(',');
+        if (at[side]) report(o.col, only(o));
+        else if (!types.every((t) => ADDR_TYPES.includes(t))) report(o.col, `unknown address type in ${o.args[0]} (${ADDR_TYPES.join(', ')})`);
+        else at[side] = { types: ADDR_TYPES.filter((t) => types.includes(t)), negate: o.negate };
+      }
+      if (!at.src && !at.dst) report(seg.col, '-m addrtype needs --src-type or --dst-type');
+      rule.addrType = at;
+      return ['addrtype'];
+    }
     case 'comment': {
       const o = seg.opts[0];
       if (!o || seg.opts.length > 1 || o.negate || rule.comment !== undefined) return undefined;
-      if ((o.args[0] ?? '').length > 255) report(o.col, 'comment longer than 255 characters');
+      if (Buffer.byteLength(o.args[0] ?? '') > 255) report(o.col, 'comment longer than 255 bytes (iptables would cut it)');
       rule.comment = o.args[0] ?? '';
       return ['comment'];
     }
@@ -526,7 +546,7 @@ function interpretTarget(rule: Rule, opts: Opt[], family: Family, report: Report
     for (const o of opts) {
       const v = o.args[0] ?? '';
       if (o.name === '--log-prefix') {
-        if (v.length === 0 || v.length > 29) report(o.col, '--log-prefix must be 1 to 29 characters');
+        if (v.length === 0 || Buffer.byteLength(v) > 29) report(o.col, '--log-prefix must be 1 to 29 bytes (iptables would cut it)');
         prefix = v;
       } else if (o.name === '--log-level') {
         const n = /^[0-7]$/.test(v) ? Number(v) : LOG_LEVELS[v];
@@ -545,6 +565,13 @@ function interpretTarget(rule: Rule, opts: Opt[], family: Family, report: Report
     if (opts.length > 0 && t && !EXTENSION_TARGETS.has(t)) report((opts[0] as Opt).col, `${t} takes no options`);
     rule.targetArgs = opts.flatMap((o) => [...(o.negate ? ['!'] : []), o.name, ...o.args]);
   }
+}
+
+/** Blank-separated words with their columns (iptables-restore reads `*table` and `:chain` lines so). */
+function splitBlanks(line: string): { tokens: Token[] } {
+  const tokens: Token[] = [];
+  for (const m of line.matchAll(/[^ \t]+/g)) tokens.push({ text: m[0], col: (m.index ?? 0) + 1, quoted: false });
+  return { tokens };
 }
 
 interface OpenTable {
@@ -572,21 +599,41 @@ export function parseRuleSet(text: string, opts: ParseOptions): ParseResult {
   const lines = text.split('\n');
   lines.forEach((rawLine, idx) => {
     const lineNo = idx + 1;
-    const line = rawLine.replace(/\r$/, '');
+    const line = rawLine;
     const report = (col: number, message: string, path = ''): void => {
       problems.push({ file, line: lineNo, col, path, message });
     };
+    // iptables-restore's own line rules: `#` only in the first column, `*`, `:` and
+    // COMMIT only there too, blank-only lines refused, a carriage return kept as text.
+    if (line === '' || line.startsWith('#')) return;
     const trimmed = line.trim();
-    if (trimmed === '' || trimmed.startsWith('#')) return;
+    const cr = line.indexOf('\r');
+    if (cr >= 0) {
+      report(cr + 1, 'carriage return in the line (CRLF line endings?): iptables-restore reads it as part of the rule');
+      return;
+    }
+    if (trimmed === '') {
+      report(1, 'a line of only blanks (iptables-restore refuses it)');
+      return;
+    }
+    if (/^\s/.test(line) && /^(#|\*|:|COMMIT)/.test(trimmed)) {
+      report(1, `${JSON.stringify(trimmed.slice(0, 12))} must start in the first column (iptables-restore reads it as a rule otherwise)`);
+      return;
+    }
     const cacheKey = open && opts.ruleCache ? `${family} ${open.table.name} ${line}` : undefined;
     const seen = cacheKey === undefined ? undefined : opts.ruleCache?.get(cacheKey);
     // The same line parsed fine in the same table; its chain must exist here too (else the full parse says why).
     const seenChain = seen && open ? chainFor(open.table, seen.chain) : undefined;
     if (seen && seenChain) {
-      seenChain.rules.push({ ...seen, index: seenChain.rules.length + 1, origin: { file, line: lineNo } });
+      const copy: Rule = { ...seen, index: seenChain.rules.length + 1, origin: { file, line: lineNo } };
+      const source = opts.sources?.[idx];
+      if (source) copy.source = source;
+      else delete copy.source;
+      seenChain.rules.push(copy);
       return;
     }
-    const tk = tokenizeLine(line);
+    // Table and chain lines are split at blanks only, quotes and all; rule lines as arguments.
+    const tk = line.startsWith('*') || line.startsWith(':') ? splitBlanks(line) : tokenizeLine(line);
     if ('error' in tk) {
       report(tk.col, tk.error);
       return;
@@ -615,7 +662,11 @@ export function parseRuleSet(text: string, opts: ParseOptions): ParseResult {
       open = { table, line: lineNo };
       return;
     }
-    if (head.text === 'COMMIT') {
+    if (head.text === 'COMMIT' || line.startsWith('COMMIT')) {
+      if (line !== 'COMMIT') {
+        report(head.col, 'COMMIT takes nothing after it');
+        return;
+      }
       if (!open) report(head.col, 'COMMIT without a *table');
       open = undefined;
       return;
@@ -629,7 +680,7 @@ export function parseRuleSet(text: string, opts: ParseOptions): ParseResult {
       const policy = tokens[1]?.text;
       const path = `${open.table.name}.${name}`;
       const builtin = (BUILTIN_CHAINS[open.table.name] ?? []).includes(name);
-      if (!/^[^\s!-][^\s]{0,28}$/.test(name)) report(head.col + 1, `bad chain name ${JSON.stringify(name)}`, path);
+      if (!/^[^\s!"\\-][^\s"\\]{0,28}$/.test(name)) report(head.col + 1, `bad chain name ${JSON.stringify(name)}`, path);
       if (tokens[2] && !/^\[\d+:\d+\]$/.test(tokens[2].text)) report(tokens[2].col, 'expected [packets:bytes]', path);
       const polCol = tokens[1]?.col ?? head.col + head.text.length;
       if (builtin && policy !== 'ACCEPT' && policy !== 'DROP') {
@@ -673,6 +724,8 @@ export function parseRuleSet(text: string, opts: ParseOptions): ParseResult {
         text: '',
         origin: { file, line: lineNo },
       };
+      const source = opts.sources?.[idx];
+      if (source) rule.source = source;
       const before = problems.length;
       parseRuleTokens(tokens.slice(2), rule, family, (col, message) => report(col, message, path));
       // iptables refuses an interface the hook cannot have (no output device on INPUT, no input on OUTPUT).

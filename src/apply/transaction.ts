@@ -92,12 +92,17 @@ async function withSession<T>(transport: Transport, host: string, fn: (s: HostSe
  * ({@link HostServer}) and both stay open there for the transaction that may
  * follow: its prepare then costs neither a connection nor a login shell.
  */
-export async function readFacts(transport: Transport, host: HostSpec, candidate?: { v4: string; v6: string; ipsets?: string }, pool?: SessionPool): Promise<HostFacts> {
+/**
+ * `candidate.exact`: fleetfw prints these rules exactly as the verified iptables-save
+ * does, so a host running that version need not print them itself; otherwise every
+ * host canonicalises them.
+ */
+export async function readFacts(transport: Transport, host: HostSpec, candidate?: { v4: string; v6: string; ipsets?: string; exact?: boolean }, pool?: SessionPool): Promise<HostFacts> {
   const s = await transport.open(host.name);
   let keep = false;
   try {
     const server = pool ? await HostServer.start(s, host.ssh.sudo) : undefined;
-    const r = await runHost(server ?? s, 'facts', candidate ? ['canonical', FORMAT_VERIFIED_AGAINST] : [], {
+    const r = await runHost(server ?? s, 'facts', candidate ? ['canonical', candidate.exact === false ? '-' : FORMAT_VERIFIED_AGAINST] : [], {
       sudo: host.ssh.sudo,
       stdin: candidate ? joinFamilies(candidate.v4, candidate.v6, candidate.ipsets) : '',
       timeoutMs: 60_000,
@@ -289,6 +294,7 @@ async function verifyRevert(
       if (facts.txn?.id === txid && (facts.txn.watchdogAlive || facts.txn.state === 'preparing')) {
         last = 'revert still pending';
       } else if (facts.liveHash === before) {
+        // The host hashes an empty table as an absent one: the backup empties the tables it had no copy of.
         opts.emit('rolled-back', reason);
         return { host: host.name, outcome: 'rolled-back', reason, txid, revertMs: Date.now() - loadedAt };
       } else {

@@ -4,9 +4,15 @@ import { formatIpSets } from '../render/ipsets.js';
 import { dirname, join, basename } from 'node:path';
 import { ExitCode, UsageError, type ExitCodeValue } from '../errors.js';
 import type { Inventory, Proto, Side } from '../model/inventory.js';
-import type { Rule } from '../model/ruleset.js';
+import type { CtState, Rule } from '../model/ruleset.js';
 import type { RenderedHost } from '../render/render.js';
-import { evaluatePacket } from '../analyze/evaluate.js';
+import { describeDecision, describeOrigin, type Packet } from '../analyze/evaluate.js';
+import { evaluatePath } from '../analyze/path.js';
+import { describePacket } from '../analyze/flow.js';
+import { formatRule } from '../analyze/format.js';
+import { localOf } from '../analyze/lockout.js';
+import { LINUX_CLIENT_PORTS } from '../analyze/prove.js';
+import { TCP_FLAG } from '../analyze/netfilter-names.js';
 import { verifyIntents } from '../analyze/intents.js';
 import { assemblePlan, planOfflineHost, type Plan } from '../plan/plan.js';
 import { checkFleet, parseFleet, type FleetFinding } from '../plan/checks.js';
@@ -84,13 +90,9 @@ export function cmdPlanOffline(opts: InventoryOptions & { against?: string; form
   return planExitCode(plan, findings);
 }
 
-/** "decided by templates/roles/db.v4:3 (rules.v4 line 14: -A TCP …)" */
-export function describeRule(rendered: RenderedHost | undefined, rule: Rule, family: 4 | 6): string {
-  const key = family === 4 ? 'v4' : 'v6';
-  const line = rule.origin?.line;
-  const origin = line !== undefined ? rendered?.[key].origins[line - 1] : undefined;
-  const where = origin && origin.file ? `${origin.file}:${origin.line}, ` : '';
-  return `${where}rules.${key} line ${line ?? '?'}: -A ${rule.chain} ${rule.text}`;
+/** "templates/roles/db.v4:3, db/rules.v4 line 14: -A TCP …" */
+export function describeRule(rule: Rule): string {
+  return `${describeOrigin(rule)}${formatRule(rule)}`;
 }
 
 export function cmdVerify(opts: InventoryOptions & { format?: string; color?: boolean }): ExitCodeValue {
@@ -109,6 +111,7 @@ export function cmdVerify(opts: InventoryOptions & { format?: string; color?: bo
       for (const p of r.pairs) {
         const mark = p.ok ? ' ' : c.red('!');
         out(`   ${mark} ${p.from} -> ${p.to}: ${p.outcome}${p.decidedBy ? ` (${p.decidedBy})` : ''}`);
+        if (p.counterexample) out(`       packet ${p.counterexample}; path ${p.path ?? '-'}`);
       }
     }
     out(`\n${results.length - failed} of ${results.length} intents hold${failed ? `, ${failed} fail` : ''}.`);
@@ -119,7 +122,7 @@ export function cmdVerify(opts: InventoryOptions & { format?: string; color?: bo
 
 export function cmdExplain(
   hostName: string,
-  opts: InventoryOptions & { from: string; port?: string; proto?: string; via?: string; state?: string; ipv6?: boolean; color?: boolean; format?: string },
+  opts: InventoryOptions & { from: string; port?: string; sport?: string; proto?: string; via?: string; state?: string; ipv6?: boolean; color?: boolean; format?: string },
 ): ExitCodeValue {
   const { inv, rendered } = loadFleet(opts);
   const host = inv.hosts.find((h) => h.name === hostName);
@@ -137,32 +140,41 @@ export function cmdExplain(
   if (!src) throw new UsageError(`--from ${opts.from}: no ${field} address`);
   const parsed = parseFleet(rendered.filter((r) => r.host === hostName)).get(hostName)!;
   const port = opts.port === undefined ? undefined : Number(opts.port);
-  const ev = evaluatePacket(family === 4 ? parsed.v4 : parsed.v6, {
+  const sport = opts.sport === undefined ? LINUX_CLIENT_PORTS[0] : Number(opts.sport);
+  const state = (opts.state ?? 'NEW') as CtState;
+  const tcpFlags = proto !== 'tcp' ? undefined : state === 'NEW' ? TCP_FLAG.SYN : TCP_FLAG.ACK;
+  const packet: Packet = {
     family,
-    hook: 'INPUT',
+    hook: 'PREROUTING',
     in: host.interfaces[via],
     src,
     dst,
     proto,
     dport: proto === 'icmp' ? undefined : port,
-    sport: proto === 'icmp' ? undefined : 40000,
+    sport: proto === 'icmp' ? undefined : sport,
+    state,
+    tcpFlags,
     icmpType: proto === 'icmp' ? (family === 4 ? 8 : 128) : undefined,
-    state: (opts.state ?? 'NEW') as 'NEW',
-  });
-  const r = rendered.find((x) => x.host === hostName);
+    icmpCode: proto === 'icmp' ? 0 : undefined,
+  };
+  const ev = evaluatePath(family === 4 ? parsed.v4 : parsed.v6, packet, 'in', { local: localOf(host) }, { trace: true });
   if (opts.format === 'json') {
-    out(JSON.stringify({ host: hostName, packet: { src, dst, proto, port, in: host.interfaces[via] }, verdict: ev.verdict, evaluation: ev }, null, 2));
+    out(JSON.stringify({ host: hostName, packet, verdict: ev.verdict, rejectWith: ev.rejectWith, hops: ev.hops, rewrites: ev.rewrites.map((w) => ({ field: w.field, from: w.from, to: w.to, rule: describeRule(w.outcome.rule) })), forwarded: ev.forwarded ?? false, decidedBy: ev.decidedBy, trace: ev.trace }, null, 2));
     return ExitCode.ok;
   }
   const c = chalkFor(process.stdout, opts.color);
-  out(`${src} -> ${hostName} ${dst}${port ? `:${port}` : ''}/${proto} in ${host.interfaces[via]} (${opts.state ?? 'NEW'})`);
+  out(describePacket(packet).replace(` -> ${dst}`, ` -> ${hostName} ${dst}`) + ` in ${host.interfaces[via]}`);
+  let table = '';
   for (const step of ev.trace) {
-    const what = step.rule ? describeRule(r, step.rule, family) : `${step.chain} policy`;
-    out(`  ${step.event.padEnd(8)} ${what}`);
+    if (step.table !== table) out(`  ${c.dim(`${step.table} table`)}`);
+    table = step.table;
+    const what = step.rule ? describeRule(step.rule) : `${step.chain} policy`;
+    out(`    ${step.event.padEnd(8)} ${what}`);
   }
-  const decided =
-    ev.decidedBy.kind === 'policy' ? `policy of ${ev.decidedBy.chain}` : describeRule(r, ev.decidedBy.rule, family);
+  for (const w of ev.rewrites) out(`  rewritten: ${w.field} ${w.from} -> ${w.to} by ${describeRule(w.outcome.rule)}`);
+  if (ev.forwarded) out(`  ${ev.packet.dst} is not ${hostName}'s address: routed on (FORWARD)`);
   const color = ev.verdict === 'ACCEPT' ? c.green : ev.verdict === 'unknown' ? c.yellow : c.red;
-  out(`verdict: ${color(ev.verdict)}${ev.rejectWith ? ` (${ev.rejectWith})` : ''}, decided by ${decided}`);
+  out(`path: ${ev.hops.join(' > ') || 'no tables'}`);
+  out(`verdict: ${color(ev.verdict)}${ev.rejectWith ? ` (${ev.rejectWith})` : ''}, decided by ${describeDecision(ev)}`);
   return ExitCode.ok;
 }

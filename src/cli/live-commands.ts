@@ -13,13 +13,13 @@ import { SessionPool } from '../apply/session-pool.js';
 import { formatIpSets, parseIpSets } from '../render/ipsets.js';
 import { healthProber } from '../apply/health.js';
 import { assemblePlan, failedHostPlan, planLiveHost, type HostPlan, type Plan } from '../plan/plan.js';
-import { checkFleet, parseFleet, type FleetFinding } from '../plan/checks.js';
+import { fleetFindings, parseFleet, plannedRuleSets, type FleetFinding } from '../plan/checks.js';
 import { withoutForeign } from '../plan/foreign.js';
 import { addListenerWarnings } from '../plan/listeners.js';
-import { verifyIntents } from '../analyze/intents.js';
 import { parseRuleSet } from '../analyze/parse.js';
 import { checkManagementPath } from '../analyze/lockout.js';
 import { summaryLine } from '../plan/report.js';
+import { isFormatExact } from '../analyze/format.js';
 import { chalkFor, confirm, err, out } from './io.js';
 import { loadFleet, openTransport, selectHosts, type InventoryOptions, type SshCliOptions } from './context.js';
 import { parseFormat, planExitCode, printFindings, printPlan, type PlanSink } from './core-commands.js';
@@ -55,12 +55,19 @@ export async function planLive(
 ): Promise<Plan> {
   const limit = pLimit(parallel);
   const byHost = new Map(rendered.map((r) => [r.host, r]));
+  // Hosts whose rules fleetfw cannot print exactly as iptables-save does print them themselves.
+  const names = new Set(hosts.map((h) => h.name));
+  const parsed = parseFleet(rendered.filter((r) => names.has(r.host)));
+  const exact = (name: string) => {
+    const p = parsed.get(name);
+    return p !== undefined && isFormatExact(p.v4) && isFormatExact(p.v6);
+  };
   const plans = await Promise.all(
     hosts.map((h) =>
       limit(async (): Promise<HostPlan> => {
         const r = byHost.get(h.name)!;
         try {
-          const facts = await readFacts(transport, h, { v4: r.v4.text, v6: r.v6.text, ipsets: formatIpSets(r.ipsets ?? []) }, pool);
+          const facts = await readFacts(transport, h, { v4: r.v4.text, v6: r.v6.text, ipsets: formatIpSets(r.ipsets ?? []), exact: exact(h.name) }, pool);
           return addListenerWarnings(planLiveHost(r, facts, inv.preserve), inv, r, facts.listeners);
         } catch (e) {
           return failedHostPlan(h.name, 'unreachable', (e as Error).message);
@@ -72,17 +79,17 @@ export async function planLive(
 }
 
 export function preflight(inv: Inventory, rendered: RenderedHost[], hosts: HostSpec[]): FleetFinding[] {
-  const parsed = parseFleet(rendered);
-  const names = new Set(hosts.map((h) => h.name));
-  const findings = checkFleet(inv, parsed).filter((f) => names.has(f.host));
-  for (const r of verifyIntents(inv, parsed).filter((x) => !x.ok)) {
-    const bad = r.pairs.filter((p) => !p.ok);
-    for (const p of bad) {
-      if (!names.has(p.from) && !names.has(p.to)) continue;
-      findings.push({ host: names.has(p.to) ? p.to : p.from, severity: 'error', code: 'intent', message: `intent "${r.intent.text}" fails for ${p.from} -> ${p.to}: ${p.outcome} (${p.decidedBy})` });
-    }
-  }
-  return findings;
+  return fleetFindings(inv, parseFleet(rendered), new Set(hosts.map((h) => h.name)));
+}
+
+/**
+ * The checks again, on the rules the hosts will really run (the render with their
+ * live preserved chains merged in): only what the render alone did not show.
+ */
+export function recheckPlanned(inv: Inventory, rendered: RenderedHost[], plan: Plan, hosts: HostSpec[], already: FleetFinding[]): FleetFinding[] {
+  const parsed = plannedRuleSets(parseFleet(rendered), plan, rendered, inv.preserve);
+  const seen = new Set(already.map((f) => `${f.host}\0${f.message}`));
+  return fleetFindings(inv, parsed, new Set(hosts.map((h) => h.name))).filter((f) => !seen.has(`${f.host}\0${f.message}`));
 }
 
 export async function cmdPlanLive(opts: LiveOptions & { format?: string }, sink?: PlanSink): Promise<ExitCodeValue> {
@@ -93,10 +100,11 @@ export async function cmdPlanLive(opts: LiveOptions & { format?: string }, sink?
   const transport = await openTransport(inv, opts);
   try {
     const plan = await planLive(inv, display, rendered, hosts, transport, parallelOf(opts));
+    const all = [...findings, ...recheckPlanned(inv, rendered, plan, hosts, findings)];
     sink?.(plan, inv, rendered);
     printPlan(plan, format, opts.color);
-    printFindings(findings, opts.color);
-    return planExitCode(plan, findings);
+    printFindings(all, opts.color);
+    return planExitCode(plan, all);
   } finally {
     await transport.close();
   }
@@ -159,6 +167,13 @@ export async function cmdApply(opts: ApplyOptions, reviewed?: ReviewedApply): Pr
   try {
     const plan = reviewed ? await reviewed.recheck(transport, parallelOf(opts), pool) : await planLive(inv, display, rendered, hosts, transport, parallelOf(opts), pool);
     if (!opts.json) printPlan(plan, 'text', opts.color, false);
+    // What the live rules' preserved chains change is only known now: checked before anything is sent.
+    const planned = recheckPlanned(inv, reviewed?.checkedRules ?? rendered, plan, hosts, findings);
+    printFindings(planned, opts.color);
+    if (planned.some((f) => f.severity === 'error')) {
+      if (!opts.unsafeSkipChecks) throw new CheckError('pre-flight checks of the rules the hosts will run failed: nothing was sent to any host (override with --unsafe-skip-checks)');
+      err('fleetfw: --unsafe-skip-checks: going on despite failed checks of the rules the hosts will run');
+    }
     const todo = plan.hosts.filter((h) => h.status === 'changes' || (opts.force && h.status === 'in-sync'));
     const broken = plan.hosts.filter((h) => h.status === 'unreachable' || h.status === 'error');
     await pool.release(new Set(todo.map((h) => h.host)));
@@ -313,13 +328,15 @@ export async function cmdRollback(hostName: string, opts: ApplyOptions & { to?: 
       notes: [`rollback to generation ${target}`],
       ipsets: parseIpSets(stored.ipsets ?? ''),
     };
+    // Every table of the generation, and the live tables it lacks emptied (see planLiveHost).
     const hostPlan = planLiveHost(asRendered, { ...facts, canonical: undefined }, inv.preserve);
-    const parsed = {
-      ...parseRuleSet(stored.v4, { family: 4, file: `${hostName} generation ${target}` }).ruleSet,
-      sets: new Map(asRendered.ipsets!.map((s) => [s.name, s])),
-    };
+    if (!hostPlan.desired) throw new FleetError(`${hostName}: ${hostPlan.error ?? 'cannot plan the rollback'}`, ExitCode.hostsFailed);
+    // The generation as it will run: its own rules with today's preserved chains merged in.
+    const planned = parseRuleSet(hostPlan.desired!.v4, { family: 4, file: `${hostName} generation ${target}` }).ruleSet;
+    const sets = new Map(asRendered.ipsets!.map((s) => [s.name, s]));
     const bastion = bastionOf(inv, host);
-    const lockout = checkManagementPath(inv, host, parsed);
+    const bastionRs = bastion.name === host.name ? undefined : parseFleet(rendered.filter((r) => r.host === bastion.name)).get(bastion.name)?.v4;
+    const lockout = checkManagementPath(inv, host, { ...planned, sets }, bastionRs);
     if (!lockout.ok && !opts.unsafeSkipChecks) {
       throw new CheckError(`generation ${target} would cut the management path of ${hostName} via ${bastion.name}: ${lockout.message}`);
     }
@@ -328,7 +345,7 @@ export async function cmdRollback(hostName: string, opts: ApplyOptions & { to?: 
     say(`rolling ${hostName} back from generation ${facts.generation} to ${target}`);
     for (const d of hostPlan.diffs) say(d.patch);
     const progress = startRolloutProgress({ hosts: [hostName], title: `fleetfw rollback: ${hostName} to generation ${target}, window ${window}s`, window, json: Boolean(opts.json), color: opts.color });
-    const results = await rollout([{ host, desired: hostPlan.desired!, expectedLiveHash: facts.liveHash, source: 'rollback' }], {
+    const results = await rollout([{ host, desired: hostPlan.desired, expectedLiveHash: facts.liveHash, source: 'rollback' }], {
       transport,
       window,
       generations: inv.settings.generations,
@@ -355,6 +372,9 @@ export async function cmdStatus(opts: LiveOptions & { format?: string }): Promis
   const transport = await openTransport(inv, opts);
   try {
     const plan = await planLive(inv, display, rendered, hosts, transport, parallelOf(opts));
+    // Whether the rules the hosts run (render and preserved chains) keep their management path and intents.
+    const offline = preflight(inv, rendered, hosts);
+    const findings = [...offline, ...recheckPlanned(inv, rendered, plan, hosts, offline)];
     const rows = plan.hosts.map((h) => ({
       host: h.host,
       state: h.status === 'in-sync' ? 'in sync' : h.status === 'changes' ? 'drift' : h.status,
@@ -364,7 +384,7 @@ export async function cmdStatus(opts: LiveOptions & { format?: string }): Promis
       error: h.error ?? null,
     }));
     if (format === 'json') {
-      out(JSON.stringify({ format: 'fleetfw-status', version: 1, hosts: rows }, null, 2));
+      out(JSON.stringify({ format: 'fleetfw-status', version: 1, hosts: rows, findings }, null, 2));
     } else {
       const c = chalkFor(process.stdout, opts.color);
       for (const r of rows) {
@@ -373,8 +393,9 @@ export async function cmdStatus(opts: LiveOptions & { format?: string }): Promis
         out(`${r.host.padEnd(20)} ${paintState(r.state.padEnd(12))} generation ${r.generation ?? '-'}; persisted ${r.persisted ?? '-'}${left}${r.error ? `; ${r.error}` : ''}`);
       }
       out(`\n${summaryLine(plan)}`);
+      printFindings(findings, opts.color);
     }
-    return plan.summary.unreachable + plan.summary.errors > 0 ? ExitCode.hostsFailed : plan.summary.changes > 0 ? ExitCode.changes : ExitCode.ok;
+    return planExitCode(plan, findings);
   } finally {
     await transport.close();
   }

@@ -77,10 +77,11 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .action((o) => run(cmdVerify(o)));
 
   inventoryOption(program.command('explain'))
-    .description('evaluate one incoming packet against a host\'s rendered rules and print the trace')
+    .description('evaluate one incoming packet against a host\'s rendered rules, through every table in the kernel\'s order, and print the trace')
     .argument('<host>', 'the receiving host')
     .requiredOption('--from <source>', 'a host, an external (internet, intruder) or an address')
     .option('--port <port>', 'destination port')
+    .option('--sport <port>', 'source port (default 32768, the first port a Linux client picks)')
     .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp', 'icmp']).default('tcp'))
     .addOption(new Option('--via <side>', "which side of the host is addressed").choices(['public', 'private']))
     .addOption(new Option('--state <state>', 'conntrack state').choices(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID']).default('NEW'))

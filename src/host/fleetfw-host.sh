@@ -69,13 +69,29 @@ TIME_AWK='function now_epoch() { srand(); return srand() }
 save4() { iptables-save 2>/dev/null || true; }
 save6() { ip6tables-save 2>/dev/null || true; }
 # What "the same rules" means for hashes: canon(V4, V6, SETS, OUT) writes both
-# dumps without comments and counters, then fleetfw's own ipsets (fleetfw-*) from
+# dumps without comments, counters and empty tables (every chain a built-in
+# one with policy ACCEPT, no rule: the same as no table, which a revert or an
+# emptied table leaves and a boot does not), then fleetfw's own ipsets (fleetfw-*) from
 # an `ipset save` file: create lines cut to name, type and family, every line
 # sorted bytewise (a set lists its members in hash order). A missing file reads
 # as empty; a host without fleetfw's sets hashes as it always did. A few hundred
 # lines are sorted in awk (run with LC_ALL=C), saving a `sort` process per dump;
 # more go through `sort`, which is faster there.
-CANON_AWK='function rules(f, out,  l) { while ((getline l <f) > 0) if (l !~ /^#/) { sub(/\[[0-9]*:[0-9]*\]$/, "[0:0]", l); print l >out }; close(f) }
+CANON_AWK='function rules(f, out,  l, held) { # a table is held back while it is still empty
+    held = ""
+    while ((getline l <f) > 0) {
+      if (l ~ /^#/) continue
+      sub(/\[[0-9]*:[0-9]*\]$/, "[0:0]", l)
+      if (l ~ /^\*/) { held = l; continue }
+      if (held != "") {
+        if (l == "COMMIT") { held = ""; continue }
+        if (l ~ /^:[^ ]+ ACCEPT \[0:0\]$/) { held = held "\n" l; continue }
+        print held >out; held = ""
+      }
+      print l >out
+    }
+    if (held != "") print held >out
+    close(f) }
   function sift(a, i, n,  c, t) { while ((c = 2 * i) <= n) { if (c < n && a[c + 1] "" > a[c] "") c++; if (a[i] "" >= a[c] "") return; t = a[i]; a[i] = a[c]; a[c] = t; i = c } }
   function set_line(l, a, n,  w) {
     split(l, w, " ")

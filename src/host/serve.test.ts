@@ -126,6 +126,29 @@ describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
     expect(same.canonical).toEqual({ skipped: `iptables ${version[1]}-${version[2]}` });
   });
 
+  it('hashes an empty table (built-in chains, policy ACCEPT, no rule) as an absent one, live and persisted', () => {
+    const plain = facts('iptables -A INPUT -j ACCEPT');
+    const emptied = 'iptables -t nat -A POSTROUTING -j ACCEPT && iptables -t nat -F && ip6tables -t raw -A OUTPUT -j ACCEPT && ip6tables -t raw -F';
+    const withEmpty = facts(`iptables -A INPUT -j ACCEPT && ${emptied} && iptables-save | grep -qx '\\*nat'`);
+    expect(withEmpty.live.v4).toContain('*nat');
+    expect(withEmpty.liveHash).toBe(plain.liveHash);
+    // Not empty: a policy other than ACCEPT, or a user chain.
+    expect(facts('iptables -A INPUT -j ACCEPT && iptables -t raw -P OUTPUT DROP').liveHash).not.toBe(plain.liveHash);
+    expect(facts('iptables -A INPUT -j ACCEPT && iptables -t nat -N MINE').liveHash).not.toBe(plain.liveHash);
+    // Persisted files carrying an empty table the live rules lack (counters and all) are the live rules.
+    const persisted = facts(
+      [
+        'iptables -A INPUT -j ACCEPT',
+        'export FLEETFW_PERSIST_DIR="$FLEETFW_STATE/persist"',
+        'mkdir -p "$FLEETFW_PERSIST_DIR"',
+        `{ printf '*raw\\n:PREROUTING ACCEPT [7:420]\\n:OUTPUT ACCEPT [0:0]\\nCOMMIT\\n'; iptables-save; } >"$FLEETFW_PERSIST_DIR/rules.v4"`,
+        'ip6tables-save >"$FLEETFW_PERSIST_DIR/rules.v6"',
+      ].join(' && '),
+    );
+    expect(persisted.liveHash).toBe(plain.liveHash);
+    expect(persisted.persistedHash).toBe(persisted.liveHash);
+  });
+
   it('refuses to guess when rules live in both backends: legacy tables count (/proc reports size 0)', () => {
     const f = facts('iptables -A INPUT -j ACCEPT && iptables-legacy -A INPUT -j ACCEPT');
     expect(f.backend).toBe('mixed');
@@ -173,6 +196,23 @@ describe('prepare in a kept host script: the stale check against the text facts 
     const stale = await prepare('20261121T000002-bbbbbb', seen.liveHash, 9200);
     expect(stale.code).toBe(76);
     expect(stale.stderr).toContain(`expected ${seen.liveHash}, found ${(await facts()).liveHash}`);
+    await server.finish();
+  });
+
+  it('a revert that leaves behind an empty table the host did not have restores the hash the host had', async () => {
+    const { server, facts, prepare } = await start();
+    const before = await facts();
+    expect(before.live.v4).not.toContain('*nat');
+    const txid = '20261121T000008-0a0b0c';
+    const nat = '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE\nCOMMIT\n';
+    const loaded = await runHost(server, 'prepare', [txid, '60', before.liveHash, 'tester', 'planhash'], { sudo: false, stdin: `${rules(9700)}${nat}# fleetfw-split v6\n${rules(9700)}` });
+    expect(loaded.code, loaded.stderr).toBe(0);
+    expect((await runHost(server, 'abort', [txid, 'test-done'], { sudo: false })).code).toBe(0);
+    const after = await facts();
+    // The backup emptied the table it had no copy of: it stays, empty.
+    expect(after.live.v4).toMatch(/^\*nat$/m);
+    expect(after.live.v4).not.toContain('MASQUERADE');
+    expect(after.liveHash).toBe(before.liveHash);
     await server.finish();
   });
 

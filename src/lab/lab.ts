@@ -559,20 +559,29 @@ async function startAgent(state: LabState): Promise<string> {
 
 // --- the handle -------------------------------------------------------------------
 
-// Fixed text (no inventory values): flush like a power cycle, then load what the host persisted.
+// Fixed text (no inventory values): a power cycle leaves no table of either
+// family (nft flush ruleset; without nft, each table emptied and then deleted by a
+// restore that names it with nothing in it, which iptables-nft does), then the
+// persisted files load as netfilter-persistent loads them at boot: ipsets first.
 const REBOOT_SCRIPT = [
   'set -e',
   'if command -v nft >/dev/null 2>&1; then',
   '  nft flush ruleset',
   'else',
   '  for cmd in iptables ip6tables; do',
-  '    for t in $($cmd-save | sed -n "s/^\\*//p"); do',
-  '      for c in INPUT FORWARD OUTPUT PREROUTING POSTROUTING; do $cmd -t "$t" -P "$c" ACCEPT 2>/dev/null || true; done',
-  '      $cmd -t "$t" -F; $cmd -t "$t" -X',
+  '    tables=$($cmd-save | sed -n "s/^\\*//p")',
+  '    for t in $tables; do',
+  '      for c in $($cmd-save -t "$t" | sed -n "s/^:\\([^ ]*\\) \\(ACCEPT\\|DROP\\) .*/\\1/p"); do $cmd -t "$t" -P "$c" ACCEPT; done',
+  '      $cmd -t "$t" -F',
+  '      $cmd -t "$t" -X',
   '    done',
+  '    for t in $tables; do printf "*%s\\nCOMMIT\\n" "$t"; done | $cmd-restore',
+  '    case $($cmd -V) in',
+  '      *nf_tables*) if $cmd-save | grep -q "^\\*"; then echo "$cmd: tables left after the flush" >&2; exit 1; fi ;;',
+  '    esac',
   '  done',
   'fi',
-  'ipset destroy 2>/dev/null || true',
+  'if command -v ipset >/dev/null 2>&1; then ipset destroy; fi',
   'netfilter-persistent start',
 ].join('\n');
 

@@ -48,6 +48,12 @@ export interface IpSet {
   members: readonly string[];
 }
 
+/** One side of `-m addrtype`: types in iptables-save's order. */
+export interface AddrTypeMatch {
+  types: string[];
+  negate: boolean;
+}
+
 export type CtState = 'NEW' | 'ESTABLISHED' | 'RELATED' | 'INVALID' | 'UNTRACKED';
 
 export interface Rule {
@@ -69,10 +75,15 @@ export interface Rule {
   ports?: PortMatch;
   /** conntrack --ctstate or state --state (`module` absent = conntrack). */
   state?: { states: CtState[]; negate: boolean; module?: 'conntrack' | 'state' };
-  /** --syn or --tcp-flags FIN,SYN,RST,ACK SYN */
-  syn?: { negate: boolean };
+  /**
+   * tcp --tcp-flags MASK COMP (--syn is FIN,SYN,RST,ACK SYN): the packet's flags
+   * under MASK equal COMP. Bits as TCP_FLAG in analyze/netfilter-names.ts.
+   */
+  tcpFlags?: { mask: number; comp: number; negate: boolean };
   /** ICMP type (numeric), with optional code; type 255 without code is iptables' `any`. */
   icmpType?: { type: number; code?: number; negate: boolean };
+  /** -m addrtype --src-type / --dst-type: the address's routing type (LOCAL, UNICAST, ...), as the host sees it. */
+  addrType?: { src?: AddrTypeMatch; dst?: AddrTypeMatch };
   /** -m limit: does not change a verdict but the packet may pass unmatched when over the rate.
    *  Canonical rate as iptables-save prints it, e.g. `1/sec`. */
   limit?: string;
@@ -82,11 +93,12 @@ export interface Rule {
   comment?: string;
   /**
    * Printed order of the match modules, as iptables-save keeps them: `proto` (the
-   * tcp/udp/icmp/icmp6 match), `multiport:dports|sports|ports`, `set:src|dst`, `state`, `limit`,
+   * tcp/udp/icmp/icmp6 match), `multiport:dports|sports|ports`, `set:src|dst`, `state`, `addrtype`, `limit`,
    * `comment`, `unmodelled:<i>` (index into `unmodelled`). Absent = that order.
    */
   matchOrder?: string[];
-  /** Options the evaluator does not model; a packet reaching this rule gets an "unknown" verdict.
+  /** Options the evaluator does not model; a packet reaching this rule gets an "unknown" verdict
+   *  (unless its target cannot change a verdict).
    *  Each entry is verbatim text: a whole `-m name …` module, or options that belong inside
    *  the proto match (`--tcp-flags ALL SYN`), or a core option such as `-f`. */
   unmodelled: string[];
@@ -98,7 +110,10 @@ export interface Rule {
   targetArgs: string[];
   /** The rule as iptables-save prints it, without the leading `-A CHAIN `. */
   text: string;
+  /** The line of the rendered file or live dump the rule was read from. */
   origin?: Origin;
+  /** The template line it was rendered from (set when the rule set is a host's render). */
+  source?: Origin;
 }
 
 export interface Chain {

@@ -5,6 +5,7 @@ import type { Chain, Rule, RuleSet } from '../model/ruleset.js';
 import { cidrContains, isWholeSpace } from '../analyze/cidr.js';
 import { formatRuleSet } from '../analyze/format.js';
 import { parseRuleSet } from '../analyze/parse.js';
+import { emptiedTable } from './tables.js';
 
 /** Chain names other software creates, matched as globs. */
 export const BUILTIN_FOREIGN_CHAINS = ['DOCKER', 'DOCKER-*', 'f2b-*', 'fail2ban-*', 'KUBE-*', 'CILIUM_*', 'cali-*', 'FLANNEL-*', 'LIBVIRT_*', 'ts-*', 'ufw-*'];
@@ -68,11 +69,12 @@ export function splitForeign(rs: RuleSet, patterns: readonly string[]): { manage
 /**
  * Put the foreign parts back into a desired rule set: their chains declared and
  * filled as they were, their rules first in our built-in chains (Docker inserts
- * its jumps at the top), in their live order. Tables we do not manage are not
- * touched at all, so they need no merging.
+ * its jumps at the top), in their live order. A table the desired rules lack is
+ * made, emptied, to hold them: the load replaces every table it names.
  */
 export function mergeForeign(desired: RuleSet, foreign: ForeignPart[]): RuleSet {
-  const tables = desired.tables.map((t) => {
+  const absent = foreign.filter((f) => !desired.tables.some((t) => t.name === f.table)).map((f) => emptiedTable(f.table));
+  const tables = [...desired.tables, ...absent].map((t) => {
     const part = foreign.find((f) => f.table === t.name);
     if (!part) return t;
     const chains = t.chains.map((c) => {

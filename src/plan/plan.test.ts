@@ -108,7 +108,26 @@ describe('foreign chains', () => {
     expect(forward[0]).toBe('-A FORWARD -j DOCKER-USER');
     expect(forward).toHaveLength(4);
     expect(merged).toContain('-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT');
-    expect(merged).not.toContain('*nat');
+  });
+
+  it('makes the table for foreign parts of a table the desired rules lack, emptied but for them', () => {
+    const { foreign } = splitForeign(parse4(DOCKER_LIVE), []);
+    const merged = formatRuleSet(mergeForeign(parse4(RENDERED_V4), foreign));
+    const nat = merged.slice(merged.indexOf('*nat'));
+    expect(nat).toBe(
+      [
+        '*nat',
+        ':PREROUTING ACCEPT [0:0]',
+        ':INPUT ACCEPT [0:0]',
+        ':OUTPUT ACCEPT [0:0]',
+        ':POSTROUTING ACCEPT [0:0]',
+        ':DOCKER - [0:0]',
+        '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER',
+        '-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
   });
 
   it("counts Docker's hairpin MASQUERADE of a published port as Docker's; other nat rules stay ours", () => {
@@ -128,7 +147,7 @@ describe('foreign chains', () => {
 });
 
 describe('live host plan', () => {
-  it('reports foreign chains as preserved, not as drift, and leaves unmanaged tables alone', () => {
+  it('reports foreign chains as preserved, not as drift', () => {
     const plan = planLiveHost(rendered(), facts(DOCKER_LIVE), []);
     expect(plan.status).toBe('changes');
     const patch = plan.diffs.find((d) => d.family === 4)!.patch;
@@ -138,9 +157,11 @@ describe('live host plan', () => {
     expect(patch).toMatch(/^-.*--dport 8080 -j ACCEPT$/m);
     expect(plan.preserved).toContain('filter/DOCKER (1 rules) (v4)');
     expect(plan.preserved).toContain('nat/DOCKER (0 rules) (v4)');
-    // nat holds only Docker's rules: nothing of it is left to call unmanaged.
-    expect(plan.unmanagedTables).toEqual([]);
+    expect(patch).not.toContain('*nat');
     expect(plan.desired!.v4).toContain('-A FORWARD -j DOCKER-USER');
+    // nat holds only Docker's rules: loaded with them, as they are.
+    expect(plan.desired!.v4).toContain('*nat\n');
+    expect(plan.desired!.v4).toContain('-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER');
     expect(plan.desired!.v6).toBe(RENDERED_V6);
   });
 
@@ -165,6 +186,62 @@ describe('live host plan', () => {
     const plan = planLiveHost(rendered(), { ...facts(''), backend: 'mixed' }, []);
     expect(plan.status).toBe('error');
     expect(plan.error).toMatch(/both iptables backends/);
+  });
+});
+
+describe('tables the render lacks', () => {
+  const RAW = '*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -s 192.0.2.250/32 -j NOTRACK\nCOMMIT\n';
+  const NAT = '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE\nCOMMIT\n';
+  const EMPTIED_RAW = '*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n';
+  const EMPTIED_NAT = '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n';
+
+  it('shows a live *raw rule as a change, and empties the table in the text the host loads', () => {
+    const plan = planLiveHost(rendered(), facts(`${RAW}${RENDERED_V4}`, RENDERED_V6), []);
+    expect(plan.status).toBe('changes');
+    const patch = plan.diffs.find((d) => d.family === 4)!.patch;
+    expect(patch).toMatch(/^-\*raw$/m);
+    expect(patch).toMatch(/^--A PREROUTING -s 192\.0\.2\.250\/32 -j NOTRACK$/m);
+    expect(plan.diffs.find((d) => d.family === 4)).toMatchObject({ added: 0 });
+    expect(plan.desired!.v4).toBe(`${RENDERED_V4}${EMPTIED_RAW}`);
+    expect(plan.desired!.v6).toBe(RENDERED_V6);
+  });
+
+  it('empties a live *nat the render lacks, in either family', () => {
+    const nat6 = NAT.replace('192.0.2.0/24', '2001:db8::/64');
+    const plan = planLiveHost(rendered(), facts(`${RENDERED_V4}${NAT}`, `${RENDERED_V6}${nat6}`), []);
+    expect(plan.diffs.map((d) => [d.family, d.added, d.removed])).toEqual([
+      [4, 0, 7],
+      [6, 0, 7],
+    ]);
+    expect(plan.desired).toEqual({ v4: `${RENDERED_V4}${EMPTIED_NAT}`, v6: `${RENDERED_V6}${EMPTIED_NAT}` });
+  });
+
+  it('empties a table that differs from empty only by a policy or a user chain', () => {
+    const dropPolicy = planLiveHost(rendered(), facts(`${EMPTIED_RAW.replace(':OUTPUT ACCEPT', ':OUTPUT DROP')}${RENDERED_V4}`, RENDERED_V6), []);
+    expect(dropPolicy.diffs[0]!.patch).toMatch(/^-:OUTPUT DROP \[0:0\]$/m);
+    expect(dropPolicy.desired!.v4).toBe(`${RENDERED_V4}${EMPTIED_RAW}`);
+    const userChain = planLiveHost(rendered(), facts(`${EMPTIED_RAW.replace('COMMIT', ':MINE - [0:0]\nCOMMIT')}${RENDERED_V4}`, RENDERED_V6), []);
+    expect(userChain.diffs[0]!.patch).toMatch(/^-:MINE - \[0:0\]$/m);
+    expect(userChain.desired!.v4).toBe(`${RENDERED_V4}${EMPTIED_RAW}`);
+  });
+
+  it('keeps a table that holds only preserved foreign chains, and the jumps into them', () => {
+    const f2b = '*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:f2b-probe - [0:0]\n-A PREROUTING -j f2b-probe\n-A f2b-probe -s 198.51.100.7/32 -j DROP\nCOMMIT\n';
+    const plan = planLiveHost(rendered(), facts(`${f2b}${RENDERED_V4}`, RENDERED_V6), []);
+    expect(plan.status).toBe('in-sync');
+    expect(plan.preserved).toContain('raw/f2b-probe (1 rules) (v4)');
+    expect(plan.desired!.v4).toContain(f2b);
+    expect(parse4(plan.desired!.v4).tables.map((t) => t.name)).toEqual(['raw', 'filter']);
+  });
+
+  it('takes an empty table for an absent one, on either side', () => {
+    const live = planLiveHost(rendered(), facts(`${EMPTIED_RAW}${RENDERED_V4}${EMPTIED_NAT}`, `${EMPTIED_NAT}${RENDERED_V6}`), []);
+    expect(live.status).toBe('in-sync');
+    expect(live.diffs).toEqual([]);
+    expect(live.desired).toEqual({ v4: RENDERED_V4, v6: RENDERED_V6 });
+    const render = planLiveHost(rendered(`${RENDERED_V4}${EMPTIED_NAT}`), facts(RENDERED_V4, RENDERED_V6), []);
+    expect(render.status).toBe('in-sync');
+    expect(render.desired!.v4).toBe(`${RENDERED_V4}${EMPTIED_NAT}`);
   });
 });
 

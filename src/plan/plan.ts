@@ -3,12 +3,13 @@
 import { createHash } from 'node:crypto';
 import { createTwoFilesPatch } from 'diff';
 import type { Family } from '../model/inventory.js';
-import type { RuleSet } from '../model/ruleset.js';
+import type { RuleSet, Table } from '../model/ruleset.js';
 import type { RenderedHost } from '../render/render.js';
 import type { HostFacts, PendingTxn } from '../host/facts.js';
 import { parseRuleSet } from '../analyze/parse.js';
 import { formatRuleSet } from '../analyze/format.js';
-import { describeForeign, mergeForeign, splitForeign } from './foreign.js';
+import { describeForeign, mergeForeign, splitForeign, type ForeignPart } from './foreign.js';
+import { formatComparable, tablesToEmpty } from './tables.js';
 import { formatIpSets, parseIpSets } from '../render/ipsets.js';
 
 export const PLAN_FORMAT = 'fleetfw-plan';
@@ -33,8 +34,6 @@ export interface HostPlan {
   diffs: FamilyDiff[];
   /** Other software's chains and rules, preserved as they are. */
   preserved: string[];
-  /** Tables with rules that fleetfw's templates do not declare: left untouched. */
-  unmanagedTables: string[];
   notes: string[];
   /** What apply loads: rendered rules plus the preserved parts (restore format), and the ipsets they match. */
   desired?: { v4: string; v6: string; ipsets?: string };
@@ -83,6 +82,16 @@ function parseOrThrow(text: string, family: Family, file: string): RuleSet {
   return ruleSet;
 }
 
+/**
+ * What a load must get for the host to run `want`: the rendered text itself,
+ * unless live tables it lacks must be emptied or other software's parts merged in.
+ */
+function desiredText(text: string, want: RuleSet, emptied: Table[], foreign: ForeignPart[]): string {
+  if (foreign.length > 0) return formatRuleSet(mergeForeign({ ...want, tables: [...want.tables, ...emptied] }, foreign));
+  if (emptied.length === 0) return text;
+  return `${text}${text === '' || text.endsWith('\n') ? '' : '\n'}${formatRuleSet({ ...want, tables: emptied })}`;
+}
+
 /** Compare one host's live facts with its rendered rules. */
 export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve: readonly string[]): HostPlan {
   const plan: HostPlan = {
@@ -90,7 +99,6 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
     status: 'in-sync',
     diffs: [],
     preserved: [],
-    unmanagedTables: [],
     notes: [...rendered.notes],
     liveHash: facts.liveHash,
     generation: facts.generation,
@@ -122,20 +130,10 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
     const want = parseOrThrow(canonical ? canonical[key] : rendered[key].text, family, `${rendered.host}/rules.${key}`);
     const live = parseOrThrow(facts.live[key], family, `${rendered.host} live ${key}`);
     const { managed, foreign } = splitForeign(live, preserve);
-    const wantTables = new Set(want.tables.map((t) => t.name));
-    plan.unmanagedTables.push(
-      ...managed.tables
-        .filter((t) => !wantTables.has(t.name) && t.chains.some((c) => c.rules.length > 0 || (c.policy ?? 'ACCEPT') !== 'ACCEPT'))
-        .map((t) => `${t.name} (${key})`),
-    );
-    const ownForeign = foreign.filter((f) => wantTables.has(f.table));
     plan.preserved.push(...describeForeign(foreign).map((d) => `${d} (${key})`));
-    const before = formatRuleSet({ ...managed, tables: managed.tables.filter((t) => wantTables.has(t.name)) });
-    const after = formatRuleSet(want);
-    const d = diffText(`${rendered.host}/rules.${key}`, before, after, ['live', 'rendered']);
+    const d = diffText(`${rendered.host}/rules.${key}`, formatComparable(managed), formatComparable(want), ['live', 'rendered']);
     if (d.patch) plan.diffs.push({ family, ...d });
-    // Upload the rendered text itself unless other software's parts must be merged in.
-    desired[key] = ownForeign.length > 0 ? formatRuleSet(mergeForeign(want, ownForeign)) : rendered[key].text;
+    desired[key] = desiredText(rendered[key].text, want, tablesToEmpty(managed, want), foreign);
   }
   const liveSets = formatIpSets(parseIpSets(facts.ipsets ?? ''));
   const setDiff = diffText(`${rendered.host}/ipsets`, liveSets, ipsets, ['live', 'rendered']);
@@ -147,7 +145,7 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
 
 /** Compare rendered rules with a stored render (a snapshot folder), no SSH. */
 export function planOfflineHost(rendered: RenderedHost, stored: { v4?: string; v6?: string; ipsets?: string }): HostPlan {
-  const plan: HostPlan = { host: rendered.host, status: 'in-sync', diffs: [], preserved: [], unmanagedTables: [], notes: [...rendered.notes] };
+  const plan: HostPlan = { host: rendered.host, status: 'in-sync', diffs: [], preserved: [], notes: [...rendered.notes] };
   for (const family of [4, 6] as const) {
     const key = family === 4 ? 'v4' : 'v6';
     const label = stored[key] === undefined ? 'absent' : 'snapshot';
@@ -164,7 +162,7 @@ export function planOfflineHost(rendered: RenderedHost, stored: { v4?: string; v
 }
 
 export function failedHostPlan(host: string, status: 'unreachable' | 'error', error: string): HostPlan {
-  return { host, status, error, diffs: [], preserved: [], unmanagedTables: [], notes: [] };
+  return { host, status, error, diffs: [], preserved: [], notes: [] };
 }
 
 export function assemblePlan(mode: Plan['mode'], inventory: string, hosts: HostPlan[]): Plan {

@@ -40,7 +40,6 @@ export function formatPlanText(plan: Plan, opts: { color: boolean; showInSync?: 
       out.push(c.red(`! ${h.host}: ${h.status}: ${h.error ?? ''}`));
     }
     for (const p of h.preserved) out.push(c.dim(`    preserved (foreign): ${p}`));
-    for (const t of h.unmanagedTables) out.push(c.dim(`    unmanaged table left as is: ${t}`));
     for (const n of h.notes) out.push(c.dim(`    note: ${n}`));
     if (h.persistedDrift) out.push(c.yellow('    warning: persisted rules.v4/rules.v6 differ from the live rules'));
     for (const w of h.warnings ?? []) out.push(c.yellow(`    warning: ${w}`));

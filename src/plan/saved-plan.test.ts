@@ -13,7 +13,7 @@ function rendered(host: string, v4 = V4): RenderedHost {
 }
 
 function hostPlan(host: string, status: HostPlan['status'], liveHash: string): HostPlan {
-  return { host, status, diffs: [], preserved: [], unmanagedTables: [], notes: [], desired: { v4: V4, v6: V6 }, liveHash };
+  return { host, status, diffs: [], preserved: [], notes: [], desired: { v4: V4, v6: V6 }, liveHash };
 }
 
 const plan = assemblePlan('live', 'inventories/s1.yaml', [hostPlan('web-1', 'changes', 'a'.repeat(64)), hostPlan('db-1', 'in-sync', 'b'.repeat(64))]);
@@ -40,6 +40,14 @@ describe('saved plan file', () => {
     const text = formatSavedPlan({ ...saved, plan: { ...saved.plan, hosts: saved.plan.hosts.map((h) => ({ ...h, futureField: 1 })) } });
     const back = parseSavedPlan(text);
     expect('saved' in back && (back.saved.plan.hosts[0] as unknown as { futureField: number }).futureField).toBe(1);
+  });
+
+  it('reads plans saved by older versions (with unmanagedTables) and by this one (without)', () => {
+    const older = { ...saved, plan: { ...saved.plan, hosts: saved.plan.hosts.map((h) => ({ ...h, unmanagedTables: ['raw (v4)'] })) } };
+    const back = parseSavedPlan(JSON.stringify(older));
+    expect('saved' in back && back.saved.plan.hosts.map((h) => h.desired)).toEqual([{ v4: V4, v6: V6 }, { v4: V4, v6: V6 }]);
+    expect(formatSavedPlan(saved)).not.toContain('unmanagedTables');
+    expect(parseSavedPlan(formatSavedPlan(saved))).toEqual({ saved });
   });
 
   it('refuses what is not a saved plan, saying why', () => {

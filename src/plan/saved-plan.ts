@@ -62,7 +62,8 @@ const hostPlan = z.object({
   error: z.string().optional(),
   diffs: z.array(familyDiff),
   preserved: z.array(z.string()),
-  unmanagedTables: z.array(z.string()),
+  /** Written by older versions, which left tables the templates lack as they were. */
+  unmanagedTables: z.array(z.string()).optional(),
   notes: z.array(z.string()),
   desired: z.object({ v4: z.string(), v6: z.string(), ipsets: z.string().optional() }).optional(),
   liveHash: z.string().optional(),

@@ -63,10 +63,42 @@ export function classifyValue(value: string): TypedValue | undefined {
   return undefined;
 }
 
-/** A rule line's tokens with their 1-based columns; `{{ a.b }}` and quoted strings stay whole. */
+/**
+ * A rule line's arguments as written (quotes kept) with their 1-based columns. It
+ * splits where iptables-restore does (analyze/tokenize.ts): only at space, tab and
+ * newline outside quotes, and right after a closing quote. Render joins the
+ * arguments with single spaces, so the rendered line reads exactly as the template
+ * line did. `{{ … }}` outside quotes stays whole, spaces and all.
+ */
 export function tokenizeRule(text: string): Array<{ text: string; col: number }> {
-  const re = /(?:\{\{[^{}]*\}\}|"(?:[^"\\]|\\.)*"|[^\s{]|\{(?!\{))+/g;
-  return [...text.matchAll(re)].map((m) => ({ text: m[0], col: m.index + 1 }));
+  const out: Array<{ text: string; col: number }> = [];
+  let start = -1;
+  const end = (at: number): void => {
+    out.push({ text: text.slice(start, at), col: start + 1 });
+    start = -1;
+  };
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === ' ' || c === '\t' || c === '\n') {
+      if (start >= 0) end(i);
+      i++;
+      continue;
+    }
+    if (start < 0) start = i;
+    if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      // An open quote takes the rest of the line (the analysis refuses it).
+      i = Math.min(j + 1, text.length);
+      if (j < text.length) end(i);
+      continue;
+    }
+    const close = c === '{' && text[i + 1] === '{' ? text.indexOf('}}', i + 2) : -1;
+    i = close >= 0 ? close + 2 : i + 1;
+  }
+  if (start >= 0) end(text.length);
+  return out;
 }
 
 /** `group.<g>.<field>` / `peers.<g>.<field>` with an address field: what an ipset can stand for. */

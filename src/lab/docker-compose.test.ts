@@ -1,6 +1,5 @@
 // docker-compose.yml is the S1 fleet for Docker users. No Docker engine runs
 // in CI, so its structure is checked against inventories/s1.yaml here.
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,13 +69,9 @@ describe('docker-compose.yml: the S1 fleet', () => {
     expect(inv.operators.some((o) => gateway.match(ipaddr.parseCIDR(o)))).toBe(true);
   });
 
-  it('the entrypoint is executable, shellcheck-clean POSIX sh, and the image runs it', () => {
+  it('the entrypoint is executable and the image runs it (shellcheck: docker-compose.host.test.ts)', () => {
     const entry = join(ROOT, 'docker/entrypoint.sh');
     expect(statSync(entry).mode & 0o111).not.toBe(0);
-    const r = spawnSync('shellcheck', ['-s', 'sh', entry], { encoding: 'utf8' });
-    expect(r.error, 'shellcheck must be installed (scripts/install-debian-deps.sh)').toBeUndefined();
-    expect(r.stdout + r.stderr).toBe('');
-    expect(r.status).toBe(0);
     const dockerfile = readFileSync(join(ROOT, 'docker/Dockerfile'), 'utf8');
     expect(dockerfile).toMatch(/^COPY entrypoint\.sh \/usr\/local\/bin\/fleetfw-entrypoint$/m);
     for (const pkg of ['openssh-server', 'iptables', 'iptables-persistent', 'sudo', 'iproute2']) expect(dockerfile).toContain(pkg);

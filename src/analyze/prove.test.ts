@@ -19,7 +19,6 @@ import {
 
 const F = TCP_FLAG as Record<'FIN' | 'SYN' | 'RST' | 'PSH' | 'ACK' | 'URG', number>;
 const ESTABLISHED = '-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT';
-const OUT_ESTABLISHED = '-A OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT';
 
 const allowed = (r: FlowResult) => r.outcome === 'allow';
 const denied = (r: FlowResult) => r.outcome === 'drop' || r.outcome === 'reject';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors.js';
-import { loadInventory, parseInventory } from '../src/inventory/load.js';
+import { isTemplateOnDisk, loadInventory, parseInventory } from '../src/inventory/load.js';
 import { OPERATOR, type Lab } from '../src/lab/lab.js';
 import { loadTemplates } from '../src/render/load-templates.js';
 import { renderFleet } from '../src/render/render.js';
@@ -211,7 +211,7 @@ describe('fuzz: generated inventories through the library', () => {
       writeTemplate(fleet.templates, 'roles/mysql.v4', `${role}*filter\n-A INPUT -i {{ self.if.private }} -p tcp -s {{ vars.trusted }} --dport {{ vars.port }} -j ACCEPT\nCOMMIT\n`);
       const baseText = S1_TEXT.replace("  ssh: { user: root }\n", '  ssh: { user: root }\n  vars: { trusted: 192.0.2.99, port: "3306" }\n');
       const render = (text: string) => {
-        const inv = parseInventory(text, 'fuzz.yaml', fleet.inventory);
+        const inv = parseInventory(text, 'fuzz.yaml', fleet.inventory, isTemplateOnDisk);
         return renderFleet(inv, loadTemplates(inv));
       };
       const baseline = new Map(render(baseText).map((h) => [h.host, { v4: skeleton(h.v4.text), v6: skeleton(h.v6.text) }]));

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../errors.js';
 import type { Inventory } from '../model/inventory.js';
-import { loadInventory, parseInventory } from './load.js';
+import { isTemplateOnDisk, loadInventory, parseInventory } from './load.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 /** Template paths in messages are relative to the working directory. */
@@ -95,7 +95,7 @@ describe('loadInventory: a valid inventory', () => {
   });
 
   it('parseInventory gives the same result from text', () => {
-    expect(parseInventory(readFileSync(file, 'utf8'), 'full.yaml', file)).toEqual(inv);
+    expect(parseInventory(readFileSync(file, 'utf8'), 'full.yaml', file, isTemplateOnDisk)).toEqual(inv);
   });
 });
 
@@ -172,13 +172,13 @@ describe('loadInventory: one problem per rule', () => {
   it('settings.ipset_threshold loads (absent = the renderer default)', () => {
     const text = readFileSync(path.join(FIXTURES, 'bad', 'bad-window.yaml'), 'utf8');
     const at = path.join(FIXTURES, 'bad', 'x.yaml');
-    expect(parseInventory(text.replace('window: 2', 'ipset_threshold: 20'), 'x.yaml', at).settings.ipsetThreshold).toBe(20);
-    expect(parseInventory(text.replace('window: 2', 'window: 30'), 'x.yaml', at).settings.ipsetThreshold).toBeUndefined();
+    expect(parseInventory(text.replace('window: 2', 'ipset_threshold: 20'), 'x.yaml', at, isTemplateOnDisk).settings.ipsetThreshold).toBe(20);
+    expect(parseInventory(text.replace('window: 2', 'window: 30'), 'x.yaml', at, isTemplateOnDisk).settings.ipsetThreshold).toBeUndefined();
   });
 
   it('health probes load per role', () => {
     const text = readFileSync(path.join(FIXTURES, 'bad', 'unknown-network.yaml'), 'utf8').replace('    network: lam\n', '');
-    const inv = parseInventory(`${text}health:\n  mysql:\n    - { port: 3306 }\n    - { port: 22, from: tunnel-1 }\n`, 'x.yaml', path.join(FIXTURES, 'bad', 'x.yaml'));
+    const inv = parseInventory(`${text}health:\n  mysql:\n    - { port: 3306 }\n    - { port: 22, from: tunnel-1 }\n`, 'x.yaml', path.join(FIXTURES, 'bad', 'x.yaml'), isTemplateOnDisk);
     expect(Object.keys(inv.health)).toEqual(['mysql']);
     expect(inv.health.mysql!.map(({ port, from }) => ({ port, from }))).toEqual([{ port: 3306, from: undefined }, { port: 22, from: 'tunnel-1' }]);
   });
@@ -190,7 +190,7 @@ describe('loadInventory: one problem per rule', () => {
   });
 
   it('an empty file is one problem', () => {
-    expect(problemsOf(() => parseInventory('', 'empty.yaml', '/x/empty.yaml'))).toEqual(['empty.yaml:1:1: the file is empty']);
+    expect(problemsOf(() => parseInventory('', 'empty.yaml', '/x/empty.yaml', isTemplateOnDisk))).toEqual(['empty.yaml:1:1: the file is empty']);
   });
 });
 
@@ -263,7 +263,7 @@ describe('hostile values', () => {
       const col = added.find((l) => l.includes(q))!.indexOf(q) + 1;
       let problems: InputError['problems'] | undefined;
       try {
-        parseInventory(text, 'h.yaml', path.join(FIXTURES, 'good/h.yaml'));
+        parseInventory(text, 'h.yaml', path.join(FIXTURES, 'good/h.yaml'), isTemplateOnDisk);
       } catch (e) {
         if (!(e instanceof InputError)) throw e;
         problems = e.problems;
@@ -278,7 +278,7 @@ describe('hostile values', () => {
 
 describe('loadInventory: structural edge cases', () => {
   const base = readFileSync(path.join(FIXTURES, 'good/minimal.yaml'), 'utf8');
-  const problems = (text: string) => problemsOf(() => parseInventory(text, 'x.yaml', path.join(FIXTURES, 'good/x.yaml')));
+  const problems = (text: string) => problemsOf(() => parseInventory(text, 'x.yaml', path.join(FIXTURES, 'good/x.yaml'), isTemplateOnDisk));
 
   it('reports a duplicate key in any map', () => {
     expect(problems(base.replace('  base: isolated\n', '  base: isolated\n  base: isolated\n'))).toEqual([

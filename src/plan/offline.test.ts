@@ -2,7 +2,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parseInventory } from '../inventory/load.js';
+import { isTemplateOnDisk, parseInventory } from '../inventory/load.js';
 import { loadTemplates } from '../render/load-templates.js';
 import { renderFleet } from '../render/render.js';
 import { assemblePlan, planOfflineHost } from './plan.js';
@@ -16,7 +16,7 @@ describe('offline plan: a seventh host in the wordpress group (S1)', () => {
       'intents:',
       '  wordpress-3:\n    public: 203.0.113.16\n    private: 192.0.2.16\n    roles: [backend, wordpress]\nintents:',
     );
-    const inv = parseInventory(text, 'inventories/s1.yaml', file);
+    const inv = parseInventory(text, 'inventories/s1.yaml', file, isTemplateOnDisk);
     const snapshot = join(INVENTORIES, 's1.rendered');
     const read = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8') : undefined);
     const plan = assemblePlan(

@@ -1,5 +1,6 @@
 // Output conventions: colour only on a TTY and never with NO_COLOR; data on
 // stdout, progress and diagnostics on stderr.
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Chalk } from 'chalk';
 
@@ -63,4 +64,10 @@ export async function askSecret(prompt: string): Promise<string> {
     };
     stdin.on('data', onData);
   });
+}
+
+/** The version in package.json: the source of truth, shipped beside the CLI in every install. */
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
 }

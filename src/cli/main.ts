@@ -8,7 +8,7 @@ import { cmdApplyPlan, savePlanFile } from './review-commands.js';
 import { addLabCommands } from './lab-commands.js';
 import { cmdDiscover, cmdLogs, cmdShow } from './operate-commands.js';
 import { cmdDemo } from './demo.js';
-import { chalkFor, err } from './io.js';
+import { chalkFor, err, packageVersion } from './io.js';
 import type { Plan } from '../plan/plan.js';
 import type { Inventory } from '../model/inventory.js';
 import type { RenderedHost } from '../render/render.js';
@@ -53,7 +53,7 @@ function formatOption(cmd: Command): Command {
 export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) => void): Command {
   const program = new Command('fleetfw')
     .description('Put a host firewall on a whole fleet of Linux servers, safely, from one inventory file.')
-    .version('0.1.0')
+    .version(packageVersion())
     .addHelpText('after', EXIT_CODES_HELP)
     .showHelpAfterError('(run with --help for usage)');
 

@@ -3,6 +3,12 @@
 # iptables-persistent (+ ipset-persistent: sets load at boot before the rules),
 # a listener for probes, sudo for the non-root lab user, GNU time for the benchmark.
 set -eu
+# Root installs packages: as root (containers, minimal images) it runs as is;
+# otherwise it runs itself again through sudo.
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "install-debian-deps.sh: run it as root (sudo is not installed)" >&2; exit 1; }
+  exec sudo sh "$0" "$@"
+fi
 export DEBIAN_FRONTEND=noninteractive
 # iptables-persistent asks whether to save the current rules: it must not.
 printf '%s\n' \

@@ -85,9 +85,10 @@ export function cmdPlanOffline(opts: InventoryOptions & { against?: string; form
     .map((r) => planOfflineHost(r, { v4: read(join(dir, r.host, 'rules.v4')), v6: read(join(dir, r.host, 'rules.v6')), ipsets: read(join(dir, r.host, 'ipsets')) }));
   const plan = assemblePlan('offline', display, plans);
   sink?.(plan, inv, rendered);
-  printPlan(plan, format, opts.color);
+  const code = planExitCode(plan, findings);
+  printPlan(plan, format, opts.color, code === ExitCode.changes);
   printFindings(findings, opts.color);
-  return planExitCode(plan, findings);
+  return code;
 }
 
 /** "templates/roles/db.v4:3, db/rules.v4 line 14: -A TCP …" */

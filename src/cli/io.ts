@@ -4,8 +4,15 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Chalk } from 'chalk';
 
+/**
+ * Colour as the ecosystem reads it: `--no-color` off; FORCE_COLOR=0 (or false)
+ * off, any other FORCE_COLOR on even without a terminal; NO_COLOR (non-empty)
+ * off; TERM=dumb off; otherwise only on a terminal.
+ */
 export function colorFor(stream: NodeJS.WriteStream, flag: boolean | undefined): boolean {
   if (flag === false) return false;
+  const force = process.env.FORCE_COLOR;
+  if (force !== undefined) return force !== '0' && force.toLowerCase() !== 'false';
   if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false;
   if (process.env.TERM === 'dumb') return false;
   return Boolean(stream.isTTY);

@@ -16,12 +16,13 @@ import type { RenderedHost } from '../render/render.js';
 const EXIT_CODES_HELP = `
 Exit codes:
   0  success, or no change
-  2  plan: there are changes to apply
+  2  plan: there are changes to apply; status: some hosts drifted from the render
   3  invalid input (inventory or templates): every problem is listed as file:line:col
-  4  a safety check failed (lockout, undefined jump, violated intent): nothing was sent
+  4  a safety check failed (lockout, undefined jump, violated intent): nothing was sent;
+     plan, status: a check of the rules the hosts run (or will run) fails
   5  some hosts failed or were unreachable (the others still ran)
-  6  apply: some hosts were rolled back
-  7  apply: some hosts are in an unknown state
+  6  apply, rollback: some hosts were rolled back
+  7  apply, rollback: some hosts could not be reached after their window (state unknown)
   8  apply PLAN: the inventory or templates changed since the plan was saved: nothing was applied
   64 usage error
   130 interrupted`;
@@ -30,7 +31,7 @@ function inventoryOption(cmd: Command): Command {
   return cmd
     .option('-i, --inventory <file>', 'inventory YAML file (default: the embedded example inventories/s1.yaml)')
     .option('--limit <hosts>', 'only these hosts or groups, comma-separated')
-    .option('--no-color', 'no colour (also: NO_COLOR, or output that is not a terminal)');
+    .option('--no-color', 'no colour (also: NO_COLOR or FORCE_COLOR=0, or output that is not a terminal; FORCE_COLOR=1 forces it)');
 }
 
 function sshOptions(cmd: Command): Command {
@@ -55,7 +56,9 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .description('Put a host firewall on a whole fleet of Linux servers, safely, from one inventory file.')
     .version(packageVersion())
     .addHelpText('after', EXIT_CODES_HELP)
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    // Usage errors end with exit 64 in every subcommand: they inherit this when created.
+    .exitOverride();
 
   inventoryOption(program.command('render'))
     .description("render every host's rules.v4 and rules.v6 into a folder")
@@ -172,7 +175,13 @@ async function main(): Promise<void> {
   const program = buildProgram((p) => {
     pending = Promise.resolve(p);
   });
-  program.exitOverride();
+  // A reader that closes early (`fleetfw verify | head -1`) ends the run quietly.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? ExitCode.ok);
+      throw e;
+    });
+  }
   process.on('SIGINT', () => {
     err('\nfleetfw: interrupted. Hosts inside their window revert by themselves unless already confirmed.');
     process.exit(ExitCode.interrupted);

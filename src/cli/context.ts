@@ -9,7 +9,7 @@ import { loadInventory } from '../inventory/load.js';
 import { bastionOf } from '../inventory/query.js';
 import { loadTemplates } from '../render/load-templates.js';
 import { renderFleet, type RenderedHost } from '../render/render.js';
-import { createSshTransport, type SshEndpoint, type Transport } from '../transport/ssh.js';
+import { createSshTransport, formatHostKeyAddition, type SshEndpoint, type Transport } from '../transport/ssh.js';
 import { resolveSshOptionsMany } from '../transport/ssh-config.js';
 import { askSecret, err } from './io.js';
 
@@ -80,6 +80,7 @@ export async function openTransport(inv: Inventory, opts: SshCliOptions): Promis
       user: o.user,
       identityFile: o.identityFiles[0],
       bastion: isBastion ? undefined : bastion.name,
+      hashKnownHosts: o.hashKnownHosts,
     };
   });
   const first = resolved[0]?.o;
@@ -89,6 +90,7 @@ export async function openTransport(inv: Inventory, opts: SshCliOptions): Promis
     knownHostsFile: knownHosts,
     acceptNewHostKeys: Boolean(opts.acceptNewHostKeys),
     agentSocket: first?.identityAgent === 'none' ? undefined : agent,
+    onHostKeyAdded: (added) => err(formatHostKeyAddition(added)),
     // Without a terminal the transport's own advice (use ssh-agent) is the clear message.
     ...(process.stdin.isTTY ? { askPassphrase: (file: string) => askSecret(`Passphrase for ${file}: `) } : {}),
   });

@@ -2,7 +2,7 @@
 // known_hosts of its own and no maintained npm parser exists, so this follows
 // OpenSSH's hostfile.c / match.c semantics directly.
 
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export interface HostKey {
   /** Key type as in known_hosts and the key blob, e.g. `ssh-ed25519`. */
@@ -27,13 +27,28 @@ export interface KnownHosts {
   entries: KnownHostEntry[];
   /** Lines that were skipped, with why (`@cert-authority`, malformed lines). */
   notes: string[];
+  /**
+   * Some line names its hosts hashed (`|1|…`). Additions are then hashed too,
+   * even in a file that also has plain lines: whoever hashed part of it chose
+   * to hide those names, and a hashed line is found by every reader alike.
+   */
+  hashed: boolean;
+}
+
+/** One key known for a host, with every line that holds it. */
+export interface KnownKey {
+  type: string;
+  fingerprint: string;
+  lines: number[];
 }
 
 export type HostKeyCheck =
   | { status: 'match' }
+  /** No key of any type is known for the host: the only case `--accept-new-host-keys` may record. */
   | { status: 'unknown' }
-  | { status: 'changed'; expectedFingerprint: string; line: number }
-  | { status: 'revoked' };
+  /** The host has known keys and this is none of them, whatever its type. */
+  | { status: 'changed'; known: KnownKey[] }
+  | { status: 'revoked'; line: number };
 
 /** The name OpenSSH looks up for a host: `host`, or `[host]:port` when the port is not 22. */
 export function formatHostName(host: string, port: number): string {
@@ -43,11 +58,13 @@ export function formatHostName(host: string, port: number): string {
 export function parseKnownHosts(text: string): KnownHosts {
   const entries: KnownHostEntry[] = [];
   const notes: string[] = [];
+  let hashed = false;
   text.split('\n').forEach((raw, index) => {
     const line = index + 1;
     const trimmed = raw.trim();
     if (trimmed === '' || trimmed.startsWith('#')) return;
     const fields = trimmed.split(/\s+/);
+    if ((fields[0]?.startsWith('@') ? fields[1] : fields[0])?.startsWith('|1|')) hashed = true;
     let marker: 'revoked' | undefined;
     if (fields[0]?.startsWith('@')) {
       const m = fields.shift();
@@ -70,30 +87,43 @@ export function parseKnownHosts(text: string): KnownHosts {
     }
     entries.push({ line, ...(marker ? { marker } : {}), matcher, key: { type, blob } });
   });
-  return { entries, notes };
+  return { entries, notes, hashed };
 }
 
 /**
  * Checks a presented host key against entries for any of `names` (each already
- * formatted with {@link formatHostName}). Keys are compared per type, as OpenSSH
- * does: a known key of the same type that differs is `changed`; known keys of
- * other types only make it `unknown`.
+ * formatted with {@link formatHostName}), as OpenSSH does: a host with any
+ * known key, of any type, accepts only a known key; anything else is a changed
+ * key (OpenSSH refuses an ECDSA key for a host it knows by an ed25519 key, with
+ * StrictHostKeyChecking=accept-new too). `@revoked` lines refuse their key but
+ * do not make a host known, and `@cert-authority` lines are not read at all:
+ * OpenSSH treats a host known only through either as new.
  */
 export function checkHostKey(entries: KnownHostEntry[], names: string[], key: HostKey): HostKeyCheck {
   const relevant = entriesFor(entries, names);
   const same = (e: KnownHostEntry): boolean => e.key.type === key.type && e.key.blob.equals(key.blob);
-  if (relevant.some((e) => e.marker === 'revoked' && same(e))) return { status: 'revoked' };
+  const revoked = relevant.find((e) => e.marker === 'revoked' && same(e));
+  if (revoked) return { status: 'revoked', line: revoked.line };
   const known = relevant.filter((e) => e.marker === undefined);
   if (known.some(same)) return { status: 'match' };
-  const differing = known.find((e) => e.key.type === key.type);
-  if (differing) {
-    return {
-      status: 'changed',
-      expectedFingerprint: fingerprintSha256(differing.key.blob),
-      line: differing.line,
-    };
+  if (known.length === 0) return { status: 'unknown' };
+  return { status: 'changed', known: groupKeys(known) };
+}
+
+/** The key types known for a host, in file order: the ones to ask the server for first. */
+export function knownKeyTypes(entries: KnownHostEntry[], names: string[]): string[] {
+  return [...new Set(entriesFor(entries, names).filter((e) => e.marker === undefined).map((e) => e.key.type))];
+}
+
+function groupKeys(known: KnownHostEntry[]): KnownKey[] {
+  const byKey = new Map<string, KnownKey>();
+  for (const e of known) {
+    const id = `${e.key.type} ${e.key.blob.toString('base64')}`;
+    const k = byKey.get(id);
+    if (k) k.lines.push(e.line);
+    else byKey.set(id, { type: e.key.type, fingerprint: fingerprintSha256(e.key.blob), lines: [e.line] });
   }
-  return { status: 'unknown' };
+  return [...byKey.values()];
 }
 
 // The entries for a host, per parsed file: an apply checks every host's key
@@ -115,9 +145,18 @@ export function fingerprintSha256(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
-/** One plain known_hosts line (no newline) for the given names. */
-export function formatKnownHostsLine(names: string[], key: HostKey): string {
-  return `${names.join(',')} ${key.type} ${key.blob.toString('base64')}`;
+/**
+ * The known_hosts lines (no newlines) that record `key` for `names`: one plain
+ * line for all the names, or hashed, one line per name, as ssh writes them.
+ */
+export function formatKnownHostsLines(names: string[], key: HostKey, hashed: boolean): string[] {
+  const tail = `${key.type} ${key.blob.toString('base64')}`;
+  return hashed ? names.map((n) => `${hashHostName(n)} ${tail}`) : [`${names.join(',')} ${tail}`];
+}
+
+/** OpenSSH's hashed form of a name: |1|base64(salt)|base64(HMAC-SHA1(salt, name)). */
+export function hashHostName(name: string, salt: Buffer = randomBytes(20)): string {
+  return `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update(name.toLowerCase()).digest('base64')}`;
 }
 
 /** The key type embedded at the start of an SSH public key blob. */

@@ -19,6 +19,7 @@ describe('parseSshG', () => {
       'connecttimeout 7',
       'serveraliveinterval 0',
       'identityagent /run/agent.sock',
+      'hashknownhosts yes',
     ].join('\n');
     const o = parseSshG(out, (f) => f === '/keys/exists' || f === join(homedir(), '.ssh/id_deploy'));
     expect(o).toEqual({
@@ -28,6 +29,7 @@ describe('parseSshG', () => {
       identityFiles: [join(homedir(), '.ssh/id_deploy'), '/keys/exists'],
       identityAgent: '/run/agent.sock',
       knownHostsFile: '/k/one',
+      hashKnownHosts: true,
       connectTimeoutMs: 7000,
     });
   });
@@ -46,6 +48,13 @@ describe('resolveSshOptions', () => {
     expect(o.port).toBe(22);
     expect(o.connectTimeoutMs).toBe(9000);
     expect(o.hostname).toBe('web-1');
+  });
+
+  it('reads HashKnownHosts per host, as ssh -G resolves it (default no)', async () => {
+    const cfg = join(dir, 'config-hash');
+    writeFileSync(cfg, 'Host db-*\n  HashKnownHosts yes\n');
+    expect((await resolveSshOptions('db-1', {}, { configFile: cfg })).hashKnownHosts).toBe(true);
+    expect((await resolveSshOptions('web-1', {}, { configFile: cfg })).hashKnownHosts).toBe(false);
   });
 
   it('falls back to defaults when ssh is not installed', async () => {

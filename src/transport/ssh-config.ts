@@ -20,6 +20,8 @@ export interface SshOptions {
   identityAgent?: string;
   /** The first UserKnownHostsFile. */
   knownHostsFile: string;
+  /** HashKnownHosts: keys recorded for this host are written hashed. */
+  hashKnownHosts: boolean;
   /** HostName from ssh config (informational: fleetfw connects to the inventory's address). */
   hostname: string;
   connectTimeoutMs?: number;
@@ -93,6 +95,7 @@ export function defaultSshOptions(alias: string): SshOptions {
     port: 22,
     identityFiles: ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(home, '.ssh', f)).filter((f) => existsSync(f)),
     knownHostsFile: join(home, '.ssh', 'known_hosts'),
+    hashKnownHosts: false,
     hostname: alias,
   };
 }
@@ -126,6 +129,7 @@ export function parseSshG(text: string, fileExists: (path: string) => boolean = 
     identityFiles: (values.get('identityfile') ?? []).map(expand).filter((f) => fileExists(f)),
     ...(agent === undefined ? {} : { identityAgent: agent }),
     knownHostsFile: knownHosts ? expand(knownHosts) : join(homedir(), '.ssh', 'known_hosts'),
+    hashKnownHosts: one('hashknownhosts') === 'yes',
     hostname,
     ...(connectTimeoutMs ? { connectTimeoutMs } : {}),
     ...(serverAliveIntervalMs ? { serverAliveIntervalMs } : {}),

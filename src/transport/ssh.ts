@@ -11,10 +11,11 @@ import ssh2, {
   type ConnectConfig,
   type ParsedKey,
   type PublicKeyAuthMethod,
+  type ServerHostKeyAlgorithm,
 } from 'ssh2';
 import { ExitCode, FleetError } from '../errors.js';
 import { loadKnownHosts, recordHostKey } from './known-hosts-file.js';
-import { checkHostKey, fingerprintSha256, formatHostName, readKeyType, type HostKey } from './known-hosts.js';
+import { checkHostKey, fingerprintSha256, formatHostName, knownKeyTypes, readKeyType, type HostKey, type KnownKey } from './known-hosts.js';
 
 // ssh2 is CommonJS: Node's ESM loader does not expose `utils` as a named export.
 const { Client, utils } = ssh2;
@@ -76,6 +77,26 @@ export interface SshEndpoint {
   passphrase?: string;
   /** Name of the bastion endpoint; undefined = this IS a bastion, reached directly. */
   bastion?: string;
+  /** `HashKnownHosts yes` for this host: its key is recorded hashed even in a plain known_hosts. */
+  hashKnownHosts?: boolean;
+}
+
+/** A host key `--accept-new-host-keys` recorded. */
+export interface HostKeyAddition {
+  host: string;
+  address: string;
+  port: number;
+  type: string;
+  /** `SHA256:…` as ssh prints it. */
+  fingerprint: string;
+  file: string;
+  hashed: boolean;
+}
+
+/** `fleetfw: added mysql-1 (192.0.2.14) ssh-ed25519 SHA256:… to FILE (hashed)` */
+export function formatHostKeyAddition(a: HostKeyAddition): string {
+  const where = a.port === 22 ? a.address : `${a.address} port ${a.port}`;
+  return `fleetfw: added ${a.host} (${where}) ${a.type} ${a.fingerprint} to ${a.file}${a.hashed ? ' (hashed)' : ''}`;
 }
 
 export interface TransportOptions {
@@ -87,6 +108,11 @@ export interface TransportOptions {
   connectRetries?: number;
   forwardTimeoutMs?: number;
   askPassphrase?: (file: string) => Promise<string>;
+  /**
+   * Told of every key `acceptNewHostKeys` records. Without it the transport
+   * prints the addition on stderr itself: a new trusted key is never silent.
+   */
+  onHostKeyAdded?: (added: HostKeyAddition) => void;
 }
 
 export type TransportHop = 'bastion' | 'target';
@@ -113,6 +139,28 @@ const defaults = {
 };
 const backoffBaseMs = 500;
 
+// Host key algorithms ssh2 supports, by the key type each produces.
+const hostKeyAlgorithms: Record<string, ServerHostKeyAlgorithm[]> = {
+  'ssh-ed25519': ['ssh-ed25519'],
+  'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
+  'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
+  'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
+  'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
+  'ssh-dss': ['ssh-dss'],
+};
+
+/**
+ * ssh2's host key preference with the algorithms of the host's known key types
+ * first, as ssh orders them: a host that has several keys then shows one we
+ * know, and any other key it shows is a changed key, never a new one.
+ */
+export function hostKeyAlgorithmsPreferring(knownTypes: string[]): ConnectConfig['algorithms'] | undefined {
+  const known = [...new Set(knownTypes.flatMap((t) => hostKeyAlgorithms[t] ?? []))];
+  if (known.length === 0) return undefined;
+  // `remove` runs first, so `prepend` moves them to the front of ssh2's default order.
+  return { serverHostKey: { remove: known, prepend: known, append: [] } };
+}
+
 interface Credentials {
   agent?: string;
   privateKey?: ParsedKey;
@@ -133,6 +181,7 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
     if (!b) throw new FleetError(`${e.name}: bastion ${e.bastion} is not a known endpoint`);
     if (b.bastion !== undefined) throw new FleetError(`${e.name}: bastion ${b.name} is itself behind a bastion`);
   }
+  const announce = cfg.onHostKeyAdded ?? ((a: HostKeyAddition) => void process.stderr.write(`${formatHostKeyAddition(a)}\n`));
   const shared = new Map<string, Promise<Client>>();
   const live = new Set<Client>();
   const keyCache = new Map<string, Promise<ParsedKey>>();
@@ -179,6 +228,7 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
     ]);
     const names = [...new Set([formatHostName(ep.name, ep.port), formatHostName(ep.address, ep.port)])];
     const label = hop === 'target' ? `${ep.name} (${ep.address}, via bastion ${ep.bastion})` : `${ep.name} (${ep.address})`;
+    const algorithms = hostKeyAlgorithmsPreferring(knownKeyTypes(known.entries, names));
     let refusal: TransportError | undefined;
 
     // Runs after key exchange, before anything is sent: a refused key means no auth attempt.
@@ -190,19 +240,17 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
         refusal = new TransportError(message, ep.name, hop, reason);
         verify(false);
       };
+      const changed = (knownKeys: KnownKey[]): void =>
+        refuse(changedKeyMessage(ep, names, cfg.knownHostsFile, key, knownKeys), 'hostkey-changed');
+      const revoked = (line: number): void =>
+        refuse(`the ${key.type} host key ${fp} of ${label} is marked @revoked in ${cfg.knownHostsFile} line ${line}`, 'hostkey-changed');
       switch (check.status) {
         case 'match':
           return verify(true);
         case 'revoked':
-          return refuse(`the ${key.type} host key ${fp} of ${label} is marked @revoked in ${cfg.knownHostsFile}`, 'hostkey-changed');
+          return revoked(check.line);
         case 'changed':
-          return refuse(
-            `WARNING: the host key of ${ep.name} (${ep.address}) has CHANGED: possible man-in-the-middle attack ` +
-              `(or the host was reinstalled). Expected ${check.expectedFingerprint}, got ${fp} (${key.type}), ` +
-              `${cfg.knownHostsFile} line ${check.line}. fleetfw never overrides a changed key: verify the new key ` +
-              `out of band, then remove the old line (ssh-keygen -R ${names[0]} -f ${cfg.knownHostsFile}).`,
-            'hostkey-changed',
-          );
+          return changed(check.known);
         case 'unknown':
           if (!cfg.acceptNewHostKeys) {
             return refuse(
@@ -211,12 +259,26 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
               'hostkey-unknown',
             );
           }
-          recordHostKey(cfg.knownHostsFile, names, key).then(
-            (ok) =>
-              ok
-                ? verify(true)
-                : refuse(`the host key of ${label} changed while it was being recorded (${fp}); refusing`, 'hostkey-changed'),
-            (err: Error) => refuse(`cannot record the host key of ${label} in ${cfg.knownHostsFile}: ${err.message}`, 'hostkey-unknown'),
+          recordHostKey(cfg.knownHostsFile, names, key, { hash: ep.hashKnownHosts === true }).then(
+            (outcome) => {
+              switch (outcome.status) {
+                case 'added':
+                  try {
+                    announce({ host: ep.name, address: ep.address, port: ep.port, type: key.type, fingerprint: fp, file: cfg.knownHostsFile, hashed: outcome.hashed });
+                  } catch (err) {
+                    // Fail closed: a key trusted without a word is what accept-new must never do.
+                    return refuse(`recorded the host key of ${label} (${key.type} ${fp}) but could not report it: ${(err as Error).message}`, 'hostkey-unknown');
+                  }
+                  return verify(true);
+                case 'match':
+                  return verify(true); // another connection recorded it just now
+                case 'revoked':
+                  return revoked(outcome.line);
+                case 'changed':
+                  return changed(outcome.known);
+              }
+            },
+            (err: Error) => refuse(`cannot record the host key of ${label}: ${err.message}`, 'hostkey-unknown'),
           );
           return;
       }
@@ -235,6 +297,7 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
       keepaliveInterval: cfg.keepaliveIntervalMs,
       keepaliveCountMax: 3,
       hostVerifier,
+      ...(algorithms ? { algorithms } : {}),
       ...(sock ? { sock: sock as ConnectConfig['sock'] } : {}),
       // Explicit methods so the already parsed (decrypted once) key is used as is; the
       // identity file goes first so a crowded agent cannot exhaust MaxAuthTries before it.
@@ -535,6 +598,19 @@ async function parseIdentity(
   const parsed = Array.isArray(key) ? key[0] : key;
   if (!parsed) throw fail('no key in it');
   return parsed;
+}
+
+function changedKeyMessage(ep: SshEndpoint, names: string[], file: string, offered: HostKey, known: KnownKey[]): string {
+  const lines = (k: KnownKey): string => `${file} line${k.lines.length > 1 ? 's' : ''} ${k.lines.join(', ')}`;
+  const knownText = known.map((k) => `${k.type} ${k.fingerprint} (${lines(k)})`).join('; ');
+  const otherType = known.every((k) => k.type !== offered.type);
+  return (
+    `WARNING: the host key of ${ep.name} (${ep.address}) has CHANGED: possible man-in-the-middle attack ` +
+    `(or the host was reinstalled). It offered ${offered.type} ${fingerprintSha256(offered.blob)}; known: ${knownText}.` +
+    (otherType ? ' A key of another type than the known ones is a changed key too.' : '') +
+    ` fleetfw never overrides a known key, with or without --accept-new-host-keys: verify the new key ` +
+    `out of band, then remove the old entries (${names.map((n) => `ssh-keygen -R ${n.startsWith('[') ? `'${n}'` : n} -f ${file}`).join('; ')}).`
+  );
 }
 
 function classify(ep: SshEndpoint, hop: TransportHop, label: string, errors: (Error & { level?: string })[]): TransportError {

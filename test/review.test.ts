@@ -35,6 +35,8 @@ afterAll(async () => {
 });
 
 interface AuditLine {
+  event?: string;
+  run?: string;
   command: string;
   planFile?: string;
   planHash: string;
@@ -44,6 +46,8 @@ interface AuditLine {
   exitCode: number;
 }
 const auditLines = (): AuditLine[] => readFileSync(audit, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as AuditLine);
+/** Each run's completion (its start and host-started records left out). */
+const completions = (): AuditLine[] => auditLines().filter((l) => l.event === 'complete');
 
 describe('reviewed plans', () => {
   it('plan --out saves the plan it prints; apply FILE applies exactly it and writes the audit log', async () => {
@@ -66,8 +70,10 @@ describe('reviewed plans', () => {
     const after = logins();
     for (const h of Object.keys(before)) expect(after[h]! - before[h]!, h).toBe(2);
     expect(r.stdout).toContain('6 confirmed, 0 unchanged, 0 rolled back, 0 failed, 0 unknown, 0 skipped.');
-    const [entry] = auditLines();
+    const [entry] = completions();
     expect(entry).toMatchObject({ command: 'apply', planFile, planHash: saved.plan.planHash, inventory: saved.inventory, exitCode: 0 });
+    // Started before any host was touched, under the same run id.
+    expect(auditLines()[0]).toMatchObject({ event: 'start', run: entry!.run, planFile, planHash: saved.plan.planHash, inventory: saved.inventory });
     expect(entry!.hosts.map((h) => [h.host, h.outcome, h.generation])).toEqual(
       ['haproxy-www', 'mysql-1', 'mysql-2', 'tunnel-1', 'wordpress-1', 'wordpress-2'].map((h) => [h, 'confirmed', 1]),
     );
@@ -99,7 +105,7 @@ describe('reviewed plans', () => {
     expect(await historyLog(lab, 'wordpress-1')).toBe(logBefore);
     expect((await liveRules(lab, 'wordpress-2')).v4).toContain('--dport 8080');
 
-    const entry = auditLines().at(-1)!;
+    const entry = completions().at(-1)!;
     expect(entry).toMatchObject({ command: 'apply', planFile, exitCode: 5 });
     const w1 = entry.hosts.find((h) => h.host === 'wordpress-1')!;
     const w2 = entry.hosts.find((h) => h.host === 'wordpress-2')!;
@@ -111,7 +117,7 @@ describe('reviewed plans', () => {
     const history = await fleetfw(lab, ['history', 'wordpress-2', '--inventory', fleet.inventory, '--audit-log', audit]);
     expect(history.code, history.stderr).toBe(0);
     expect(history.stdout).toMatch(new RegExp(`\\* +2 .* txid ${w2.txid}  audit: apply ${planFile} by `));
-    expect(history.stdout).toContain(`local audit log ${audit}: 2 entries for wordpress-2`);
+    expect(history.stdout).toContain(`local audit log ${audit}: 2 runs for wordpress-2`);
     expect(history.stdout).toMatch(new RegExp(`apply ${planFile}  by \\S+  plan \\S+  confirmed  txid ${w2.txid}  generation 2`));
     const refused = await fleetfw(lab, ['history', 'wordpress-1', '--inventory', fleet.inventory, '--audit-log', audit, '--json']);
     const json = JSON.parse(refused.stdout) as { current: number; audit: { entries: Array<{ outcome: string; reason?: string }> } };

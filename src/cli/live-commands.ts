@@ -24,7 +24,7 @@ import { chalkFor, confirm, err, out } from './io.js';
 import { loadFleet, openTransport, selectHosts, type InventoryOptions, type SshCliOptions } from './context.js';
 import { parseFormat, planExitCode, printFindings, printPlan, type PlanSink } from './core-commands.js';
 import { startRolloutProgress } from './progress.js';
-import { describeAuditMatch, formatHostAudit, inventoryHashOf, readHostAudit, recordAudit, type AuditCliOptions } from './audit-log.js';
+import { describeAuditMatch, formatHostAudit, inventoryHashOf, readHostAudit, recordAudit, startAuditRun, type AuditCliOptions } from './audit-log.js';
 import type { ReviewedApply } from './review-commands.js';
 
 // Measured (PERFORMANCE.md, 99 targets on 2 cores): 10 is as fast as 20 or 30 for plan and
@@ -102,9 +102,10 @@ export async function cmdPlanLive(opts: LiveOptions & { format?: string }, sink?
     const plan = await planLive(inv, display, rendered, hosts, transport, parallelOf(opts));
     const all = [...findings, ...recheckPlanned(inv, rendered, plan, hosts, findings)];
     sink?.(plan, inv, rendered);
-    printPlan(plan, format, opts.color);
+    const code = planExitCode(plan, all);
+    printPlan(plan, format, opts.color, code === ExitCode.changes);
     printFindings(all, opts.color);
-    return planExitCode(plan, all);
+    return code;
   } finally {
     await transport.close();
   }
@@ -177,8 +178,8 @@ export async function cmdApply(opts: ApplyOptions, reviewed?: ReviewedApply): Pr
     const todo = plan.hosts.filter((h) => h.status === 'changes' || (opts.force && h.status === 'in-sync'));
     const broken = plan.hosts.filter((h) => h.status === 'unreachable' || h.status === 'error');
     await pool.release(new Set(todo.map((h) => h.host)));
-    const audit = (results: HostResult[]) =>
-      recordAudit(opts, { user: operatorName(), command: 'apply', planFile: reviewed?.file, planHash: plan.planHash, inventory: { path: display, sha256: inventoryHashOf(inv) }, window, results, exitCode: rolloutExitCode(results) });
+    const auditFields = { user: operatorName(), command: 'apply' as const, planFile: reviewed?.file, planHash: plan.planHash, inventory: { path: display, sha256: inventoryHashOf(inv) }, window };
+    const audit = (results: HostResult[]) => recordAudit(opts, { ...auditFields, results, exitCode: rolloutExitCode(results) });
     // Hosts no transaction runs on: reported (and audited) beside those it runs on.
     const untouched = [
       ...plan.hosts.filter((h) => h.status === 'in-sync' && !opts.force).map((h): HostResult => ({ host: h.host, outcome: 'unchanged', ms: 0, generation: h.generation })),
@@ -194,6 +195,8 @@ export async function cmdApply(opts: ApplyOptions, reviewed?: ReviewedApply): Pr
       const ok = await confirm(`Apply to ${todo.length} host(s) with a ${window}s auto-rollback window?`);
       if (!ok) throw new UsageError(process.stdin.isTTY ? 'aborted: nothing was applied' : 'not a terminal: pass --yes to apply');
     }
+    // The safety record first: a run the audit log cannot record touches no host.
+    const auditRun = startAuditRun(opts, { ...auditFields, hosts: todo.map((h) => h.host) });
     const byName = new Map(inv.hosts.map((h) => [h.name, h]));
     const bastionNames = new Set(inv.networks.map((n) => n.bastion));
     const progress = startRolloutProgress({
@@ -220,13 +223,13 @@ export async function cmdApply(opts: ApplyOptions, reviewed?: ReviewedApply): Pr
         parallel: parallelOf(opts),
         maxFailures: Number.isInteger(maxFailures) && maxFailures > 0 ? maxFailures : 1,
         bastions: bastionNames,
-        onEvent: progress.onEvent,
+        onEvent: auditRun.watch(progress.onEvent),
         probe: healthProber(inv, transport),
         pool,
       },
     ).finally(() => progress.stop());
     const all = [...results, ...untouched].sort((a, b) => (a.host < b.host ? -1 : 1));
-    audit(all);
+    auditRun.complete(all, rolloutExitCode(all));
     printResults(all, Boolean(opts.json), opts.color, plan.planHash);
     return rolloutExitCode(all);
   } finally {
@@ -280,7 +283,7 @@ export async function cmdHistory(hostName: string, opts: LiveOptions & AuditCliO
   try {
     const facts = await readFacts(transport, host);
     const { generations, log } = await readHistory(transport, host);
-    const audit = readHostAudit(opts, hostName);
+    const audit = readHostAudit(opts, hostName, { generations, log });
     if (opts.json) {
       out(JSON.stringify({ host: hostName, current: facts.generation, generations, log, audit }, null, 2));
       return ExitCode.ok;
@@ -344,6 +347,7 @@ export async function cmdRollback(hostName: string, opts: ApplyOptions & { to?: 
     const say = opts.json ? err : out;
     say(`rolling ${hostName} back from generation ${facts.generation} to ${target}`);
     for (const d of hostPlan.diffs) say(d.patch);
+    const auditRun = startAuditRun(opts, { user: operatorName(), command: 'rollback', planHash: `rollback-to-${target}`, inventory: { path: display, sha256: inventoryHashOf(inv) }, window, hosts: [hostName] });
     const progress = startRolloutProgress({ hosts: [hostName], title: `fleetfw rollback: ${hostName} to generation ${target}, window ${window}s`, window, json: Boolean(opts.json), color: opts.color });
     const results = await rollout([{ host, desired: hostPlan.desired, expectedLiveHash: facts.liveHash, source: 'rollback' }], {
       transport,
@@ -354,10 +358,10 @@ export async function cmdRollback(hostName: string, opts: ApplyOptions & { to?: 
       parallel: 1,
       maxFailures: 1,
       bastions: new Set(),
-      onEvent: progress.onEvent,
+      onEvent: auditRun.watch(progress.onEvent),
       probe: healthProber(inv, transport),
     }).finally(() => progress.stop());
-    recordAudit(opts, { user: operatorName(), command: 'rollback', planHash: `rollback-to-${target}`, inventory: { path: display, sha256: inventoryHashOf(inv) }, window, results, exitCode: rolloutExitCode(results) });
+    auditRun.complete(results, rolloutExitCode(results));
     printResults(results, Boolean(opts.json), opts.color, `rollback-to-${target}`);
     return rolloutExitCode(results);
   } finally {

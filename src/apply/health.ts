@@ -3,7 +3,7 @@
 // reverts at once instead of keeping rules that broke its service.
 import type { HostSpec, Inventory } from '../model/inventory.js';
 import { bastionOf } from '../inventory/query.js';
-import type { Transport } from '../transport/ssh.js';
+import type { Transport } from '../transport/types.js';
 
 const PROBE_TIMEOUT_MS = 5_000;
 

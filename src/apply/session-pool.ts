@@ -3,7 +3,7 @@
 // the first, the proof of a NEW one on the second) instead of three, and one
 // login shell. Connections and login shells dominate the cost of a rollout (see
 // PERFORMANCE.md).
-import { TransportError, type HostSession, type Transport } from '../transport/ssh.js';
+import { TransportError, type HostSession, type Transport } from '../transport/types.js';
 import type { HostServer } from '../host/run.js';
 
 export interface Taken {

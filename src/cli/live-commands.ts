@@ -3,7 +3,7 @@ import { userInfo, hostname } from 'node:os';
 import pLimit from 'p-limit';
 import { CheckError, ExitCode, FleetError, UsageError, type ExitCodeValue } from '../errors.js';
 import type { HostSpec, Inventory } from '../model/inventory.js';
-import type { Transport } from '../transport/ssh.js';
+import type { Transport } from '../transport/types.js';
 import type { RenderedHost } from '../render/render.js';
 import { bastionOf } from '../inventory/query.js';
 import { hostMessage, runHost, splitFamilies } from '../host/run.js';

@@ -4,7 +4,7 @@
 import pLimit from 'p-limit';
 import { ExitCode, FleetError, UsageError, type ExitCodeValue } from '../errors.js';
 import type { HostSpec, Inventory } from '../model/inventory.js';
-import type { Transport } from '../transport/ssh.js';
+import type { Transport } from '../transport/types.js';
 import { hostMessage, runHost } from '../host/run.js';
 import { parseRuleListing } from '../host/rule-listing.js';
 import { parseKernelLog, type LoggedPacket } from '../host/kernel-log.js';

@@ -8,7 +8,7 @@ import pLimit from 'p-limit';
 import { ExitCode, FleetError, UsageError, type ExitCodeValue } from '../errors.js';
 import type { HostSpec, Inventory } from '../model/inventory.js';
 import type { RenderedHost } from '../render/render.js';
-import type { Transport } from '../transport/ssh.js';
+import type { Transport } from '../transport/types.js';
 import { readFacts } from '../apply/transaction.js';
 import type { SessionPool } from '../apply/session-pool.js';
 import { assemblePlan, type HostPlan, type Plan } from '../plan/plan.js';

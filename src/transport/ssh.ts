@@ -4,69 +4,29 @@
 // keeps fleetfw far from MaxStartups and PerSourcePenalties).
 
 import { readFile } from 'node:fs/promises';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import ssh2, {
   type AgentAuthMethod,
   type ClientChannel,
   type ConnectConfig,
   type ParsedKey,
   type PublicKeyAuthMethod,
-  type ServerHostKeyAlgorithm,
 } from 'ssh2';
-import { ExitCode, FleetError } from '../errors.js';
+import { FleetError } from '../errors.js';
 import { loadKnownHosts, recordHostKey } from './known-hosts-file.js';
 import { checkHostKey, fingerprintSha256, formatHostName, knownKeyTypes, readKeyType, type HostKey, type KnownKey } from './known-hosts.js';
+import { changedKeyMessage, formatHostKeyAddition, hostKeyAlgorithmsPreferring, type HostKeyAddition } from './host-key-policy.js';
+import { createSession, endClient, markClosed } from './session.js';
+import { classify } from './ssh-errors.js';
+import { TransportError, type HostSession, type OpenOptions, type Transport, type TransportHop, type TransportReason } from './types.js';
+
+// The interface and its error live in types.ts; re-exported for the transport's users.
+export * from './types.js';
+export { formatHostKeyAddition, hostKeyAlgorithmsPreferring, type HostKeyAddition } from './host-key-policy.js';
 
 // ssh2 is CommonJS: Node's ESM loader does not expose `utils` as a named export.
 const { Client, utils } = ssh2;
 type Client = InstanceType<typeof Client>;
-
-export interface ExecResult {
-  code: number | null;
-  signal?: string;
-  stdout: string;
-  stderr: string;
-}
-
-export interface ExecOptions {
-  stdin?: string | Buffer;
-  timeoutMs?: number;
-}
-
-/** A command left running: its stdin and stdout, stderr apart; 'close' when the channel ends. */
-export interface HostStream extends Duplex {
-  readonly stderr: Readable;
-  /** Close the channel (the remote process then gets EOF and SIGPIPE, as with a lost session). */
-  close(): void;
-}
-
-export interface HostSession {
-  readonly host: string;
-  exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
-  /** Start `command` and hand over its streams (for a conversation with one process). */
-  spawn(command: string): Promise<HostStream>;
-  /** Can this host open a TCP connection to address:port right now? (a direct-tcpip channel, closed at once) */
-  connectTcp(address: string, port: number, timeoutMs: number): Promise<boolean>;
-  /**
-   * Have the host's sshd listen on a loopback port for this connection (remote
-   * forwarding, port chosen by sshd) and answer every connection to it with
-   * `line`: a process on the host that reads the line back has proved that this
-   * connection carries data both ways. Undefined when sshd refuses to forward.
-   */
-  answerOnLoopback(line: string, timeoutMs: number): Promise<number | undefined>;
-  close(): Promise<void>;
-}
-
-export interface OpenOptions {
-  /** Overrides {@link TransportOptions.connectRetries} for this open. */
-  retries?: number;
-}
-
-export interface Transport {
-  /** A NEW TCP+SSH connection each call (to a target: a new channel through the shared bastion connection). */
-  open(host: string, opts?: OpenOptions): Promise<HostSession>;
-  close(): Promise<void>;
-}
 
 export interface SshEndpoint {
   name: string;
@@ -79,24 +39,6 @@ export interface SshEndpoint {
   bastion?: string;
   /** `HashKnownHosts yes` for this host: its key is recorded hashed even in a plain known_hosts. */
   hashKnownHosts?: boolean;
-}
-
-/** A host key `--accept-new-host-keys` recorded. */
-export interface HostKeyAddition {
-  host: string;
-  address: string;
-  port: number;
-  type: string;
-  /** `SHA256:…` as ssh prints it. */
-  fingerprint: string;
-  file: string;
-  hashed: boolean;
-}
-
-/** `fleetfw: added mysql-1 (192.0.2.14) ssh-ed25519 SHA256:… to FILE (hashed)` */
-export function formatHostKeyAddition(a: HostKeyAddition): string {
-  const where = a.port === 22 ? a.address : `${a.address} port ${a.port}`;
-  return `fleetfw: added ${a.host} (${where}) ${a.type} ${a.fingerprint} to ${a.file}${a.hashed ? ' (hashed)' : ''}`;
 }
 
 export interface TransportOptions {
@@ -115,22 +57,6 @@ export interface TransportOptions {
   onHostKeyAdded?: (added: HostKeyAddition) => void;
 }
 
-export type TransportHop = 'bastion' | 'target';
-export type TransportReason = 'hostkey-unknown' | 'hostkey-changed' | 'auth' | 'timeout' | 'connect' | 'channel' | 'exec';
-
-export class TransportError extends FleetError {
-  constructor(
-    message: string,
-    readonly host: string,
-    readonly hop: TransportHop,
-    readonly reason: TransportReason,
-    /** Transient failures (connect, channel open) are retried; host keys and auth never. */
-    readonly retryable = false,
-  ) {
-    super(message, ExitCode.hostsFailed);
-  }
-}
-
 const defaults = {
   readyTimeoutMs: 15_000,
   keepaliveIntervalMs: 10_000,
@@ -138,28 +64,6 @@ const defaults = {
   forwardTimeoutMs: 10_000,
 };
 const backoffBaseMs = 500;
-
-// Host key algorithms ssh2 supports, by the key type each produces.
-const hostKeyAlgorithms: Record<string, ServerHostKeyAlgorithm[]> = {
-  'ssh-ed25519': ['ssh-ed25519'],
-  'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
-  'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
-  'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
-  'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
-  'ssh-dss': ['ssh-dss'],
-};
-
-/**
- * ssh2's host key preference with the algorithms of the host's known key types
- * first, as ssh orders them: a host that has several keys then shows one we
- * know, and any other key it shows is a changed key, never a new one.
- */
-export function hostKeyAlgorithmsPreferring(knownTypes: string[]): ConnectConfig['algorithms'] | undefined {
-  const known = [...new Set(knownTypes.flatMap((t) => hostKeyAlgorithms[t] ?? []))];
-  if (known.length === 0) return undefined;
-  // `remove` runs first, so `prepend` moves them to the front of ssh2's default order.
-  return { serverHostKey: { remove: known, prepend: known, append: [] } };
-}
 
 interface Credentials {
   agent?: string;
@@ -322,7 +226,7 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
         if (settled) live.delete(client);
       });
       client.on('close', () => {
-        closedClients.add(client);
+        markClosed(client);
         live.delete(client);
         fail();
       });
@@ -440,140 +344,6 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
   return { open, close };
 }
 
-function createSession(host: string, hop: TransportHop, client: Client, live: Set<Client>): HostSession {
-  return {
-    host,
-    exec(command, o = {}) {
-      return new Promise<ExecResult>((resolve, reject) => {
-        const onChannel = (err: Error | undefined, ch: ClientChannel): void => {
-          if (err) {
-            reject(new TransportError(`${host}: cannot open an exec channel: ${err.message}`, host, hop, 'channel'));
-            return;
-          }
-          const out: Buffer[] = [];
-          const errOut: Buffer[] = [];
-          let exit: { code: number | null; signal?: string } | undefined;
-          let timedOut = false;
-          const timer =
-            o.timeoutMs === undefined
-              ? undefined
-              : setTimeout(() => {
-                  timedOut = true;
-                  ch.close();
-                  reject(
-                    new TransportError(
-                      `${host}: command timed out after ${o.timeoutMs} ms (the remote process may still be running)`,
-                      host,
-                      hop,
-                      'timeout',
-                    ),
-                  );
-                }, o.timeoutMs);
-          // Both streams must be drained or 'close' never fires.
-          ch.on('data', (d: Buffer) => out.push(d));
-          ch.stderr.on('data', (d: Buffer) => errOut.push(d));
-          ch.on('exit', (code: number | null, signal?: string) => {
-            exit = { code: code ?? null, ...(signal ? { signal } : {}) };
-          });
-          ch.on('error', () => undefined);
-          ch.on('close', () => {
-            clearTimeout(timer);
-            if (timedOut) return;
-            if (!exit) {
-              reject(new TransportError(`${host}: the session closed before the command exited (connection lost?)`, host, hop, 'exec'));
-              return;
-            }
-            resolve({ ...exit, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(errOut).toString('utf8') });
-          });
-          ch.end(o.stdin ?? undefined);
-        };
-        try {
-          client.exec(command, onChannel);
-        } catch (err) {
-          reject(new TransportError(`${host}: cannot run a command: ${(err as Error).message}`, host, hop, 'channel'));
-        }
-      });
-    },
-    spawn(command) {
-      return new Promise<HostStream>((resolve, reject) => {
-        try {
-          client.exec(command, (err, ch) => {
-            if (err) return reject(new TransportError(`${host}: cannot open an exec channel: ${err.message}`, host, hop, 'channel'));
-            // A peer that went away half-closes the connection: ssh2 then drops what
-            // is written, and a kept channel would wait forever. End it with the connection.
-            const gone = (): void => void ch.destroy();
-            client.once('end', gone).once('close', gone);
-            ch.once('close', () => client.off('end', gone).off('close', gone));
-            resolve(ch as unknown as HostStream);
-          });
-        } catch (err) {
-          reject(new TransportError(`${host}: cannot run a command: ${(err as Error).message}`, host, hop, 'channel'));
-        }
-      });
-    },
-    connectTcp(address, port, timeoutMs) {
-      // The host's sshd connects for us: the answer is what the network lets through from there.
-      return new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), timeoutMs);
-        try {
-          client.forwardOut('127.0.0.1', 0, address, port, (err, stream) => {
-            clearTimeout(timer);
-            if (err) return resolve(false);
-            stream.on('error', () => undefined);
-            stream.end();
-            resolve(true);
-          });
-        } catch {
-          clearTimeout(timer);
-          resolve(false);
-        }
-      });
-    },
-    answerOnLoopback(line, timeoutMs) {
-      return new Promise<number | undefined>((resolve) => {
-        const timer = setTimeout(() => resolve(undefined), timeoutMs);
-        // Only this session's own listener forwards to this client: nothing else arrives here.
-        client.on('tcp connection', (_info, accept) => {
-          const ch = accept();
-          ch.on('error', () => undefined);
-          ch.end(`${line}\n`);
-        });
-        try {
-          client.forwardIn('127.0.0.1', 0, (err, port) => {
-            clearTimeout(timer);
-            resolve(err ? undefined : port);
-          });
-        } catch {
-          clearTimeout(timer);
-          resolve(undefined);
-        }
-      });
-    },
-    async close() {
-      live.delete(client);
-      await endClient(client);
-    },
-  };
-}
-
-// ssh2 has no public "is closed" flag; remembered so ending a dead client does not wait.
-const closedClients = new WeakSet<Client>();
-
-function endClient(client: Client): Promise<void> {
-  if (closedClients.has(client)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      client.destroy();
-      resolve();
-    }, 2_000);
-    client.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    client.end();
-  });
-}
-
 async function parseIdentity(
   ep: SshEndpoint,
   hop: TransportHop,
@@ -600,44 +370,3 @@ async function parseIdentity(
   return parsed;
 }
 
-function changedKeyMessage(ep: SshEndpoint, names: string[], file: string, offered: HostKey, known: KnownKey[]): string {
-  const lines = (k: KnownKey): string => `${file} line${k.lines.length > 1 ? 's' : ''} ${k.lines.join(', ')}`;
-  const knownText = known.map((k) => `${k.type} ${k.fingerprint} (${lines(k)})`).join('; ');
-  const otherType = known.every((k) => k.type !== offered.type);
-  return (
-    `WARNING: the host key of ${ep.name} (${ep.address}) has CHANGED: possible man-in-the-middle attack ` +
-    `(or the host was reinstalled). It offered ${offered.type} ${fingerprintSha256(offered.blob)}; known: ${knownText}.` +
-    (otherType ? ' A key of another type than the known ones is a changed key too.' : '') +
-    ` fleetfw never overrides a known key, with or without --accept-new-host-keys: verify the new key ` +
-    `out of band, then remove the old entries (${names.map((n) => `ssh-keygen -R ${n.startsWith('[') ? `'${n}'` : n} -f ${file}`).join('; ')}).`
-  );
-}
-
-function classify(ep: SshEndpoint, hop: TransportHop, label: string, errors: (Error & { level?: string })[]): TransportError {
-  const fatal = errors.filter((e) => e.level !== 'agent');
-  const auth = fatal.find((e) => e.level === 'client-authentication' && /authentication methods failed/.test(e.message));
-  if (auth) {
-    const agentNote = errors.find((e) => e.level === 'agent');
-    return new TransportError(
-      `${label}: authentication as ${ep.user} failed (tried ${ep.identityFile ? `identity file ${ep.identityFile}` : 'no identity file'}` +
-        ` and ${agentNote ? `ssh-agent, which failed: ${agentNote.message}` : 'ssh-agent keys'})`,
-      ep.name,
-      hop,
-      'auth',
-    );
-  }
-  const first = fatal[0];
-  if (first?.level === 'client-timeout') {
-    return new TransportError(`${label}: ${first.message}`, ep.name, hop, 'timeout', true);
-  }
-  const message = first?.message ?? 'connection closed before the SSH session was ready';
-  const code = (first as NodeJS.ErrnoException | undefined)?.code;
-  return new TransportError(`${label}: cannot connect: ${message}${code && !message.includes(code) ? ` (${code})` : ''}`, ep.name, hop, 'connect', isTransient(first));
-}
-
-// Retry what a busy or restarting server produces; not protocol or algorithm mismatches.
-function isTransient(err: (Error & { level?: string }) | undefined): boolean {
-  if (!err) return true;
-  if (err.level === 'client-socket') return true;
-  return /Connection lost before handshake|ECONNRESET|ECONNREFUSED|open failed|socket hang up/i.test(err.message);
-}

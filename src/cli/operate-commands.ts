@@ -13,7 +13,7 @@ import { assessListeners, formatSocket, type ListenerAssessment } from '../analy
 import { parseFleet } from '../plan/checks.js';
 import { chalkFor, out } from './io.js';
 import { loadFleet, openTransport, selectHosts } from './context.js';
-import { parallelOf, type LiveOptions } from './live-commands.js';
+import { parallelOf, type LiveOptions } from './apply-run.js';
 
 const TABLES = ['filter', 'nat', 'mangle', 'raw', 'security'];
 

@@ -4,32 +4,19 @@
 // rules changed is refused by name (checked before starting, and again by the
 // host script's prepare, which refuses a mismatching hash with exit 76).
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import pLimit from 'p-limit';
-import { ExitCode, FleetError, UsageError, type ExitCodeValue } from '../errors.js';
-import type { HostSpec, Inventory } from '../model/inventory.js';
+import { UsageError, type ExitCodeValue } from '../errors.js';
+import type { Inventory } from '../model/inventory.js';
 import type { RenderedHost } from '../render/render.js';
-import type { Transport } from '../transport/types.js';
-import { readFacts } from '../apply/transaction.js';
-import type { SessionPool } from '../apply/session-pool.js';
-import { assemblePlan, type HostPlan, type Plan } from '../plan/plan.js';
-import { buildSavedPlan, findSourceChanges, formatSavedPlan, parseSavedPlan, short, type SavedPlan } from '../plan/saved-plan.js';
-import { EMBEDDED_INVENTORY, loadFleet, type InventoryOptions } from './context.js';
+import { SessionPool } from '../apply/session-pool.js';
+import type { Plan } from '../plan/plan.js';
+import { buildSavedPlan, formatSavedPlan, parseSavedPlan, type SavedPlan } from '../plan/saved-plan.js';
+import { selectWork } from '../engine/apply.js';
+import { checkPlanned, checkRendered } from '../engine/plan-fleet.js';
+import { checkSavedSources, recheckSaved, savedRules } from '../engine/saved-plan.js';
+import { EMBEDDED_INVENTORY, loadFleet, openTransport, type InventoryOptions } from './context.js';
 import { err } from './io.js';
-import { cmdApply, operatorName, type ApplyOptions } from './live-commands.js';
-
-/** What cmdApply needs to apply a saved plan instead of planning. */
-export interface ReviewedApply {
-  /** The plan file as given. */
-  file: string;
-  fleet: { inv: Inventory; display: string; rendered: RenderedHost[] };
-  /** The hosts the plan covers. */
-  hosts: HostSpec[];
-  /** The fleet's rules with the saved ones in place: what the pre-flight checks judge. */
-  checkedRules: RenderedHost[];
-  /** The saved plan, with each host whose live rules moved since marked as an error. */
-  /** With a pool, each host's session (and its host script) stays open for its transaction. */
-  recheck(transport: Transport, parallel: number, pool?: SessionPool): Promise<Plan>;
-}
+import { printPlan } from './core-commands.js';
+import { maxFailuresOf, operatorName, parallelOf, runPlanned, stopOnFindings, windowOf, type ApplyOptions } from './apply-run.js';
 
 /** The inventory as the user named it: saved plans keep relative paths relative (CI checkouts). */
 function inventoryArg(opts: InventoryOptions): string {
@@ -59,56 +46,49 @@ export function readSavedPlan(file: string): SavedPlan {
   return parsed.saved;
 }
 
-function asRendered(base: RenderedHost, desired: { v4: string; v6: string }): RenderedHost {
-  return { ...base, v4: { ...base.v4, text: desired.v4, origins: [] }, v6: { ...base.v6, text: desired.v6, origins: [] } };
-}
-
-/** Mark the hosts whose live rules are no longer those the plan was made against. */
-async function recheckLive(saved: SavedPlan, inv: Inventory, transport: Transport, parallel: number, pool?: SessionPool): Promise<Plan> {
-  const limit = pLimit(parallel);
-  const byName = new Map(inv.hosts.map((h) => [h.name, h]));
-  const hosts = await Promise.all(
-    saved.plan.hosts.map((h) =>
-      limit(async (): Promise<HostPlan> => {
-        if (h.status !== 'changes') return h;
-        try {
-          const facts = await readFacts(transport, byName.get(h.host)!, undefined, pool);
-          if (facts.liveHash === h.liveHash) return h;
-          const why = `live rules changed since the plan was made (planned against ${short(h.liveHash ?? '?')}, now ${short(facts.liveHash)}): not applied, plan again`;
-          err(`fleetfw: refusing ${h.host}: ${why}`);
-          return { ...h, status: 'error', error: why };
-        } catch (e) {
-          return { ...h, status: 'unreachable', error: (e as Error).message };
-        }
-      }),
-    ),
-  );
-  // Same desired rules, so the same plan hash: the generations record the reviewed plan.
-  return { ...assemblePlan(saved.plan.mode, saved.plan.inventory, hosts), planHash: saved.plan.planHash };
-}
-
 /** `apply FILE`. */
 export async function cmdApplyPlan(file: string, opts: ApplyOptions): Promise<ExitCodeValue> {
-  const o = opts as ApplyOptions & { limit?: string; force?: boolean };
-  if (o.limit) throw new UsageError('--limit cannot narrow a saved plan: it is applied as reviewed (plan again with --limit)');
-  if (o.force) throw new UsageError('--force does not apply to a saved plan: it applies exactly the reviewed changes');
+  if (opts.limit) throw new UsageError('--limit cannot narrow a saved plan: it is applied as reviewed (plan again with --limit)');
+  if (opts.force) throw new UsageError('--force does not apply to a saved plan: it applies exactly the reviewed changes');
   const saved = readSavedPlan(file);
   if (saved.plan.mode !== 'live') {
     throw new UsageError(`${file} is an offline plan (compared with a stored render, not the hosts): it cannot prove the hosts are as reviewed; save a live plan with \`fleetfw plan --out FILE\``);
   }
-  const fleet = loadFleet({ ...opts, inventory: opts.inventory ?? saved.inventory.path });
-  const { inv, rendered } = fleet;
-  const changed = findSourceChanges(saved, { inventoryText: readFileSync(inv.file), rendered });
-  if (changed.length > 0) {
-    throw new FleetError(`${file} is stale: ${changed.join('; ')}. Nothing was applied: plan again and review.`, ExitCode.stalePlan);
-  }
+  const loaded = loadFleet({ ...opts, inventory: opts.inventory ?? saved.inventory.path });
+  const fleet = { ...loaded, display: saved.inventory.path };
+  checkSavedSources(file, saved, fleet);
   const planned = new Set(saved.plan.hosts.map((h) => h.host));
-  const savedRules = new Map(saved.plan.hosts.filter((h) => h.desired).map((h) => [h.host, h.desired!]));
-  return cmdApply(opts, {
-    file,
-    fleet: { ...fleet, display: saved.inventory.path },
-    hosts: inv.hosts.filter((h) => planned.has(h.name)),
-    checkedRules: rendered.map((r) => (savedRules.has(r.host) ? asRendered(r, savedRules.get(r.host)!) : r)),
-    recheck: (transport, parallel, pool) => recheckLive(saved, inv, transport, parallel, pool),
-  });
+  const hosts = fleet.inv.hosts.filter((h) => planned.has(h.name));
+  const rules = savedRules(saved, fleet.rendered);
+  const window = windowOf(fleet.inv, opts);
+  const findings = checkRendered(fleet, hosts, rules);
+  stopOnFindings(findings, opts, 'pre-flight checks');
+  const transport = await openTransport(fleet.inv, opts);
+  const pool = new SessionPool();
+  try {
+    const { plan, refused } = await recheckSaved(saved, fleet.inv, transport, parallelOf(opts), pool);
+    for (const r of refused) err(`fleetfw: refusing ${r.host}: ${r.why}`);
+    if (!opts.json) printPlan(plan, 'text', opts.color, false);
+    stopOnFindings(checkPlanned(fleet, plan, hosts, findings, rules), opts, 'pre-flight checks of the rules the hosts will run');
+    const work = selectWork(plan, fleet.inv, false);
+    await pool.release(new Set(work.todo.map((h) => h.host)));
+    return await runPlanned(
+      {
+        ...fleet,
+        plan,
+        work,
+        command: 'apply',
+        planFile: file,
+        question: `Apply the reviewed plan ${plan.planHash} to ${work.todo.length} host(s) with a ${window}s auto-rollback window?`,
+        title: `fleetfw apply: ${work.todo.length} host(s), window ${window}s, plan ${plan.planHash}`,
+        settings: { window, maxFailures: maxFailuresOf(opts), source: 'apply', installPersistent: fleet.inv.settings.installPersistent && opts.installPersistent !== false },
+        transport,
+        pool,
+      },
+      opts,
+    );
+  } finally {
+    await pool.release();
+    await transport.close();
+  }
 }

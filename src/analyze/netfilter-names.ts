@@ -25,6 +25,20 @@ export const EXTENSION_TARGETS = new Set([
   'ULOG', 'CLUSTERIP', 'ECN', 'RATEEST', 'HMARK', 'TCPOPTSTRIP', 'DNPT', 'SNPT',
 ]);
 
+/**
+ * Match extensions of iptables 1.8.9 (libxt_*, libipt_*, libip6t_*): `-m NAME` with any
+ * other name fails to load. The analysis keeps unknown modules of live rules verbatim
+ * (fail closed); a template naming one is a mistake.
+ */
+export const MATCH_MODULES: ReadonlySet<string> = new Set([
+  'addrtype', 'ah', 'bpf', 'cgroup', 'cluster', 'comment', 'connbytes', 'connlabel', 'connlimit', 'connmark',
+  'conntrack', 'cpu', 'dccp', 'devgroup', 'dscp', 'dst', 'ecn', 'esp', 'eui64', 'frag', 'hashlimit', 'hbh',
+  'helper', 'hl', 'icmp', 'icmp6', 'ipcomp', 'iprange', 'ipv6header', 'ipvs', 'length', 'limit', 'mac', 'mark',
+  'mh', 'multiport', 'nfacct', 'osf', 'owner', 'physdev', 'pkttype', 'policy', 'quota', 'rateest', 'realm',
+  'recent', 'rpfilter', 'rt', 'sctp', 'set', 'socket', 'srh', 'state', 'statistic', 'string', 'tcp', 'tcpmss',
+  'time', 'tos', 'ttl', 'u32', 'udp',
+]);
+
 export interface IcmpName {
   type: number;
   code?: number;

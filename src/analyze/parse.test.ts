@@ -156,6 +156,12 @@ describe('parseRuleSet: modelled matches', () => {
     expect(one('-A INPUT -m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT').unmodelled).toEqual(['-m addrtype --dst-type LOCAL --limit-iface-in']);
   });
 
+  it('refuses a port with a leading zero: iptables reads it as octal (010 is port 8)', () => {
+    expect(problemsOf(doc('-A INPUT -p tcp --dport 010 -j ACCEPT'))[0]).toMatch(/bad port: 010/);
+    expect(problemsOf(doc('-A INPUT -p tcp -m multiport --dports 22,010 -j ACCEPT'))[0]).toMatch(/bad port list: 22,010/);
+    expect(problemsOf(doc('-A INPUT -p tcp --dport 0 -j ACCEPT'))).toEqual([]);
+  });
+
   it('refuses targets outside the one table the kernel allows them in', () => {
     expect(problemsOf('*mangle\n:INPUT ACCEPT [0:0]\n-A INPUT -j REJECT\nCOMMIT\n')).toEqual(['3:13: REJECT is only valid in the filter table']);
     expect(problemsOf('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j DNAT --to-destination 192.0.2.1\nCOMMIT\n')).toEqual(['3:13: DNAT is only valid in the nat table']);

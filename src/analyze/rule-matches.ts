@@ -53,6 +53,8 @@ export function formatOpt(o: Opt): string {
 function parsePortRange(spec: string, allowEqual: boolean): [number, number] | undefined {
   const m = /^(\d{0,5})(?::(\d{0,5}))?$/.exec(spec);
   if (!m || spec === '' || spec === ':') return undefined;
+  // iptables reads a leading zero as octal (010 is port 8): refused rather than read otherwise.
+  if (/(^|:)0\d/.test(spec)) return undefined;
   const lo = m[1] === '' ? 0 : Number(m[1]);
   const hi = m[2] === undefined ? lo : m[2] === '' ? 65535 : Number(m[2]);
   if (lo > 65535 || hi > 65535 || lo > hi) return undefined;

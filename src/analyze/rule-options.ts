@@ -44,6 +44,18 @@ const TARGET_OPTIONS: Record<string, Record<string, number>> = {
   MASQUERADE: { '--to-ports': 1, '--random': 0, '--random-fully': 0 },
   REDIRECT: { '--to-ports': 1, '--random': 0 },
 };
+/**
+ * Modules whose table above lists every option the extension has (libxt_tcp, libxt_udp …):
+ * any other option after them is a mistake, not an option we do not model.
+ */
+export const COMPLETE_MODULES: ReadonlySet<string> = new Set(['tcp', 'udp', 'icmp', 'icmp6', 'multiport', 'state', 'limit', 'comment', 'addrtype']);
+
+/** The option names the parser knows (core, per modelled module, per modelled target), for "did you mean" hints. */
+export function knownOptionNames(): { core: string[]; modules: Record<string, string[]>; targets: Record<string, string[]> } {
+  const names = (table: Record<string, Record<string, number>>) => Object.fromEntries(Object.entries(table).map(([k, v]) => [k, Object.keys(v)]));
+  return { core: Object.keys(CORE_OPTIONS), modules: names(MODULE_OPTIONS), targets: names(TARGET_OPTIONS) };
+}
+
 /** Targets the kernel accepts in one table only (iptables-restore refuses them elsewhere, at load). */
 const TARGET_TABLE: Record<string, string> = {
   REJECT: 'filter',

@@ -1,7 +1,7 @@
 // Static safety checks over a whole fleet, before anything is sent: the
 // management path of every host (lockout), the intents, and the lint findings;
 // over the rendered rules, or over the rules the hosts will really run.
-import { InputError, type Problem } from '../errors.js';
+import { InputError } from '../errors.js';
 import type { Family, Inventory } from '../model/inventory.js';
 import type { Rule, RuleSet } from '../model/ruleset.js';
 import { bastionOf } from '../inventory/query.js';
@@ -10,6 +10,7 @@ import { lintRuleSet } from '../analyze/checks.js';
 import { checkManagementPath } from '../analyze/lockout.js';
 import { verifyIntents } from '../analyze/intents.js';
 import type { RenderedHost } from '../render/render.js';
+import { mergeFound, newValidationCache, validateRendered, type Found } from '../render/validate.js';
 import { splitForeign } from './foreign.js';
 import type { Plan } from './plan.js';
 
@@ -29,24 +30,19 @@ export type ParsedFleet = Map<string, { v4: RuleSet; v6: RuleSet }>;
  */
 export function parseFleet(rendered: RenderedHost[]): ParsedFleet {
   const out: ParsedFleet = new Map();
-  const ruleCache = new Map<string, Rule>();
-  const problems: Problem[] = [];
+  const cache = newValidationCache();
+  const found: Found[] = [];
   for (const r of rendered) {
     const sets = new Map((r.ipsets ?? []).map((s) => [s.name, s]));
     const parse = (family: Family) => {
-      const key = family === 4 ? 'v4' : 'v6';
-      const file = `${r.host}/rules.${key}`;
-      const parsed = parseRuleSet(r[key].text, { family, file, ruleCache, sources: r[key].origins });
-      for (const p of parsed.problems) {
-        const at = r[key].origins[p.line - 1];
-        const where = `rendered ${file} line ${p.line} col ${p.col}`;
-        problems.push(at ? { file: at.file, line: at.line, col: 1, path: `hosts.${r.host}`, message: `${p.message} (${where})` } : { ...p, path: `hosts.${r.host}` });
-      }
+      // The same validation as render's (which already parsed what renderFleet returned).
+      const parsed = validateRendered(r.host, family, r[family === 4 ? 'v4' : 'v6'], cache);
+      found.push(...parsed.found);
       return sets.size > 0 ? { ...parsed.ruleSet, sets } : parsed.ruleSet;
     };
     out.set(r.host, { v4: parse(4), v6: parse(6) });
   }
-  if (problems.length > 0) throw new InputError(problems);
+  if (found.length > 0) throw new InputError(mergeFound(found));
   return out;
 }
 

@@ -1,18 +1,18 @@
 // The IO edge of rendering: read and parse the template files an inventory needs.
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { InputError, type Problem } from '../errors.js';
 import type { Inventory } from '../model/inventory.js';
 import { templatePaths, type TemplateSet } from './render.js';
-import { parseTemplate } from './template.js';
+import { parseTemplate, type Template } from './template.js';
 
 /**
  * Read every template the inventory's hosts use. v4 files must exist (the
- * inventory loader already said so); v6 files are optional.
+ * inventory loader already said so); v6 files are optional. Nothing is thrown
+ * here: a template's problems (a file that cannot be read, its syntax) travel
+ * with it, and renderFleet reports them with every other template problem.
  */
 export function loadTemplates(inv: Inventory): TemplateSet {
   const set: TemplateSet = new Map();
-  const problems: Problem[] = [];
   // Paths in messages and provenance are `templates/…`, stable across machines.
   const shown = basename(inv.templatesDir);
   // Each path is looked at once: most .v6 files do not exist, and every host names them.
@@ -24,15 +24,25 @@ export function loadTemplates(inv: Inventory): TemplateSet {
         seen.add(rel);
         const file = join(inv.templatesDir, rel);
         if (!existsSync(file)) {
-          if (family === 4) problems.push({ file: `${shown}/${rel}`, line: 1, col: 1, path: '', message: 'template file not found' });
+          if (family === 4) set.set(rel, unreadable(`${shown}/${rel}`, 'template file not found'));
           continue;
         }
-        const { template, problems: p } = parseTemplate(readFileSync(file, 'utf8'), `${shown}/${rel}`);
-        problems.push(...p);
-        set.set(rel, template);
+        let text: string;
+        try {
+          text = readFileSync(file, 'utf8');
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code ?? String(e);
+          set.set(rel, unreadable(`${shown}/${rel}`, `cannot read the template (${code === 'EISDIR' ? 'a directory, not a file' : code})`));
+          continue;
+        }
+        set.set(rel, parseTemplate(text, `${shown}/${rel}`).template);
       }
     }
   }
-  if (problems.length > 0) throw new InputError(problems);
   return set;
+}
+
+/** A template that could not be read: it renders nothing and carries why. */
+function unreadable(file: string, message: string): Template {
+  return { file, preamble: [], sections: [], managementOff: false, problems: [{ file, line: 1, col: 1, path: '', message }] };
 }

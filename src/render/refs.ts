@@ -5,6 +5,7 @@
 import { isIP } from 'node:net';
 import type { Family, HostSpec, Inventory } from '../model/inventory.js';
 import { quote } from '../inventory/tokens.js';
+import { suggest } from '../inventory/suggest.js';
 
 export type ValueType = 'addr' | 'cidr' | 'iface' | 'port' | 'portrange' | 'word';
 
@@ -19,6 +20,8 @@ export interface RefContext {
   self: HostSpec;
   bastion: HostSpec;
   members: (group: string) => HostSpec[] | undefined;
+  /** Every group name, for "did you mean" hints. */
+  groupNames?: () => Iterable<string>;
   family: Family;
 }
 
@@ -122,8 +125,7 @@ export function resolveReference(
   ctx: RefContext,
 ): { values: TypedValue[]; joined: boolean } | { error: string } {
   const m = REF.exec(token);
-  // quote(): a template's U+202E or U+2028 must not reach the terminal raw.
-  if (!m) return { error: `${quote(token.replace(/\s+/g, ' '))} is not a reference: write it as a whole word, e.g. {{ self.private }}` };
+  if (!m) return { error: malformed(token) };
   const ref = m[1]!;
   const slot = option === undefined ? undefined : SLOT_TYPES[option];
   if (!slot) {
@@ -154,27 +156,27 @@ function lookup(ref: string, ctx: RefContext): { values: TypedValue[] } | { erro
       if (parts.length === 3 && parts[1] === 'if' && (field === 'public' || field === 'private')) {
         return { values: [{ type: 'iface', value: ctx.self.interfaces[field] }] };
       }
-      return parts.length === 2 ? hostAddresses(ref, [ctx.self], field) : unknown(ref);
+      return parts.length === 2 ? hostAddresses(ref, [ctx.self], field, ctx) : unknown(ref, ctx);
     case 'bastion':
-      return parts.length === 2 ? hostAddresses(ref, [ctx.bastion], field) : unknown(ref);
+      return parts.length === 2 ? hostAddresses(ref, [ctx.bastion], field, ctx) : unknown(ref, ctx);
     case 'host': {
-      if (parts.length < 3) return unknown(ref);
-      const host = ctx.inv.hosts.find((h) => h.name === middle);
-      if (!host) return { error: `{{ ${ref} }}: no host named "${middle}" in the inventory` };
-      return hostAddresses(ref, [host], field);
+      if (parts.length < 3) return unknown(ref, ctx);
+      const host = hostsByName(ctx.inv).get(middle);
+      if (!host) return { error: `{{ ${ref} }}: no host named ${quote(middle)} in the inventory${fleetHint(ctx, 'host', middle, () => ctx.inv.hosts.map((h) => h.name), (s) => `host.${s}.${field}`)}` };
+      return hostAddresses(ref, [host], field, ctx);
     }
     case 'group':
     case 'peers': {
-      if (parts.length < 3) return unknown(ref);
+      if (parts.length < 3) return unknown(ref, ctx);
       const members = ctx.members(middle);
-      if (!members) return { error: `{{ ${ref} }}: no group named "${middle}" in the inventory` };
+      if (!members) return { error: `{{ ${ref} }}: no group named ${quote(middle)} in the inventory${fleetHint(ctx, 'group', middle, () => ctx.groupNames?.() ?? [], (s) => `${head}.${s}.${field}`)}` };
       const hosts = head === 'peers' ? members.filter((h) => h.name !== ctx.self.name) : members;
-      return hostAddresses(ref, hosts, field);
+      return hostAddresses(ref, hosts, field, ctx);
     }
     case 'vars': {
-      if (parts.length !== 2) return unknown(ref);
+      if (parts.length !== 2) return unknown(ref, ctx);
       const value = ctx.self.vars[field];
-      if (value === undefined) return { error: `{{ ${ref} }}: host ${ctx.self.name} has no var "${field}"` };
+      if (value === undefined) return { error: `{{ ${ref} }}: host ${ctx.self.name} has no var ${quote(field)}${hint(field, Object.keys(ctx.self.vars), (s) => `vars.${s}`)}` };
       const values: TypedValue[] = [];
       for (const v of Array.isArray(value) ? value : [value]) {
         const typed = classifyValue(v);
@@ -184,19 +186,19 @@ function lookup(ref: string, ctx: RefContext): { values: TypedValue[] } | { erro
       return { values };
     }
     case 'operators':
-      if (parts.length !== 1) return unknown(ref);
+      if (parts.length !== 1) return unknown(ref, ctx);
       return {
         values: ctx.inv.operators
           .map((cidr) => classifyValue(cidr))
           .filter((v): v is TypedValue => v !== undefined && v.family === ctx.family),
       };
     default:
-      return unknown(ref);
+      return unknown(ref, ctx);
   }
 }
 
-function hostAddresses(ref: string, hosts: HostSpec[], field: string): { values: TypedValue[] } | { error: string } {
-  if (!(ADDRESS_FIELDS as readonly string[]).includes(field)) return unknown(ref);
+function hostAddresses(ref: string, hosts: HostSpec[], field: string, ctx: RefContext): { values: TypedValue[] } | { error: string } {
+  if (!(ADDRESS_FIELDS as readonly string[]).includes(field)) return unknown(ref, ctx);
   const values: TypedValue[] = [];
   for (const h of hosts) {
     const address = h[field as AddressField];
@@ -206,13 +208,80 @@ function hostAddresses(ref: string, hosts: HostSpec[], field: string): { values:
   return { values };
 }
 
-function unknown(ref: string): { error: string } {
-  return {
-    error:
-      `unknown reference {{ ${ref} }} (known: self.<field>, self.if.public|private, bastion.<field>, ` +
-      'group.<group>.<field>, peers.<group>.<field>, host.<host>.<field>, vars.<name>, operators; ' +
-      'fields: public, private, public6, private6)',
+const KNOWN_REFERENCES =
+  'known: self.<field>, self.if.public|private, bastion.<field>, group.<group>.<field>, ' +
+  'peers.<group>.<field>, host.<host>.<field>, vars.<name>, operators; fields: public, private, public6, private6';
+
+function unknown(ref: string, ctx: RefContext): { error: string } {
+  const meant = closestReference(ref, ctx);
+  return { error: `unknown reference {{ ${ref} }} (${meant ? `did you mean {{ ${meant} }}?` : KNOWN_REFERENCES})` };
+}
+
+/** ` (did you mean {{ … }}?)` when `word` is close to one of `names`. */
+function hint(word: string, names: Iterable<string>, shape: (s: string) => string): string {
+  const s = suggest(word, names);
+  return s ? ` (did you mean {{ ${shape(s)} }}?)` : '';
+}
+
+// Hosts by name, once per inventory: `host.<h>` in a role of 10,000 hosts looks up 10,000 times.
+const byName = new WeakMap<Inventory, Map<string, HostSpec>>();
+
+function hostsByName(inv: Inventory): Map<string, HostSpec> {
+  let map = byName.get(inv);
+  if (!map) byName.set(inv, (map = new Map(inv.hosts.map((h) => [h.name, h]))));
+  return map;
+}
+
+// The closest host or group name, once per inventory and word: a bad reference in a
+// role fails on each of its hosts, and a fleet may have 10,000 names to compare.
+const fleetHints = new WeakMap<Inventory, Map<string, string | undefined>>();
+
+function fleetHint(ctx: RefContext, kind: string, word: string, names: () => Iterable<string>, shape: (s: string) => string): string {
+  let cache = fleetHints.get(ctx.inv);
+  if (!cache) fleetHints.set(ctx.inv, (cache = new Map()));
+  const key = `${kind}\0${word}`;
+  if (!cache.has(key)) cache.set(key, suggest(word, names()));
+  const s = cache.get(key);
+  return s ? ` (did you mean {{ ${shape(s)} }}?)` : '';
+}
+
+/** The reference a misspelt one most likely meant, part by part: `slef.privat` → `self.private`. */
+function closestReference(ref: string, ctx: RefContext): string | undefined {
+  const parts = ref.split('.');
+  const pick = (word: string | undefined, names: readonly string[]) => (word === undefined ? undefined : names.includes(word) ? word : suggest(word, names));
+  const head = pick(parts[0], ['self', 'bastion', 'host', 'group', 'peers', 'vars', 'operators']);
+  const rest = parts.slice(1);
+  const meant = (prefix: string, word: string | undefined, names: readonly string[]) => {
+    const f = pick(word, names);
+    return f === undefined ? undefined : `${prefix}.${f}`;
   };
+  switch (head) {
+    case 'self':
+      return meant('self', rest.join('.'), [...ADDRESS_FIELDS, 'if.public', 'if.private']);
+    case 'bastion':
+      return meant('bastion', rest.join('.'), ADDRESS_FIELDS);
+    case 'vars':
+      return meant('vars', rest.join('.'), Object.keys(ctx.self.vars));
+    case 'operators':
+      return 'operators';
+    case 'host':
+    case 'group':
+    case 'peers':
+      return rest.length < 2 ? undefined : meant(`${head}.${rest.slice(0, -1).join('.')}`, rest[rest.length - 1], ADDRESS_FIELDS);
+    default:
+      return undefined;
+  }
+}
+
+/** Why a `{{ … }}` argument is not a reference. */
+function malformed(token: string): string {
+  // quote(): a template's U+202E or U+2028 must not reach the terminal raw.
+  const shown = quote(token.replace(/\s+/g, ' '));
+  const open = token.indexOf('{{');
+  if (open < 0) return `${shown}: }} without {{ (a reference is written {{ self.private }})`;
+  if (!token.includes('}}', open + 2)) return `unclosed reference ${shown}: {{ without }} (a reference is written {{ self.private }})`;
+  if (/^\{\{\s*\}\}$/.test(token)) return 'empty reference {{ }} (a reference is written {{ self.private }})';
+  return `${shown} is not a reference: write it as a whole word, e.g. {{ self.private }}`;
 }
 
 function describeType(t: ValueType): string {

@@ -8,6 +8,7 @@ import type { IpSet, Origin } from '../model/ruleset.js';
 import { bastionOf, groupMembers } from '../inventory/query.js';
 import { declaredChain, LOG_DROPS_CHAIN, type LogDrops, type Template, type TemplateLine } from './template.js';
 import { groupReference, isReference, resolveReference, tokenizeRule, type AddressField, type RefContext } from './refs.js';
+import { mergeFound, newValidationCache, validateRendered, type Found, type Piece } from './validate.js';
 
 /** Groups with more members than this are matched through an ipset (inventory `settings.ipset_threshold`). */
 export const DEFAULT_IPSET_THRESHOLD = 8;
@@ -70,15 +71,40 @@ export function templatePaths(host: HostSpec, family: Family): string[] {
   return [`bases/${host.base}.${ext}`, ...host.roles.map((r) => `roles/${r}.${ext}`)];
 }
 
+/**
+ * Render every host, then read each rendered rule set with the analyser's parser:
+ * every problem of every template (its syntax, its references, the rules it
+ * renders) is thrown at once as an InputError at the template's file:line:col.
+ */
 export function renderFleet(inv: Inventory, templates: TemplateSet): RenderedHost[] {
-  const problems: Problem[] = [];
+  // Each template's own syntax problems, once; a template with problems still renders what it can.
+  const problems: Problem[] = [...templates.values()].flatMap((t) => t.problems ?? []);
+  // A role may write a table in several sections (they are appended in order); a base
+  // may not: its section of a table is where the roles go.
+  for (const [path, t] of templates) {
+    if (!path.startsWith('bases/')) continue;
+    t.sections.forEach((s, i) => {
+      const first = t.sections.findIndex((x) => x.table === s.table);
+      if (first < i) problems.push({ file: t.file, line: s.line, col: 1, path: '', message: `table *${s.table} appears twice in this base (first at line ${t.sections[first]!.line}): write its rules in one section` });
+    });
+  }
+  const found: Found[] = [];
+  const cache = newValidationCache();
   const members = groupMembers(inv);
   const sets = setBuilder(inv, members);
   const rendered = inv.hosts.map((host) => {
-    const ctxBase = { inv, self: host, bastion: bastionOf(inv, host), members: (g: string) => members.get(g) };
+    const ctxBase = { inv, self: host, bastion: bastionOf(inv, host), members: (g: string) => members.get(g), groupNames: () => members.keys() };
     const used = new Map<string, IpSet>();
-    const v4 = renderFamily({ ...ctxBase, family: 4 }, templates, problems, { ...sets, used });
-    const v6 = renderFamily({ ...ctxBase, family: 6 }, templates, problems, { ...sets, used });
+    const family = (f: Family): RenderedFamily => {
+      const own: Problem[] = [];
+      const { rendered: r, pieces } = renderFamily({ ...ctxBase, family: f }, templates, own, { ...sets, used });
+      // A reference that fails on every host of a role is one mistake, whatever each host's name and values.
+      found.push(...own.map((p) => ({ problem: p, same: hostFree(p.message, host.name) })));
+      found.push(...validateRendered(host.name, f, r, cache, pieces).found);
+      return r;
+    };
+    const v4 = family(4);
+    const v6 = family(6);
     const notes: string[] = [];
     if (v6.closedByDefault) notes.push(`IPv6 closed by default: no template bases/${host.base}.v6`);
     if (templates.get(`bases/${host.base}.v4`)?.managementOff) {
@@ -87,39 +113,46 @@ export function renderFleet(inv: Inventory, templates: TemplateSet): RenderedHos
     const ipsets = [...used.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
     return { host: host.name, v4, v6, notes, ...(ipsets.length > 0 ? { ipsets } : {}) };
   });
-  if (problems.length > 0) throw new InputError(sortProblems(problems));
+  if (problems.length > 0 || found.length > 0) throw new InputError(sortProblems([...problems, ...mergeFound(found)]));
   return rendered;
 }
 
 interface Out {
   lines: string[];
   origins: Array<Origin | undefined>;
+  /** The template line each output line came from: its pieces are worked out again only for a line with a problem. */
+  sources: Array<TemplateLine | undefined>;
 }
 
 type HostSets = SetBuilder & { used: Map<string, IpSet> };
 
-function renderFamily(ctx: RefContext, templates: TemplateSet, problems: Problem[], sets: HostSets): RenderedFamily {
+function renderFamily(ctx: RefContext, templates: TemplateSet, problems: Problem[], sets: HostSets): { rendered: RenderedFamily; pieces: PiecesOf } {
   const { self, family } = ctx;
   const base = templates.get(`bases/${self.base}.v${family}`);
   const roles = self.roles
     .map((r) => templates.get(`roles/${r}.v${family}`))
     .filter((t): t is Template => t !== undefined);
-  const out: Out = { lines: [], origins: [] };
-  const emit = (line: string, origin?: Origin) => {
+  const out: Out = { lines: [], origins: [], sources: [] };
+  const emit = (line: string, origin?: Origin, source?: TemplateLine) => {
     out.lines.push(line);
     out.origins.push(origin);
+    out.sources.push(source);
   };
+  const done = (closedByDefault: boolean) => ({
+    rendered: { text: out.lines.join('\n') + '\n', origins: out.origins, closedByDefault },
+    pieces: (line: number) => piecesOf(out.lines[line - 1] ?? '', out.sources[line - 1], ctx, sets),
+  });
   const sources = base ? [base, ...roles].map((t) => t.file).join(', ') : 'none (closed by default)';
   emit(`# fleetfw: rules.v${family} for ${self.name}`);
   emit(`# templates: ${sources}`);
 
   if (!base) {
     for (const line of closedPolicy(family)) emit(line);
-    return { text: out.lines.join('\n') + '\n', origins: out.origins, closedByDefault: true };
+    return done(true);
   }
 
   const management = base.managementOff ? [] : managementRules(ctx);
-  const tables = base.sections.map((s) => s.table);
+  const tables = [...new Set(base.sections.map((s) => s.table))];
   const extraTables = roles.flatMap((r) => r.sections.map((s) => s.table)).filter((t) => !tables.includes(t));
   for (const table of [...tables, ...new Set(extraTables)]) {
     const section = base.sections.find((s) => s.table === table);
@@ -131,7 +164,7 @@ function renderFamily(ctx: RefContext, templates: TemplateSet, problems: Problem
       const name = declaredChain(l);
       if (declared.has(name)) return;
       declared.add(name);
-      emit(l.text, { file, line: l.line });
+      emit(l.text, { file, line: l.line }, l);
     };
     section?.lines.filter((l) => l.kind === 'chain').forEach((l) => declare(base.file, l));
     if (!section && table === 'filter') {
@@ -139,7 +172,7 @@ function renderFamily(ctx: RefContext, templates: TemplateSet, problems: Problem
     }
     for (const { file, s } of fragments) s.lines.filter((l) => l.kind === 'chain').forEach((l) => declare(file, l));
     const logDrops = logDropsOf(table, [...(section ? [{ file: base.file, s: section }] : []), ...fragments], problems, self.name);
-    if (logDrops) declare(logDrops.file, { text: `:${LOG_DROPS_CHAIN} - [0:0]`, line: logDrops.line, indent: 0, kind: 'chain' });
+    if (logDrops) declare(logDrops.file, { text: `:${LOG_DROPS_CHAIN} - [0:0]`, line: logDrops.line, indent: logDrops.source.indent, kind: 'log-drops' });
     if (table === 'filter' && management.length > 0) {
       emit(`# fleetfw: management path (SSH via bastion ${ctx.bastion.name})`);
       management.forEach((m) => emit(m));
@@ -158,11 +191,11 @@ function renderFamily(ctx: RefContext, templates: TemplateSet, problems: Problem
     if (logDrops) {
       const d = logDrops.drops;
       emit(`# fleetfw: log what the chains above are about to drop (%log-drops, rate-limited)`);
-      emit(`-A ${LOG_DROPS_CHAIN} -m limit --limit ${d.rate} -j LOG --log-prefix "${d.prefix}" --log-level 7`, { file: logDrops.file, line: logDrops.line });
+      emit(`-A ${LOG_DROPS_CHAIN} -m limit --limit ${d.rate} -j LOG --log-prefix "${d.prefix}" --log-level 7`, { file: logDrops.file, line: logDrops.line }, logDrops.source);
     }
     emit('COMMIT');
   }
-  return { text: out.lines.join('\n') + '\n', origins: out.origins, closedByDefault: false };
+  return done(false);
 }
 
 const ADDRESS_SLOTS: Record<string, 'src' | 'dst'> = { '-s': 'src', '--source': 'src', '-d': 'dst', '--destination': 'dst' };
@@ -187,53 +220,87 @@ function setTokens(option: string | undefined, before: string | undefined, token
   return [...(excludeSelf ? ['!', dir === 'src' ? '-s' : '-d', self] : []), '-m', 'set', '--match-set', set.name, dir];
 }
 
-/** Emit a template line, expanding list references into one rule per value (or one ipset match). */
+/** A rule line's variants: one per value of its list references (or one ipset match), or why it has none. */
+interface Expansion<T> {
+  variants: T[][];
+  errors: Array<{ col: number; message: string }>;
+  /** A reference with no values (an empty group): the line becomes a comment. */
+  empty?: string;
+}
+
+/** Expand a template rule line's references; `make` builds each argument (a string, or a Piece for messages). */
+function expandLine<T>(l: TemplateLine, ctx: RefContext, sets: HostSets, make: (text: string, col: number, from?: string) => T): Expansion<T> {
+  const tokens = tokenizeRule(l.text);
+  let variants: T[][] = [[]];
+  const errors: Expansion<T>['errors'] = [];
+  let empty: string | undefined;
+  for (let i = 0; i < tokens.length; i++) {
+    const { text: token, col: tokenCol } = tokens[i]!;
+    const col = tokenCol + l.indent;
+    if (!isReference(token)) {
+      // Every variant is an array of its own (expansions copy): append in place.
+      for (const v of variants) v.push(make(token, col));
+      continue;
+    }
+    const viaSet = setTokens(tokens[i - 1]?.text, tokens[i - 2]?.text, token, ctx, sets);
+    if (viaSet) {
+      variants = variants.map((v) => [...v.slice(0, -1), ...viaSet.map((text) => make(text, col, token))]);
+      continue;
+    }
+    const r = resolveReference(token, tokens[i - 1]?.text, ctx);
+    if ('error' in r) {
+      errors.push({ col, message: r.error });
+      continue;
+    }
+    if (r.values.length === 0) empty = token;
+    const values = r.joined ? [r.values.map((v) => v.value).join(',')] : r.values.map((v) => v.value);
+    variants = variants.flatMap((v) => values.map((value) => [...v, make(value, col, token)]));
+  }
+  return { variants, errors, ...(empty !== undefined ? { empty } : {}) };
+}
+
+/** Finds the pieces of an output line (1-based) when a message needs them. */
+type PiecesOf = (line: number) => Piece[] | undefined;
+
+/** The arguments of an output line and where each was written, worked out again from its template line. */
+function piecesOf(text: string, source: TemplateLine | undefined, ctx: RefContext, sets: HostSets): Piece[] | undefined {
+  if (!source) return undefined;
+  if (source.kind === 'log-drops') return [{ text, col: source.indent + 1, from: '%log-drops' }];
+  if (source.kind !== 'rule') return [{ text, col: source.indent + 1 }];
+  const piece = (t: string, col: number, from?: string): Piece => (from ? { text: t, col, from: from.replace(/\s+/g, ' ') } : { text: t, col });
+  return expandLine(source, ctx, sets, piece).variants.find((v) => v.map((p) => p.text).join(' ') === text);
+}
+
+/**
+ * Emit a template line, expanding list references into one rule per value (or one
+ * ipset match). Every bad reference of the line is reported; the line is then left out.
+ */
 function emitLine(
   file: string,
   l: TemplateLine,
   ctx: RefContext,
-  emit: (line: string, origin?: Origin) => void,
+  emit: (line: string, origin?: Origin, source?: TemplateLine) => void,
   problems: Problem[],
   sets: HostSets,
 ): void {
   const origin = { file, line: l.line };
   if (l.kind === 'log-drops') {
     // The jump sits where the directive is: after the accepts, before the chain's final drop.
-    emit(`-A ${l.logDrops!.chain} -j ${LOG_DROPS_CHAIN}`, origin);
+    emit(`-A ${l.logDrops!.chain} -j ${LOG_DROPS_CHAIN}`, origin, l);
     return;
   }
   if (l.kind === 'comment') {
-    emit(l.text, origin);
+    emit(l.text, origin, l);
     return;
   }
-  const tokens = tokenizeRule(l.text);
-  let variants: string[][] = [[]];
-  let empty: string | undefined;
-  for (let i = 0; i < tokens.length; i++) {
-    const { text: token, col } = tokens[i]!;
-    if (!isReference(token)) {
-      variants = variants.map((v) => [...v, token]);
-      continue;
-    }
-    const viaSet = setTokens(tokens[i - 1]?.text, tokens[i - 2]?.text, token, ctx, sets);
-    if (viaSet) {
-      variants = variants.map((v) => [...v.slice(0, -1), ...viaSet]);
-      continue;
-    }
-    const r = resolveReference(token, tokens[i - 1]?.text, ctx);
-    if ('error' in r) {
-      problems.push({ file, line: l.line, col: col + l.indent, path: `hosts.${ctx.self.name}`, message: r.error });
-      return;
-    }
-    if (r.values.length === 0) empty = token;
-    const values = r.joined ? [r.values.map((v) => v.value).join(',')] : r.values.map((v) => v.value);
-    variants = variants.flatMap((v) => values.map((value) => [...v, value]));
-  }
+  const { variants, errors, empty } = expandLine(l, ctx, sets, (text) => text);
+  for (const e of errors) problems.push({ file, line: l.line, col: e.col, path: `hosts.${ctx.self.name}`, message: e.message });
+  if (errors.length > 0) return;
   if (empty !== undefined) {
     emit(`# (no addresses for ${empty}: ${l.text.replace(/\s+/g, ' ')})`, origin);
     return;
   }
-  for (const v of variants) emit(v.join(' '), origin);
+  for (const v of variants) emit(v.join(' '), origin, l);
 }
 
 /**
@@ -279,13 +346,13 @@ function logDropsOf(
   sources: Array<{ file: string; s: { lines: TemplateLine[] } }>,
   problems: Problem[],
   host: string,
-): { drops: LogDrops; file: string; line: number } | undefined {
-  let first: { drops: LogDrops; file: string; line: number } | undefined;
+): { drops: LogDrops; file: string; line: number; source: TemplateLine } | undefined {
+  let first: { drops: LogDrops; file: string; line: number; source: TemplateLine } | undefined;
   for (const { file, s } of sources) {
     for (const l of s.lines) {
       if (l.kind !== 'log-drops' || !l.logDrops) continue;
       if (table !== 'filter') continue;
-      if (!first) first = { drops: l.logDrops, file, line: l.line };
+      if (!first) first = { drops: l.logDrops, file, line: l.line, source: l };
       else if (first.drops.rate !== l.logDrops.rate || first.drops.prefix !== l.logDrops.prefix) {
         problems.push({ file, line: l.line, col: l.indent + 1, path: `hosts.${host}`, message: `%log-drops rate and prefix differ from ${first.file}:${first.line} (one LOG rule serves the table)` });
       }
@@ -309,6 +376,21 @@ function closedPolicy(family: Family): string[] {
     'COMMIT',
   ];
 }
+
+/** A message without what is the host's own: its name (a whole word), quoted values, addresses and numbers. */
+function hostFree(message: string, host: string): string {
+  let out = '';
+  let from = 0;
+  for (let at = message.indexOf(host); at >= 0; at = message.indexOf(host, at + 1)) {
+    const before = message[at - 1];
+    const after = message[at + host.length];
+    if ((before !== undefined && NAME_CHAR.test(before)) || (after !== undefined && NAME_CHAR.test(after))) continue;
+    out += `${message.slice(from, at)}\0`;
+    from = at + host.length;
+  }
+  return (out + message.slice(from)).replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/[\d.:a-fA-F]*\d[\d.:a-fA-F/]*/g, '0');
+}
+const NAME_CHAR = /[\w.-]/;
 
 /** One problem per template position: a shared template fails the same way for every host. */
 function sortProblems(problems: Problem[]): Problem[] {

@@ -112,7 +112,7 @@ describe('S1 with 30 backends: the whitelist as an ipset', () => {
     expect(await members('mysql-1')).toContain('192.0.2.126');
     const generations = await lab.exec('mysql-1', ['sh', '-c', 'cd /var/lib/fleetfw/generations && grep -c "^add " */ipsets']);
     expect(generations.stdout.trim().split('\n')).toEqual(['000001/ipsets:30', '000002/ipsets:31']);
-    const back = await fleetfw(lab, ['rollback', 'mysql-1', '--inventory', S31, '--window', '10']);
+    const back = await fleetfw(lab, ['rollback', 'mysql-1', '--inventory', S31, '--window', '10', '--yes']);
     expect(back.code, back.stdout + back.stderr).toBe(0);
     expect(await members('mysql-1')).toEqual(before);
     expect(await mysql3306('wp-27')).not.toBe('open');

@@ -125,7 +125,7 @@ async function applyVariantAndRollBack(lab: Lab, scenario: string, host: string)
     expect(await probe()).toBe('open');
     const gen = generationIn(applied, host) - 1;
 
-    const rolled = await fleetfw(lab, ['rollback', host, '--inventory', file, '--window', WINDOW]);
+    const rolled = await fleetfw(lab, ['rollback', host, '--inventory', file, '--window', WINDOW, '--yes']);
     console.log(`${scenario.toUpperCase()} rollback of ${host}: ${rolled.ms} ms`);
     recordResult('scenario', `${scenario.toUpperCase()} rollback of ${host}`, { ok: rolled.code === 0, detail: `${(rolled.ms / 1000).toFixed(1)} s` });
     expect(rolled.code, rolled.stdout + rolled.stderr).toBe(0);

@@ -133,14 +133,14 @@ describe('every table on a host is fleetfw\'s', () => {
   });
 
   it('rollback restores every table of the generation: the rule comes back, then goes again (live and persisted)', async () => {
-    const back = await run(['rollback', HOST, '--to', String(gens.withRaw), '--window', WINDOW]);
+    const back = await run(['rollback', HOST, '--to', String(gens.withRaw), '--window', WINDOW, '--yes']);
     const rolledIn = generationOf(back);
     expect(back.stdout).toContain(`rolling ${HOST} back from generation ${gens.withoutRaw} to ${gens.withRaw}`);
     expect(await where(NOTRACK)).toEqual({ live: true, persisted: true });
     // The render has no *raw rule: the host drifts from it, and its files are what runs.
     expect(await status()).toMatchObject({ code: 2, row: { state: 'drift', generation: rolledIn, persisted: 'matches live' } });
 
-    const again = await run(['rollback', HOST, '--to', String(gens.withoutRaw), '--window', WINDOW]);
+    const again = await run(['rollback', HOST, '--to', String(gens.withoutRaw), '--window', WINDOW, '--yes']);
     generationOf(again);
     expect(await where(NOTRACK)).toEqual({ live: false, persisted: false });
     await expectInSync();

@@ -109,6 +109,7 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .argument('<host>', 'the host to roll back')
     .option('--to <generation>', 'generation number (default: the one before the current)')
     .option('--window <seconds>', 'auto-rollback window')
+    .option('-y, --yes', 'do not ask for confirmation (required when not on a terminal)')
     .option('--unsafe-skip-checks', 'roll back even if the old generation fails the lockout check')
     .option('--json', 'JSON lines on stdout')
     .action((host, o) => run(cmdRollback(host, o)));

@@ -277,10 +277,10 @@ describe('faults around the fleet', () => {
       await sh(host, `mkdir -p ${STATE}/faults && touch ${STATE}/faults/pause-load`);
       const run = fleetfw(lab, ['apply', '--inventory', inventory, '--limit', host, '--yes', '--window', '8']);
       await waitFor(() => exists(host, `${STATE}/faults/at-load`), 30_000, `${host} to load`);
-      // A reboot between the load and the confirmation: processes (the watchdog) die,
+      // A reboot between the load and the confirmation: processes (every guard) die,
       // the boot id changes, netfilter-persistent loads the persisted rules.
       const fakeBoot = join(lab.dir, `${host}-boot_id`);
-      await sh(host, `kill -9 $(cut -d: -f2 ${STATE}/txn/watchdog) && cat /proc/sys/kernel/random/uuid >${fakeBoot} && mount --bind ${fakeBoot} /proc/sys/kernel/random/boot_id`);
+      await sh(host, `for g in $(cat ${STATE}/txn/watchdog); do kill -9 "\${g#pid:}"; done && cat /proc/sys/kernel/random/uuid >${fakeBoot} && mount --bind ${fakeBoot} /proc/sys/kernel/random/boot_id`);
       try {
         await lab.reboot(host);
         await sh(host, `rm -rf ${STATE}/faults`);

@@ -7,6 +7,7 @@ import { TransportError, type ExecResult, type Transport, type HostSession } fro
 import { HostExit, HostServer, hostMessage, joinFamilies, runHost } from '../host/run.js';
 import { FORMAT_VERIFIED_AGAINST } from '../analyze/format.js';
 import { parseFacts, type HostFacts } from '../host/facts.js';
+import { parseOutcome, type TxnOutcome } from '../host/outcome.js';
 import { isDeadSession, type SessionPool, type Taken } from './session-pool.js';
 
 export type HostOutcome = 'confirmed' | 'unchanged' | 'rolled-back' | 'failed' | 'unknown' | 'skipped';
@@ -177,7 +178,8 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
       const prep = await runFirst('prepare', [txid, String(opts.window), before, opts.user, opts.planHash], {
         sudo,
         stdin: joinFamilies(input.desired.v4, input.desired.v6, input.desired.ipsets),
-        timeoutMs: 120_000,
+        // The answer may be held by the new rules until the host reverts them: wait that long, then read its record.
+        timeoutMs: opts.window * 1000 + 30_000,
       });
       if (prep.code !== 0) return prepareFailure(host.name, txid, prep.code, hostMessage(prep));
     } catch (err) {
@@ -199,7 +201,7 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
     await first.close().catch(() => undefined);
     const reason = `no answer to prepare (${noAnswer})`;
     opts.emit('rolling-back', reason);
-    return verifyRevert(host, txid, before, sentAt + opts.window * 1000, sentAt, reason, opts);
+    return settle(host, txid, before, sentAt + opts.window * 1000, sentAt, reason, opts);
   }
   if (settled) {
     await closeFirst();
@@ -240,8 +242,8 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
       return { host: host.name, outcome: 'confirmed', generation: gen ? Number(gen) : undefined, txid };
     }
     refusal ??= confirmed ? `confirm refused: ${hostMessage(confirmed)}` : 'confirmation refused';
-    // The host already settled it (reverted, or the revert won the race): check now.
-    if (confirmed && [HostExit.noTxn, HostExit.changed, HostExit.late].includes(confirmed.code as 70 | 71 | 72)) deadline = Date.now();
+    // The host answered: its record says how the transaction stands, now.
+    if (confirmed) deadline = Math.min(deadline, Date.now());
   } catch (err) {
     refusal = `confirmation failed: ${(err as Error).message}`;
   } finally {
@@ -249,7 +251,7 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
   }
   // Not confirmed: the host reverts by itself at the deadline; check that it did.
   opts.emit('rolling-back', refusal);
-  return verifyRevert(host, txid, before, deadline, loadedAt, refusal, opts);
+  return settle(host, txid, before, deadline, loadedAt, refusal, opts);
 }
 
 /**
@@ -275,39 +277,76 @@ async function confirmThroughKept(s: HostSession, server: HostServer | undefined
   }
 }
 
-async function verifyRevert(
-  host: HostSpec,
-  txid: string,
-  before: string,
-  deadline: number,
-  loadedAt: number,
-  reason: string,
-  opts: TransactionOptions,
-): Promise<Omit<HostResult, 'ms'>> {
+/**
+ * Decide a transaction that was not confirmed on the spot by the host's own
+ * record, read over NEW connections once its deadline has passed: confirmed
+ * (the answer was lost), reverted (and back on the rules of before), or failed
+ * with the host's reason. A transaction still pending with its guards gone is
+ * reverted now. `unknown` only when the host cannot be reached at all.
+ */
+async function settle(host: HostSpec, txid: string, before: string, deadline: number, loadedAt: number, reason: string, opts: TransactionOptions): Promise<Omit<HostResult, 'ms'>> {
+  const sudo = host.ssh.sudo;
+  const windowMs = opts.window * 1000;
   await sleep(Math.max(0, deadline - Date.now()) + 500);
-  const giveUp = Date.now() + 30_000 + opts.window * 1000;
+  // Time enough for a busy host to finish its revert and answer; derived from the window, never open-ended.
+  const giveUp = Date.now() + Math.max(30_000, 2 * windowMs);
+  const attemptMs = Math.max(10_000, Math.min(30_000, windowMs));
   let last = '';
   while (Date.now() < giveUp) {
     try {
-      const facts = await readFacts(opts.transport, host);
-      // Still armed, or (prepare unanswered) still being prepared: not settled yet.
-      if (facts.txn?.id === txid && (facts.txn.watchdogAlive || facts.txn.state === 'preparing')) {
-        last = 'revert still pending';
-      } else if (facts.liveHash === before) {
-        // The host hashes an empty table as an absent one: the backup empties the tables it had no copy of.
-        opts.emit('rolled-back', reason);
-        return { host: host.name, outcome: 'rolled-back', reason, txid, revertMs: Date.now() - loadedAt };
-      } else {
-        opts.emit('unknown', 'host reachable but not on its previous rules');
-        return { host: host.name, outcome: 'unknown', reason: `${reason}; after the window the host runs neither the old nor the confirmed rules`, txid };
+      const o = await withTimeout(
+        withSession(opts.transport, host.name, async (s) => {
+          const r = await runHost(s, 'outcome', [txid], { sudo, timeoutMs: attemptMs });
+          if (r.code !== 0) throw new Error(`outcome: ${hostMessage(r)}`);
+          const record = parseOutcome(r.stdout);
+          // Loaded, not confirmed, and no guard left to revert it: revert it now, while we can.
+          if ((record.state === 'pending' || record.state === 'reverting') && !record.watchdog && Date.now() > deadline + 5_000) {
+            const aborted = await runHost(s, 'abort', [txid, 'no-guard-left'], { sudo, timeoutMs: attemptMs });
+            if (aborted.code !== 0) throw new Error(`abort: ${hostMessage(aborted)}`);
+            return parseOutcome((await runHost(s, 'outcome', [txid], { sudo, timeoutMs: attemptMs })).stdout);
+          }
+          return record;
+        }, 0),
+        attemptMs + 5_000,
+        `no answer within ${(attemptMs + 5_000) / 1000}s`,
+      );
+      const decided = decide(host.name, txid, before, o, reason, loadedAt);
+      if (decided) {
+        opts.emit(decided.outcome === 'confirmed' ? 'persisted' : decided.outcome === 'rolled-back' ? 'rolled-back' : 'failed', decided.reason);
+        return decided;
       }
+      last = `the transaction is still ${o.state} on the host`;
     } catch (err) {
       last = (err as Error).message;
     }
     await sleep(1000);
   }
   opts.emit('unknown', last);
-  return { host: host.name, outcome: 'unknown', reason: `${reason}; could not verify the revert: ${last}`, txid };
+  return { host: host.name, outcome: 'unknown', reason: `${reason}; could not read the host's record of the transaction after the window: ${last}`, txid };
+}
+
+/** The host's record of a transaction as a result; undefined while it is still running. */
+export function decide(host: string, txid: string, before: string, o: TxnOutcome, reason: string, loadedAt: number): Omit<HostResult, 'ms'> | undefined {
+  const because = (hostReason: string | undefined) => (hostReason && !reason.includes(hostReason) ? `${reason}; the host says: ${hostReason}` : reason);
+  switch (o.state) {
+    case 'confirmed':
+      return { host, outcome: 'confirmed', txid, ...(o.generation !== undefined ? { generation: o.generation } : {}), reason: `confirmed on the host (${reason})` };
+    case 'confirmed-unpersisted':
+      return { host, outcome: 'failed', txid, reason: `confirmed, but not persisted: ${o.reason ?? 'unknown cause'}; the host runs the new rules and would boot its old ones` };
+    case 'reverted':
+      // The host hashes an empty table as an absent one: the backup empties the tables it had no copy of.
+      if (o.liveHash === before) return { host, outcome: 'rolled-back', reason: because(o.reason), txid, revertMs: Date.now() - loadedAt };
+      return { host, outcome: 'failed', txid, reason: `${because(o.reason)}; reverted, but the live rules differ from those before the transaction (changed since by someone else?)` };
+    case 'revert-failed':
+      return { host, outcome: 'failed', txid, reason: `the host's revert failed: ${o.reason ?? 'unknown cause'}` };
+    case 'none':
+      // Never started there (the prepare did not take the lock): nothing was changed if the rules are those of before.
+      return o.liveHash === before
+        ? { host, outcome: 'failed', txid, reason: `${reason}; the transaction never started on the host, its rules are unchanged` }
+        : { host, outcome: 'failed', txid, reason: `${reason}; the transaction never started on the host, but its rules changed meanwhile` };
+    default:
+      return undefined;
+  }
 }
 
 function prepareFailure(host: string, txid: string, code: number | null, message: string): Omit<HostResult, 'ms'> {

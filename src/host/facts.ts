@@ -12,6 +12,36 @@ export interface PendingTxn {
   user: string;
 }
 
+/**
+ * Whether a persisted file would load at boot (`iptables-restore -t` of rules.v4,
+ * `ip6tables-restore -t` of rules.v6, `ipset restore` of the set file, in a throwaway
+ * network namespace as netfilter-persistent loads them): true loads, false fails,
+ * undefined when the file is absent (nothing to load), untested (no namespace could
+ * be made: sets) or the host script predates the check.
+ */
+export interface PersistedLoads {
+  v4?: boolean;
+  v6?: boolean;
+  sets?: boolean;
+  /** Which file fails and the tool's message, one line (`rules.v4: iptables-restore: COMMIT expected at line 4`). */
+  error?: string;
+}
+
+/** A finished transaction as the host recorded it (the same states as `outcome`). */
+export interface LastTxn {
+  id: string;
+  state: string;
+  generation?: number;
+  reason?: string;
+}
+
+/** Confirmed rules the host runs but has not persisted (its persist failed); the next prepare persists them first. */
+export interface Unpersisted {
+  id: string;
+  generation?: number;
+  reason: string;
+}
+
 export interface HostFacts {
   backend: 'nft' | 'legacy' | 'mixed' | 'none';
   systemd: boolean;
@@ -32,6 +62,12 @@ export interface HostFacts {
   ipsets?: string;
   /** Listening sockets (`ss -ltnup`); undefined when the host could not list them. */
   listeners?: Listener[];
+  /** Would the persisted files load at boot? Undefined from a host script without the check. */
+  persistedLoads?: PersistedLoads;
+  /** The newest finished transaction on the host (settles a transaction an apply left `unknown`). */
+  lastTxn?: LastTxn;
+  /** Confirmed but not persisted: the host would boot older rules. */
+  unpersisted?: Unpersisted;
 }
 
 export function parseFacts(stdout: string): HostFacts {
@@ -76,6 +112,26 @@ export function parseFacts(stdout: string): HostFacts {
   if (sockets && !(sockets[0] ?? '').startsWith('unavailable')) facts.listeners = parseSsListeners(sockets.join('\n'));
   const txn = kv.get('txn');
   if (txn && txn !== 'none') facts.txn = parseTxn(txn);
+  if (kv.has('persisted_v4') || kv.has('persisted_v6') || kv.has('persisted_sets')) {
+    const loads = (v: string | undefined) => (v === 'loads' ? true : v === 'fails' ? false : undefined);
+    const p: PersistedLoads = {};
+    const v4 = loads(kv.get('persisted_v4'));
+    const v6 = loads(kv.get('persisted_v6'));
+    const sets = loads(kv.get('persisted_sets'));
+    if (v4 !== undefined) p.v4 = v4;
+    if (v6 !== undefined) p.v6 = v6;
+    if (sets !== undefined) p.sets = sets;
+    const error = kv.get('persisted_error');
+    if (error) p.error = error;
+    facts.persistedLoads = p;
+  }
+  const last = kv.get('last_txn');
+  if (last) facts.lastTxn = parseLastTxn(last);
+  const unpersisted = kv.get('unpersisted');
+  if (unpersisted) {
+    const f = parseWords(unpersisted);
+    facts.unpersisted = { id: f.id, reason: f.reason ?? '', ...(f.generation !== undefined ? { generation: f.generation } : {}) };
+  }
   if (sections.has('canonical')) {
     const first = sections.get('canonical')![0] ?? '';
     facts.canonical = first.startsWith('unavailable')
@@ -85,6 +141,39 @@ export function parseFacts(stdout: string): HostFacts {
         : { v4: text('canonical'), v6: text('canonical-v6') };
   }
   return facts;
+}
+
+/** `ID [state=S] [generation=N] [reason=TEXT...]`: the reason, last, may hold spaces. */
+function parseWords(value: string): { id: string; state?: string; generation?: number; reason?: string } {
+  const at = value.indexOf(' reason=');
+  const head = at < 0 ? value : value.slice(0, at);
+  const [id = 'unknown', ...rest] = head.split(' ');
+  const f = new Map(rest.map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)] as const));
+  const gen = Number(f.get('generation'));
+  return {
+    id,
+    ...(f.has('state') ? { state: f.get('state') } : {}),
+    ...(f.has('generation') && Number.isInteger(gen) ? { generation: gen } : {}),
+    ...(at >= 0 ? { reason: value.slice(at + ' reason='.length) } : {}),
+  };
+}
+
+/** `ID state=S [generation=N] [reason=TEXT]` */
+function parseLastTxn(value: string): LastTxn {
+  const f = parseWords(value);
+  return { id: f.id, state: f.state ?? 'unknown', ...(f.generation !== undefined ? { generation: f.generation } : {}), ...(f.reason ? { reason: f.reason } : {}) };
+}
+
+/**
+ * The persisted files' problem as a plan or status line, naming the host and file;
+ * undefined when every persisted file loads (or the host could not tell).
+ */
+export function persistedLoadProblem(host: string, facts: Pick<HostFacts, 'persistedLoads'>): string | undefined {
+  const p = facts.persistedLoads;
+  if (!p) return undefined;
+  const bad = [p.sets === false && 'ipsets', p.v4 === false && 'rules.v4', p.v6 === false && 'rules.v6'].filter((x): x is string => Boolean(x));
+  if (bad.length === 0) return undefined;
+  return `${host}: persisted ${bad.join(', ')} would not load at boot (${p.error ?? 'no message'}): the host would come up without its firewall`;
 }
 
 /** `ID state=S watchdog=yes started=T user=U` */

@@ -12,10 +12,43 @@
 #            Run in the kept script instead, it first reads a token back through
 #            the new connection (new_connection_answers): the same proof, without
 #            a second login shell.
-#   revert   (timer or failure) rename pending.TXID -> reverting.TXID, restore backup
+#   revert   (a guard at the deadline, or a failure) rename pending.TXID ->
+#            reverting.TXID, restore the backup
+#   outcome TXID  the host's own record of one transaction, as key=value lines:
+#            txn=TXID
+#            state=preparing|pending|reverting|confirmed|confirmed-unpersisted|
+#                  reverted|revert-failed|none   (none: no trace of it on this host)
+#            watchdog=yes|no   (a guard of it, or the runner of its revert, is alive)
+#            reason=TEXT       (one line: the host's reason for a revert or a failed persist)
+#            generation=N      (confirmed, confirmed-unpersisted)
+#            live_hash=HASH    (the live rules' canonical hash, as facts prints it)
 # The rename is the single atomic step that decides between confirm and revert.
-# The markers carry the transaction id so that a late watchdog of an earlier
-# transaction can never touch a later one.
+# The markers carry the transaction id so that a late guard of an earlier
+# transaction can never touch a later one. A finished transaction moves to
+# txns/TXID (the last few are kept) with its outcome: one line, `confirmed:
+# generation N`, `confirmed-unpersisted: generation N: REASON`, `reverted: REASON`
+# or `revert-failed: REASON`; last_txn names the newest.
+#
+# The revert survives the death of any one of its processes. Two guards, each able
+# to revert alone: two watchdog processes, each in its own session, spared by the
+# OOM killer (oom_score_adj -1000); where systemd runs, a systemd timer and one
+# watchdog. Their deadline is time since boot (txn/deadline), so a clock step moves
+# nothing, and a killed sleep only wakes its guard early: it reads the clock again.
+# At the deadline each races for the rename; the loser watches the winner (its pid
+# in txn/reverter) and finishes the revert if the winner dies. The confirm ends
+# every guard. A reboot inside the window boots the persisted (old) rules.
+#
+# Persisted files (rules.v4, rules.v6 and ipsets in $PERSIST_DIR) are always the old
+# ones or complete new ones that load (persist_checked): written as temporary files
+# in the same directory, every write checked, fsynced, loaded the way a boot loads
+# them in a throwaway network namespace, renamed over, the directory fsynced. The
+# persist follows the rename to confirmed: a confirmed transaction whose persist fails
+# runs its rules with the old files, is recorded as confirmed-unpersisted with the
+# cause (and in $S/unpersisted), and the next prepare persists again, through the
+# same path, before it changes anything. facts reports whether each persisted file
+# loads (tested once per content: $S/persisted.ok holds the hashes last tested).
+#
+# Lock ages use the boot id and the time since boot, never the time of day.
 #
 # A plan runs `facts` on every host and an apply adds `prepare` and `confirm`:
 # every process they start is started fleet-wide, so they take each dump once,
@@ -29,14 +62,22 @@ set -eu
 S=${FLEETFW_STATE:-/var/lib/fleetfw}
 T=$S/txn
 PERSIST_DIR=${FLEETFW_PERSIST_DIR:-/etc/iptables}
+# The clocks of lock ages and guard deadlines. Other files only in tests: like the
+# two above, they come from the environment, which sudo resets.
+UPTIME_FILE=${FLEETFW_UPTIME_FILE:-/proc/uptime}
+BOOT_ID_FILE=${FLEETFW_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}
 SPLIT='# fleetfw-split v6'
 SETS_SPLIT='# fleetfw-split ipsets'
-# Scratch files of reads (facts, serve): outside $S, so a host whose state
+NL='
+'
+# Scratch files of reads (facts, serve, outcome): outside $S, so a host whose state
 # disk is full can still be read, and prepare says why it cannot go on.
 SCRATCH=
 
-# Exit codes, mirrored in src/host/run.ts (HostExit).
-E_USAGE=64 E_TEST=65 E_LOAD=66 E_LOCKED=75 E_STALE=76 E_NOTXN=70 E_CHANGED=71 E_LATE=72 E_ARM=73 E_TOOL=74 E_SPACE=77 E_LOOPBACK=78
+# Exit codes, mirrored in src/host/run.ts (HostExit). E_PERSIST: confirmed, but the
+# persisted files could not be replaced (prepare: the last confirmed rules could not
+# be persisted, nothing changed); the message says why.
+E_USAGE=64 E_TEST=65 E_LOAD=66 E_LOCKED=75 E_STALE=76 E_NOTXN=70 E_CHANGED=71 E_LATE=72 E_ARM=73 E_TOOL=74 E_SPACE=77 E_LOOPBACK=78 E_PERSIST=79
 
 die() { code=$1; shift; echo "fleetfw-host: $*" >&2; exit "$code"; }
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
@@ -45,6 +86,17 @@ now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 getv() { _v=${3:-}; [ ! -r "$2" ] || IFS= read -r _v <"$2" || true; eval "$1=\$_v"; }
 val() { getv _val "$@"; printf '%s\n' "$_val"; }
 has() { command -v "$1" >/dev/null 2>&1; }
+# TEXT on one line (a tool's message can have several) into ol.
+oneline() { ol=$1; while :; do case "$ol" in *"$NL"*) ol="${ol%%"$NL"*} ${ol#*"$NL"}" ;; *) return 0 ;; esac; done; }
+# FILE's lines but blank ones and usage hints, on one line, into fe; at most 5: the cause comes first.
+first_err() {
+  fe='' _n=0
+  [ -r "$1" ] || return 0
+  while [ "$_n" -lt 5 ] && { IFS= read -r _l || [ -n "$_l" ]; }; do
+    case "$_l" in ''|'Try `'*) continue ;; esac
+    fe="${fe:+$fe }$_l" _n=$((_n + 1))
+  done <"$1"
+}
 
 # Fault injection for the end-to-end tests: pause at a step while the file
 # $S/faults/pause-NAME exists (at most 60 s). Inert in production: $S is 0700
@@ -123,7 +175,9 @@ CANON_AWK='function rules(f, out,  l, held) { # a table is held back while it is
       if (x != y) { close(f1); close(f2); return 0 }
     } }'
 # The live rules into V4 and V6 and the raw `ipset save` into SETS (empty
-# without ipset): read once, reused.
+# without ipset): read once, reused. Reads only (facts, outcome): iptables-save
+# does not report a failed write, so whatever is kept or persisted is read
+# through dump (DUMP_AWK), which checks every write.
 dump_live() { # V4 V6 SETS
   save4 >"$1" && save6 >"$2" || return 1
   if has ipset; then ipset save >"$3" 2>/dev/null || : >"$3"; else : >"$3"; fi
@@ -146,25 +200,77 @@ backend() { # the output of `iptables -V`; sets b
   if [ "$b" = legacy ] && has iptables-nft-save && iptables-nft-save 2>/dev/null | grep -q '^-A'; then b=mixed; fi
 }
 
-# Is the transaction's revert still armed (watchdog process or systemd timer)?
-watchdog_alive() {
-  [ -f "$T/watchdog" ] || return 1
-  # After a reboot the recorded pid (or transient unit) is gone; the same pid
-  # may belong to another process now, so it proves nothing.
+
+# Shared by this script and the revert script (revert.sh), defined once:
+#  uptime_cs       the time since boot, in centiseconds, into up (1: unreadable);
+#  ours PID        is PID a live process of transaction $id? A recorded pid may be
+#                  another process's by now (killed, then reused): only a process
+#                  whose command line names the transaction is ours (a zombie's is empty);
+#  stop_watchdog   end every guard of transaction $id but this process ($me). A guard
+#                  leads its own process group, so its sleep goes with it (no `--`:
+#                  dash takes it for a pid);
+#  retire          move transaction $id out of the lock into txns/, name it in last_txn.
+GUARD_LIB='uptime_cs() {
+  _u="" up=0
+  { IFS=" " read -r _u _ <"$UPTIME_FILE"; } 2>/dev/null || :
+  case "$_u" in [0-9]*.[0-9][0-9]*) ;; *) return 1 ;; esac
+  _f=${_u#*.}
+  _u=${_u%%.*}${_f%"${_f#??}"}
+  case "$_u" in *[!0-9]*) return 1 ;; esac
+  while [ "${#_u}" -gt 1 ] && [ "${_u#0}" != "$_u" ]; do _u=${_u#0}; done
+  up=$_u
+}
+ours() {
+  [ -n "$id" ] && [ -n "$1" ] || return 1
+  _c=
+  { IFS= read -r _c <"/proc/$1/cmdline"; } 2>/dev/null || :
+  case "$_c" in *"$id"*) return 0 ;; esac
+  return 1
+}
+stop_watchdog() {
+  _w=
+  { [ ! -r "$T/watchdog" ] || IFS= read -r _w <"$T/watchdog"; } 2>/dev/null || :
+  for _g in $_w; do
+    [ "$_g" != "$me" ] || continue
+    case "$_g" in
+      pid:*) if ours "${_g#pid:}"; then kill -KILL "-${_g#pid:}" 2>/dev/null || :; fi ;;
+      unit:*) systemctl stop "${_g#unit:}.timer" "${_g#unit:}.service" >/dev/null 2>&1 || : ;;
+    esac
+  done
+}
+retire() {
+  { [ -d "$S/txns" ] || mkdir -p "$S/txns"; } && { [ ! -e "$S/txns/$id" ] || rm -rf "$S/txns/$id"; } \
+    && mv "$T" "$S/txns/$id" && echo "$id" >"$S/last_txn"
+}'
+# This script is no guard: stop_watchdog spares nothing of it.
+# shellcheck disable=SC2034 # read by GUARD_LIB
+me=''
+eval "$GUARD_LIB"
+
+# Is anything still running for the transaction in txn/: a guard (watchdog process
+# or systemd timer) or the runner of its revert? After a reboot nothing is: the
+# recorded pids (and transient units) are gone.
+guard_alive() {
   getv txn_boot "$T/boot_id"
   [ "$txn_boot" = "$BOOT_ID" ] || return 1
+  getv id "$T/id"
   getv wd "$T/watchdog"
-  case "$wd" in
-    pid:*) kill -0 "${wd#pid:}" 2>/dev/null ;;
-    unit:*) systemctl is-active --quiet "${wd#unit:}.timer" 2>/dev/null ;;
-    *) return 1 ;;
-  esac
+  getv rv "$T/reverter"
+  for w in $wd "pid:${rv%% *}"; do
+    case "$w" in
+      pid:) ;;
+      pid:*) ! ours "${w#pid:}" || return 0 ;;
+      unit:*) ! systemctl is-active --quiet "${w#unit:}.timer" "${w#unit:}.service" 2>/dev/null || return 0 ;;
+    esac
+  done
+  return 1
 }
 
+# The state of the transaction in txn/ into st, its id into id.
 txn_state() {
-  id=$(val "$T/id" none)
-  for st in pending confirmed reverting; do [ -e "$T/$st.$id" ] && { echo "$st"; return; }; done
-  echo preparing
+  getv id "$T/id" none
+  for st in pending confirmed reverting; do [ ! -e "$T/$st.$id" ] || return 0; done
+  st=preparing
 }
 
 record() { echo "$(now) $*" >>"$S/history.log"; }
@@ -177,13 +283,10 @@ gen_dir() { # N
   g=$S/generations/$g
 }
 
-# Close out a transaction directory: keep the last few for inspection.
+# Close out the transaction in txn/ (retire), keeping the last few for inspection.
 retire_txn() {
-  [ -d "$S/txns" ] || mkdir -p "$S/txns"
   getv id "$T/id" unknown
-  [ ! -e "$S/txns/$id" ] || rm -rf "$S/txns/$id"
-  mv "$T" "$S/txns/$id"
-  prune "$S/txns" 5
+  retire && prune "$S/txns" 5
 }
 
 # Keep the newest KEEP entries of DIR: their names sort by age (zero-padded
@@ -196,78 +299,304 @@ prune() { # DIR KEEP
   while [ "$n" -gt 0 ]; do rm -rf "$1"; shift; n=$((n - 1)); done
 }
 
+# How long ago, in seconds, the transaction in txn/ took the lock (txn/lock: boot id
+# and time since boot), into age; a lock of an earlier boot is older than any. A lock
+# with nothing in it yet (its prepare between mkdir and its first write, or killed
+# there) counts from when it was first seen (txn/lock.seen).
+lock_age() {
+  getv lk "$T/lock"
+  [ -n "$lk" ] || getv lk "$T/lock.seen"
+  if [ -z "$lk" ]; then
+    # Written by a script without lock files: its boot id alone can tell an earlier boot.
+    getv lb "$T/boot_id"
+    if [ -n "$lb" ] && [ "$lb" != "$BOOT_ID" ]; then age=999999; return 0; fi
+    age=0
+    uptime_cs || return 0
+    # Not written (state disk full): seen as new again next time, and refused as young.
+    { echo "$BOOT_ID $up" >"$T/lock.seen"; } 2>/dev/null || return 0
+    return 0
+  fi
+  case "$lk" in "$BOOT_ID "*) ;; *) age=999999; return 0 ;; esac
+  lup=${lk#* }
+  case "$lup" in ''|*[!0-9]*) lup=0 ;; esac
+  # No clock to read (never on Linux): young, refused rather than taken.
+  age=0
+  uptime_cs || return 0
+  age=$(( (up - lup) / 100 ))
+}
+
 # A transaction left behind by a crash, a kill or a reboot: settle it so that
-# the host is on its old rules and the lock is free. Prints what it did.
+# the host is on its old rules (or confirmed ones, persisted) and the lock is free.
+# Prints what it did; 1: not stale (something still runs for it, or it is young).
+# Runs inside `if` (set -e is off there): every step is checked explicitly.
 recover_stale() {
   [ -d "$T" ] || return 0
-  if watchdog_alive; then return 1; fi
-  st=$(txn_state)
-  # A transaction still being prepared (or arming its watchdog) is not stale.
-  # Not written yet (a prepare that has just taken the lock): the lock's own age
-  # counts, so a fresh lock is never mistaken for an ancient one and stolen.
-  since=$(val "$T/started_epoch")
-  case "$since" in ''|*[!0-9]*) since=$(stat -c %Y "$T" 2>/dev/null || date +%s) ;; esac
-  age=$(( $(date +%s) - since ))
+  ! guard_alive || return 1
+  txn_state
+  lock_age
+  # A transaction still being prepared (or arming its guards) is not stale.
   if [ "$age" -lt 120 ] && { [ "$st" = preparing ] || { [ "$st" = pending ] && [ ! -s "$T/watchdog" ]; }; }; then
     return 1
   fi
-  same_boot=no
   getv txn_boot "$T/boot_id"
-  [ "$txn_boot" = "$BOOT_ID" ] && same_boot=yes
   case "$st" in
-    pending)
-      if [ "$same_boot" = yes ] && [ -f "$T/revert.sh" ]; then
-        sh "$T/revert.sh" "$(val "$T/id")" now "stale transaction without a watchdog" >&2 || true
-        [ -d "$T" ] && retire_txn
-        echo "recovered: reverted stale transaction"
-      else
-        mv "$T/pending.$(val "$T/id")" "$T/reverting.$(val "$T/id")" 2>/dev/null || true
-        record "$(val "$T/id") reverted-by-reboot"
-        retire_txn
+    pending|reverting)
+      if [ "$txn_boot" != "$BOOT_ID" ]; then
+        { [ ! -e "$T/pending.$id" ] || mv "$T/pending.$id" "$T/reverting.$id"; } \
+          && echo "reverted: the host rebooted inside the window; it booted its persisted rules" >"$T/outcome" \
+          && record "$id reverted-by-reboot" && retire_txn \
+          || die "$E_SPACE" "cannot settle transaction $id, left by a reboot: disk full?"
         echo "recovered: host rebooted inside the window; it booted its persisted rules"
+      elif [ -f "$T/backup.v4" ]; then
+        # This version's revert script (it reads the same files): one left by an older
+        # version may not know how to finish a revert.
+        printf '%s\n' "$REVERT_SH" >"$T/revert.sh" || die "$E_SPACE" "cannot write $T/revert.sh: disk full?"
+        rc=0
+        if [ "$st" = pending ]; then sh "$T/revert.sh" "$id" now "stale transaction without a watchdog" || rc=$?
+        else sh "$T/revert.sh" "$id" finish "an interrupted revert" || rc=$?; fi
+        [ "$rc" = 0 ] || die "$E_LOAD" "reverting stale transaction $id failed (exit $rc): see its outcome in $S/txns/$id"
+        if [ "$st" = pending ]; then echo "recovered: reverted stale transaction"; else echo "recovered: finished an interrupted revert"; fi
+      else
+        die "$E_LOCKED" "transaction $id is $st without its backup: settle $T by hand"
       fi ;;
     confirmed)
-      # Confirmed but persist did not finish: persist now what runs.
-      dump_for_persist
-      persist_dumps
-      record "$(val "$T/id") confirmed-persist-recovered"
-      retire_txn
-      echo "recovered: finished persisting a confirmed transaction" ;;
-    reverting)
-      # The revert died half-way: finish it.
-      iptables-restore <"$T/backup.v4" || true
-      ip6tables-restore <"$T/backup.v6" || true
-      sh "$T/revert.sh" - sets || true
-      record "$(val "$T/id") reverted-recovered"
-      retire_txn
-      echo "recovered: finished an interrupted revert" ;;
+      if [ "$txn_boot" != "$BOOT_ID" ]; then
+        # Rebooted between the confirmation and its persist: it booted the old files.
+        echo "confirmed-unpersisted: the host rebooted before the persist; it booted its persisted (older) rules" >"$T/outcome" \
+          && record "$id confirmed-rebooted-unpersisted" && retire_txn \
+          || die "$E_SPACE" "cannot settle transaction $id, left by a reboot: disk full?"
+        echo "recovered: host rebooted before persisting a confirmed transaction; it booted its persisted rules"
+      else
+        # Confirmed but its persist did not finish: the same end as a confirm's, on the rules as they run now.
+        finish_confirm yes
+        echo "recovered: finished persisting a confirmed transaction"
+      fi ;;
     *)
-      record "$(val "$T/id") abandoned-$st"
-      retire_txn
+      drop_new_sets
+      echo "reverted: abandoned while $st; nothing was loaded" >"$T/outcome" && record "$id abandoned-$st" && retire_txn \
+        || die "$E_SPACE" "cannot settle transaction $id: disk full?"
       echo "recovered: removed a transaction abandoned while $st (rules untouched)" ;;
   esac
 }
 
-# The live rules as iptables-persistent reads them, 0640, into $PTMP: a
-# directory of the persist dir (a rename does not cross file systems).
-PTMP=$PERSIST_DIR/.fleetfw-tmp
-dump_for_persist() {
-  [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR" || return 1
-  [ -d "$PTMP" ] || mkdir -m 0750 "$PTMP" || return 1
-  umask 027
-  dump_live "$PTMP/rules.v4" "$PTMP/rules.v6" "$PTMP/ipsets" || { umask 077; return 1; }
-  umask 077
+# dump(d, p, sets): the live rules into d/p.4, d/p.6 and d/p.raw (`ipset save`, with
+# sets=yes; empty without, or when it fails: no set table reads as none). Every write
+# is checked: awk stops (exit 2) on a failed one, where iptables-save would cut its
+# output short and still exit 0. One shell runs the three, each exit status after its
+# output (the last one's is the shell's, which close returns: it is exec'd, a process
+# fewer). 0 when iptables-save or ip6tables-save failed.
+DUMP_AWK='function dump(d, p, sets,  cmd, l, out, rc, k, last) {
+    cmd = "exec </dev/null; iptables-save; echo \"#fleetfw-rc $?\"; "
+    cmd = cmd (sets == "yes" ? "ip6tables-save; echo \"#fleetfw-rc $?\"; exec ipset save 2>/dev/null" : "exec ip6tables-save")
+    last = sets == "yes" ? 2 : 1
+    out[0] = d "/" p ".4"; out[1] = d "/" p ".6"; out[2] = d "/" p ".raw"
+    printf "" > out[0]; printf "" > out[1]; printf "" > out[2]
+    k = 0
+    while ((cmd | getline l) > 0) {
+      if (l ~ /^#fleetfw-rc / && k < last) { rc[k++] = substr(l, 13); continue }
+      print l > out[k]
+    }
+    rc[last] = close(cmd) ""
+    if (k != last) rc[last] = "died"
+    close(out[0]); close(out[1]); close(out[2])
+    if (rc[2] != "0") { printf "" > out[2]; close(out[2]) }
+    if (rc[0] == "0" && rc[1] == "0") return 1
+    print "iptables-save or ip6tables-save failed (exit " rc[0] ", " rc[1] ")" > "/dev/stderr"
+    return 0 }
+'
+# The live rules into DIR/PREFIX.4, .6 and .raw, every write checked; derr: why not.
+dump_checked() { # DIR PREFIX
+  if LC_ALL=C awk -v d="$1" -v p="$2" -v sets="$HAVE_IPSET" "$DUMP_AWK"' BEGIN { exit dump(d, p, sets) ? 0 : 4 }' 2>"$1/$2.err"; then return 0; fi
+  first_err "$1/$2.err"
+  derr=${fe:-cannot write $1: disk full?}
+  return 1
 }
-# Persist what dump_for_persist took, atomically: the files fsynced, then each
-# renamed over its name (one mv for all), then the directory fsynced.
-persist_dumps() {
-  set -- "$PTMP/rules.v4" "$PTMP/rules.v6"
+
+# Copies SRC DST [SRC DST...], every write checked (awk stops, exit 2, on a failed one).
+COPY_AWK='BEGIN {
+    for (i = 1; i + 1 < ARGC; i += 2) {
+      printf "" > ARGV[i + 1]
+      while ((r = (getline l < ARGV[i])) > 0) print l > ARGV[i + 1]
+      if (r < 0) { print "cannot read " ARGV[i] > "/dev/stderr"; exit 1 }
+      close(ARGV[i]); close(ARGV[i + 1])
+    }
+    exit 0 }'
+
+# Would these files load at boot? Loaded as netfilter-persistent loads them (the
+# sets, then each family's rules, tested) in a throwaway network namespace: sets are
+# per namespace, and the rules must find theirs in the file, not among the live ones.
+# Where no namespace can be made (a container), the rules are tested here, the sets
+# not. Sets l4, l6, ls (loads, fails, missing or untested) and lerr (one line); 1
+# when a file fails.
+BOOT_TEST='r=16
+if [ -s "$3" ] && [ "$5" = yes ]; then
+  if command -v ipset >/dev/null 2>&1; then ipset restore <"$3" 2>"$4.s" || r=$((r + 1)); else echo "ipset is not installed" >"$4.s"; r=$((r + 1)); fi
+fi
+[ ! -e "$1" ] || iptables-restore -t <"$1" 2>"$4.4" || r=$((r + 2))
+[ ! -e "$2" ] || ip6tables-restore -t <"$2" 2>"$4.6" || r=$((r + 4))
+exit "$r"'
+loads_at_boot() { # V4 V6 SETS ERR
+  ns=yes rc=0
+  unshare -n /bin/sh -c "$BOOT_TEST" fleetfw-boot-test "$1" "$2" "$3" "$4" yes 2>/dev/null || rc=$?
+  case "$rc" in
+    1[6-9]|2[0-3]) ;;
+    *) ns=no rc=0; sh -c "$BOOT_TEST" fleetfw-boot-test "$1" "$2" "$3" "$4" no || rc=$? ;;
+  esac
+  l4=missing l6=missing ls=missing lerr=
+  [ ! -e "$1" ] || { l4=loads; [ $((rc & 2)) = 0 ] || l4=fails; }
+  [ ! -e "$2" ] || { l6=loads; [ $((rc & 4)) = 0 ] || l6=fails; }
+  if [ -n "$3" ] && [ -e "$3" ]; then
+    if [ "$ns" = no ]; then ls=untested; else ls=loads; [ $((rc & 1)) = 0 ] || ls=fails; fi
+  fi
+  [ "$ls" != fails ] || { first_err "$4.s"; lerr="ipsets: $fe"; }
+  [ "$l4" != fails ] || { first_err "$4.4"; lerr="${lerr:+$lerr; }rules.v4: $fe"; }
+  [ "$l6" != fails ] || { first_err "$4.6"; lerr="${lerr:+$lerr; }rules.v6: $fe"; }
+  [ -z "$lerr" ]
+}
+
+# The persisted files' hashes, from sha256sum's "HASH FILE" words, into pkey: "V4 V6
+# SETS", - for a file that is not there.
+pkey_of() { # HASH FILE ...
+  _k4=- _k6=- _ks=-
+  while [ $# -ge 2 ]; do
+    case "$2" in */rules.v4) _k4=$1 ;; */rules.v6) _k6=$1 ;; */ipsets) _ks=$1 ;; esac
+    shift 2
+  done
+  pkey="$_k4 $_k6 $_ks"
+}
+
+# The one way persisted files are written. From SRC.4, SRC.6 and SRC.raw (a checked
+# dump): temporary files in $PTMP, a directory of the persist dir (a rename does not
+# cross file systems), written 0640 with every write checked, fsynced, loaded as a
+# boot would load them, renamed over the old ones, the directory fsynced. Any failure
+# keeps the old files and leaves its cause in perr (1). On success l4, l6 and ls say
+# how the files loaded. Also runs inside `if`: every step is checked explicitly.
+PTMP=$PERSIST_DIR/.fleetfw-tmp
+persist_checked() { # SRC
+  src=$1 perr='' e=$T/persist.err
+  if ! { [ -d "$PERSIST_DIR" ] || mkdir -m 0755 "$PERSIST_DIR"; } 2>"$e" || ! { [ -d "$PTMP" ] || mkdir -m 0750 "$PTMP"; } 2>"$e"; then
+    first_err "$e"; perr="cannot create $PTMP: ${fe:-disk full?}"; return 1
+  fi
   # The ipsets the rules match: ipset-persistent loads them at boot, before the rules.
-  if [ -s "$PTMP/ipsets" ] || [ -f "$PERSIST_DIR/ipsets" ]; then set -- "$@" "$PTMP/ipsets"; fi
-  sync "$@" 2>/dev/null || sync
+  set -- "$src.4" "$PTMP/rules.v4" "$src.6" "$PTMP/rules.v6"
+  if [ -s "$src.raw" ] || [ -f "$PERSIST_DIR/ipsets" ]; then set -- "$@" "$src.raw" "$PTMP/ipsets"; tsets=$PTMP/ipsets; else tsets=; fi
+  umask 027
+  if ! LC_ALL=C awk "$COPY_AWK" "$@" 2>"$e"; then
+    umask 077
+    first_err "$e"; perr="cannot write the new files in $PTMP: ${fe:-disk full?}"
+    # The room a partial file took goes back.
+    rm -f "$PTMP/rules.v4" "$PTMP/rules.v6" "$PTMP/ipsets"
+    return 1
+  fi
+  umask 077
+  set -- "$PTMP/rules.v4" "$PTMP/rules.v6" ${tsets:+"$tsets"}
+  if ! sync "$@" 2>"$e"; then first_err "$e"; perr="cannot fsync the new files in $PTMP: $fe"; rm -f "$@"; return 1; fi
+  if ! loads_at_boot "$PTMP/rules.v4" "$PTMP/rules.v6" "$tsets" "$T/boot"; then
+    perr="the new files would not load at boot: $lerr"; rm -f "$@"; return 1
+  fi
   fault_point persist
-  mv -f "$@" "$PERSIST_DIR/"
-  sync "$PERSIST_DIR" 2>/dev/null || sync
+  if ! mv -f "$@" "$PERSIST_DIR/" 2>"$e"; then first_err "$e"; perr="cannot rename the new files into $PERSIST_DIR: $fe"; return 1; fi
+  if ! sync "$PERSIST_DIR" 2>"$e"; then first_err "$e"; perr="cannot fsync $PERSIST_DIR: $fe"; return 1; fi
+}
+
+# The persisted files' hashes with how they loaded, for facts ($S/persisted.ok); with
+# EXTRA first, its hash into xh (confirm: the loaded rules' canonical text).
+note_persisted() { # [EXTRA]
+  set -- ${1:+"$1"}
+  for x in rules.v4 rules.v6 ipsets; do [ ! -f "$PERSIST_DIR/$x" ] || set -- "$@" "$PERSIST_DIR/$x"; done
+  hs=
+  [ $# -eq 0 ] || hs=$(sha256sum "$@") || return 1
+  # shellcheck disable=SC2086 # "HASH  FILE" words
+  set -- $hs
+  xh=
+  case "${2:-}" in */rules.v4|*/rules.v6|*/ipsets) ;; *) xh=$1; shift 2 ;; esac
+  pkey_of "$@"
+  echo "$pkey $l4 $l6 $ls" >"$S/persisted.ok"
+}
+
+# The end of a confirmation, once confirmed.$id is there; shared by confirm and by the
+# recovery of a confirm that died (FRESH=yes: the live rules read again, as they run
+# now). Ends the guards, drops the sets the rules no longer match, persists through
+# persist_checked, records the generation, retires the transaction. A failed persist
+# leaves the old files, is recorded (confirmed-unpersisted, $S/unpersisted) and ends
+# the script with E_PERSIST. Also runs inside `if`: every step is checked explicitly.
+finish_confirm() { # FRESH
+  stop_watchdog
+  fresh=$1
+  # fleetfw sets the confirmed rules no longer match (a set in use refuses to go);
+  # the persisted sets are then those that remain.
+  if [ -s "$T/gone" ]; then
+    gone=
+    while IFS= read -r set; do if ipset destroy "$set" 2>/dev/null; then gone="$gone $set"; fi; done <"$T/gone"
+    [ -z "$gone" ] || fresh=yes
+  fi
+  pok=no
+  if [ "$fresh" = yes ] && ! dump_checked "$T" confirm; then perr="cannot read the live rules: $derr"
+  elif persist_checked "$T/confirm"; then pok=yes
+  fi
+  getv gen "$T/gen"
+  getv when "$T/confirmed_at"
+  [ -n "$when" ] || when=$(now)
+  # The hash of the loaded rules' canonical text, for the generation (none from a prepare of an older script).
+  lc=$T/loaded.canon xh=
+  [ -f "$lc" ] || lc=
+  if [ "$pok" = yes ]; then
+    : >"$T/persisted" && note_persisted "$lc" \
+      || die "$E_SPACE" "confirmed and persisted, but cannot record it in $S: disk full?"
+  elif [ -n "$lc" ]; then
+    xh=$(sha256sum <"$lc") || die "$E_SPACE" "confirmed, but cannot read $lc"
+    xh=${xh%% *}
+  fi
+  if [ -n "$gen" ]; then
+    gen_dir "$gen"
+    getv user "$T/user"
+    getv plan_hash "$T/plan_hash"
+    getv source "$T/source"
+    getv keep "$T/keep" 5
+    {
+      echo "generation=$gen"; echo "txid=$id"; echo "user=$user"; echo "when=$when"
+      echo "plan_hash=$plan_hash"; echo "source=$source"; echo "hash=$xh"
+    } >"$g/meta" && echo "$gen" >"$S/current.tmp" && mv "$S/current.tmp" "$S/current" && prune "$S/generations" "$keep" \
+      || die "$E_SPACE" "confirmed, but cannot record generation $gen in $S: disk full?"
+  fi
+  word=confirmed
+  [ "$1" = no ] || word=confirmed-persist-recovered
+  if [ "$pok" = yes ]; then
+    echo "confirmed: generation ${gen:-?}" >"$T/outcome" && echo "$when $id $word generation=${gen:-?}" >>"$S/history.log" \
+      && { [ ! -s "$S/unpersisted" ] || : >"$S/unpersisted"; } \
+      || die "$E_SPACE" "confirmed and persisted, but cannot record it in $S: disk full?"
+  else
+    oneline "$perr"
+    perr=$ol
+    echo "confirmed-unpersisted: generation ${gen:-?}: $perr" >"$T/outcome" \
+      && echo "$when $id confirmed-unpersisted generation=${gen:-?} $perr" >>"$S/history.log" \
+      && echo "$id ${gen:--} $perr" >"$S/unpersisted" \
+      || die "$E_SPACE" "confirmed, but not persisted ($perr), and cannot record it in $S: disk full?"
+  fi
+  retire_txn || die "$E_SPACE" "confirmed, but cannot retire $T: disk full?"
+  [ "$pok" = no ] || return 0
+  [ "$1" = no ] || die "$E_PERSIST" "transaction $id was confirmed (generation ${gen:-?}) but its persist had not finished, and persisting now failed: $perr; nothing changed (the host runs its confirmed rules and would boot older ones)"
+  echo "confirmed generation=${gen:-?} unpersisted"
+  die "$E_PERSIST" "confirmed (generation ${gen:-?}), but not persisted: $perr; the host runs the new rules and would boot its old ones (the next transaction persists them first)"
+}
+
+# The rules of a confirmed transaction whose persist failed ($S/unpersisted: TXID GEN
+# REASON), persisted now as they run, through persist_checked; its record then says
+# confirmed. By prepare, holding the lock, before anything changes.
+persist_again() { # BY_TXID
+  getv unp "$S/unpersisted"
+  utx=${unp%% *} ugen=${unp#* }
+  ugen=${ugen%% *}
+  if ! dump_checked "$T" again; then perr="cannot read the live rules: $derr"
+  elif persist_checked "$T/again"; then
+    note_persisted && : >"$S/unpersisted" \
+      && { [ ! -d "$S/txns/$utx" ] || echo "confirmed: generation $ugen" >"$S/txns/$utx/outcome"; } \
+      && record "$utx persisted (retried by $1)" \
+      || die "$E_SPACE" "persisted the rules of $utx, but cannot record it in $S: disk full?"
+    return 0
+  fi
+  oneline "$perr"
+  die "$E_PERSIST" "the rules confirmed by transaction $utx (generation $ugen) are not persisted, and persisting them failed again: $ol; nothing changed"
 }
 
 # split_candidate(d): "v4 text, split line, v6 text[, split line, ipsets]" from
@@ -287,6 +616,7 @@ split_stdin() { # DIR
     || die "$E_SPACE" "cannot write $1: disk full?"
 }
 
+
 # prepare in one pass, from the candidate on stdin and the live dumps now.raw,
 # now.4, now.6 in d: the candidate split into rules.v4, rules.v6 and ipsets;
 # backups that really restore, backup.v4 and backup.v6 (every table the
@@ -298,7 +628,8 @@ split_stdin() { # DIR
 # made sure to exist, filled as a temporary one, then swapped in. With stale=yes,
 # the canonical text of the live rules (now.canon) for the stale check, compared
 # here with expect_canon when given (exit 3 when they differ). And the start of
-# the transaction: started (ISO) and started_epoch.
+# the transaction (started, ISO). The live dumps are taken first (dump: exit 4 when
+# they cannot be read, 2 when a write fails); an unknown table exits 6.
 PREPARE_AWK='
   function chains(t) {
     if (t == "filter" || t == "security") return "INPUT FORWARD OUTPUT"
@@ -312,7 +643,8 @@ PREPARE_AWK='
     if ($1 == "create") { end_set(); name = $2; into = out; print > out; $2 = "fleetfw--swap"; print > out }
     else if ($1 == "add") { $2 = "fleetfw--swap"; print > out } }
   BEGIN {
-    t = now_epoch(); print iso(t) > (d "/started"); print t > (d "/started_epoch")
+    if (!dump(d, "now", sets)) { dead = 4; exit 4 }
+    print iso(now_epoch()) > (d "/started")
     load = d "/sets.load"; printf "" > (d "/backup.load"); printf "" > (d "/sets.new"); printf "" > (d "/sets.created"); printf "" > load
     split_candidate(d)
   }
@@ -322,6 +654,7 @@ PREPARE_AWK='
     next }
   { fam = FILENAME == d "/now.4" ? 4 : 6; print > (d "/backup.v" fam); if (/^\*/) tab[fam, substr($0, 2)] = 1 }
   END {
+    if (dead) exit dead
     end_set()
     for (i = 1; i <= nc; i++) {
       $0 = cand[i]
@@ -334,7 +667,7 @@ PREPARE_AWK='
     for (i = 1; i <= n; i++) {
       split(order[i], f, " ")
       if ((f[1], f[2]) in tab) continue
-      c = chains(f[2]); if (c == "") { print "unknown table " f[2] > "/dev/stderr"; exit 2 }
+      c = chains(f[2]); if (c == "") { print "unknown table " f[2] > "/dev/stderr"; exit 6 }
       out = d "/backup.v" f[1]
       print "*" f[2] > out; k = split(c, cs, " "); for (j = 1; j <= k; j++) print ":" cs[j] " ACCEPT [0:0]" > out; print "COMMIT" > out
       tab[f[1], f[2]] = 1
@@ -345,109 +678,204 @@ PREPARE_AWK='
     if (expect_canon != "" && !same_text(c, expect_canon)) exit 3
   }'
 
-# confirm's check, with the live dumps V4 V6 SETS and the transaction dir d:
-# exit 1 unless their canonical text (confirm.canon) is that of the dumps taken
-# right after the load (loaded.4, .6, .raw; loaded.canon, whose hash the
-# generation records); fleetfw's live sets that the candidate's no longer has
-# into gone; the time into confirmed_at; the candidate into the generation g
-# (its ipsets file only when it has sets).
-CONFIRM_AWK='function copy(f,  l) { while ((getline l < (d "/" f)) > 0) print l > (g "/" f); close(d "/" f) }
-  BEGIN { # V4 V6 SETS
-    if ((getline l < (d "/loaded.4")) <= 0) exit 1
-    close(d "/loaded.4")
-    canon(d "/loaded.4", d "/loaded.6", d "/loaded.raw", d "/loaded.canon")
-    canon(ARGV[1], ARGV[2], ARGV[3], d "/confirm.canon")
+
+# confirm's check, in the transaction dir d: the live rules read (dump, into
+# confirm.4, .6, .raw); exit 1 unless their canonical text (confirm.canon) is that of
+# the rules right after the load (loaded.canon, whose hash the generation records;
+# exit 5 without it); fleetfw's live sets that the candidate's no longer has into
+# gone; the time into confirmed_at; the candidate into the generation g (its ipsets
+# file only when it has sets). Exit 4: the live rules could not be read; 2: a write failed.
+CONFIRM_AWK='function copy(f,  l) { while ((getline l < (d "/" f)) > 0) print l > (g "/" f); close(d "/" f); close(g "/" f) }
+  BEGIN {
+    if (!dump(d, "confirm", sets)) exit 4
+    if ((getline l < (d "/loaded.canon")) <= 0) exit 5
+    close(d "/loaded.canon")
+    canon(d "/confirm.4", d "/confirm.6", d "/confirm.raw", d "/confirm.canon")
     if (!same_text(d "/confirm.canon", d "/loaded.canon")) exit 1
     while ((getline l < (d "/ipsets")) > 0) { split(l, w, " "); if (w[1] == "create") keep[w[2]] = 1 }
     close(d "/ipsets")
     printf "" > (d "/gone")
-    while ((getline l < ARGV[3]) > 0) {
+    while ((getline l < (d "/confirm.raw")) > 0) {
       split(l, w, " "); if (w[1] == "create" && w[2] ~ /^fleetfw-/ && !(w[2] in keep)) print w[2] > (d "/gone")
     }
-    print iso(now_epoch()) > (d "/confirmed_at")
+    close(d "/gone")
+    print iso(now_epoch()) > (d "/confirmed_at"); close(d "/confirmed_at")
     copy("rules.v4"); copy("rules.v6"); copy("ipsets")
     exit 0 }'
 
-# Shared by this script (confirm) and the revert script, defined once: end the
-# watchdog (or timer) of transaction $id. The watchdog leads its own process
-# group, so its sleep goes with it (no `--`: dash takes it for a pid). Its pid
-# may be another process's by now (killed, then reused): only a process whose
-# command line names this transaction is ours.
-STOP_WATCHDOG='stop_watchdog() {
-  [ -f "$T/watchdog" ] || return 0
-  IFS= read -r wd <"$T/watchdog" || true
-  case "$wd" in
-    pid:*)
-      cmd=
-      { IFS= read -r cmd <"/proc/${wd#pid:}/cmdline"; } 2>/dev/null || true
-      case "$cmd" in *"$id"*) kill -KILL "-${wd#pid:}" 2>/dev/null || true ;; esac ;;
-    unit:*) systemctl stop "${wd#unit:}.timer" >/dev/null 2>&1 || true ;;
-  esac
-}'
-eval "$STOP_WATCHDOG"
-
-# The revert (rules and sets); run by the watchdog, the timer, an abort
-# or a failed load. Written into the transaction so it outlives this script
-# (from a variable: printf is a builtin, cat would be a process).
+# The revert (rules and sets); run by the guards, an abort, a failed load or
+# changed rules. Written into the transaction so it outlives this script (from a
+# variable: printf is a builtin, cat would be a process). No `set -e`: a revert
+# goes on whatever fails, and says so in its outcome.
 REVERT_SH='#!/bin/sh
 # fleetfw revert: restore the backup unless the transaction was confirmed first.
-#   revert.sh TXID watchdog SECONDS | revert.sh TXID timer | revert.sh TXID now REASON
-#   revert.sh - sets: put the live fleetfw sets of before back (backup.load).
+#   revert.sh TXID guard WINDOW   a guard: wait for the deadline, then revert, or watch
+#                                 the revert another runner took and finish it if it dies
+#   revert.sh TXID timer          the same, started by the systemd timer at the deadline
+#   revert.sh TXID now REASON     revert at once (abort, failed load, changed rules); exit 3: not pending
+#   revert.sh TXID finish REASON  finish a revert whose runner died (the caller saw nothing else run it)
 S=${FLEETFW_STATE:-/var/lib/fleetfw}
 T=$S/txn
+UPTIME_FILE=${FLEETFW_UPTIME_FILE:-/proc/uptime}
 id=$1
 mode=$2
 reason=${3:-}
-'"$STOP_WATCHDOG"'
+me=pid:$$
+'"$GUARD_LIB"'
 load_sets() {
   [ -s "$T/backup.load" ] || return 0
-  ipset destroy fleetfw--swap 2>/dev/null || true
+  ipset destroy fleetfw--swap 2>/dev/null || :
   ipset restore -exist <"$T/backup.load"
 }
-if [ "$mode" = sets ]; then load_sets; exit; fi
-if [ "$mode" = watchdog ]; then
-  # HUP, INT and TERM are already ignored: inherited from prepare.
-  trap "" HUP INT TERM
-  sleep "$3"
-  reason="no confirmation within ${3}s"
-fi
-[ "$mode" = timer ] && reason="no confirmation within the window"
-# The one atomic step: whoever first renames the marker of this transaction decides.
-mv "$T/pending.$id" "$T/reverting.$id" 2>/dev/null || exit 0
-# Reverted now (abort, failed load, changed rules): the watchdog has nothing left to do.
-[ "$mode" != now ] || stop_watchdog
-rc=0
-load_sets || rc=1
-iptables-restore <"$T/backup.v4" || rc=1
-ip6tables-restore <"$T/backup.v6" || rc=1
-# Sets this transaction created: nothing matches them any more.
-[ ! -s "$T/sets.created" ] || while read -r set; do ipset destroy "$set" 2>/dev/null || true; done <"$T/sets.created"
-if [ "$rc" = 0 ]; then result=reverted; else result=revert-failed; fi
-echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $id $result $reason" >>"$S/history.log"
-echo "$result: $reason" >"$T/outcome"
-mkdir -p "$S/txns"
-rm -rf "$S/txns/$id"
-mv "$T" "$S/txns/$id"
-exit "$rc"'
+# Restore, record, retire: this process holds the revert (txn/reverter names it).
+# FIRST=yes: the first runner (the tests pause it there, see fault_point).
+run_revert() { # REASON FIRST
+  if [ "$2" = yes ] && [ -e "$S/faults/pause-revert" ]; then
+    : >"$S/faults/at-revert"
+    _n=0
+    while [ -e "$S/faults/pause-revert" ] && [ "$_n" -lt 600 ]; do sleep 0.1; _n=$((_n + 1)); done
+  fi
+  rc=0
+  load_sets || rc=1
+  iptables-restore <"$T/backup.v4" || rc=1
+  ip6tables-restore <"$T/backup.v6" || rc=1
+  # Sets this transaction created: nothing matches them any more.
+  [ ! -s "$T/sets.created" ] || while read -r set; do ipset destroy "$set" 2>/dev/null || :; done <"$T/sets.created"
+  if [ "$rc" = 0 ]; then result=reverted; else result=revert-failed; fi
+  echo "$result: $1" >"$T/outcome" || rc=1
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $id $result $1" >>"$S/history.log" || rc=1
+  retire || rc=1
+  # The other guards have nothing left to do.
+  T=$S/txns/$id
+  stop_watchdog
+  exit "$rc"
+}
+# Take the revert: txn/reverter says which process runs it, and why. Unwritten
+# (state disk full), a guard takes it over 5 s on: restoring the same backup twice
+# leaves the same rules.
+take() { # REASON
+  echo "$$ $1" >"$T/reverter" || echo "fleetfw revert: cannot record the runner of the revert of $id" >&2
+}
+# Another runner took the revert (or the confirm won): wait while it runs, and
+# finish the revert if it dies. One taker only: mkdir is atomic.
+supervise() {
+  _n=0
+  while :; do
+    _i=
+    { IFS= read -r _i <"$T/id"; } 2>/dev/null || :
+    [ "$_i" = "$id" ] && [ -e "$T/reverting.$id" ] || exit 0
+    _r=
+    { IFS= read -r _r <"$T/reverter"; } 2>/dev/null || :
+    if [ -n "$_r" ] && ours "${_r%% *}"; then _n=0
+    elif [ -n "$_r" ] || [ "$_n" -ge 10 ]; then
+      mkdir "$T/takeover" 2>/dev/null || exit 0
+      [ -z "$_r" ] || reason=${_r#* }
+      take "$reason"
+      run_revert "$reason" no
+    else _n=$((_n + 1)); fi
+    sleep 0.5
+  done
+}
+case "$mode" in
+  guard|timer)
+    # HUP, INT and TERM are already ignored by a guard (inherited from prepare).
+    trap "" HUP INT TERM
+    # Spared by the OOM killer, and so are its sleeps (children inherit it). Root only:
+    # without it, the other guard is still there.
+    { echo -1000 >/proc/self/oom_score_adj; } 2>/dev/null || echo "fleetfw revert: cannot set oom_score_adj" >&2
+    if [ "$mode" = timer ]; then me=unit:fleetfw-revert-$id reason="no confirmation within the window"; else reason="no confirmation within ${3}s"; fi
+    dl=
+    { IFS= read -r dl <"$T/deadline"; } 2>/dev/null || :
+    case "$dl" in ""|*[!0-9]*) dl=0 ;; esac
+    # Until the deadline, by the time since boot. A killed sleep wakes this early:
+    # the loop reads the clock again. At most a minute at a time, so that a guard
+    # whose transaction ended without it ends too.
+    while [ -e "$T/pending.$id" ]; do
+      # No clock to read (never on Linux): the window, once, as a plain sleep would.
+      uptime_cs || { [ "$mode" = timer ] || sleep "$3"; break; }
+      left=$((dl - up))
+      [ "$left" -gt 0 ] || break
+      [ "$left" -le 6000 ] || left=6000
+      sleep "$((left / 100)).$((left / 10 % 10))$((left % 10))"
+    done
+    # The one atomic step: whoever first renames the marker of this transaction decides.
+    if mv "$T/pending.$id" "$T/reverting.$id" 2>/dev/null; then
+      take "$reason"
+      run_revert "$reason" yes
+    fi
+    supervise ;;
+  now)
+    mv "$T/pending.$id" "$T/reverting.$id" 2>/dev/null || exit 3
+    take "$reason"
+    run_revert "$reason" yes ;;
+  finish)
+    _r=
+    { IFS= read -r _r <"$T/reverter"; } 2>/dev/null || :
+    [ -z "$_r" ] || reason=${_r#* }
+    [ -d "$T/takeover" ] || mkdir "$T/takeover" 2>/dev/null || :
+    take "$reason"
+    run_revert "$reason" no ;;
+esac
+exit 64'
 
-arm_watchdog() { # window txid
+# Two guards, each able to revert alone at the deadline (time since boot): a
+# systemd timer and one watchdog where systemd runs, else two watchdogs. A watchdog
+# is a detached process in its own session, which outlives this SSH session; its
+# pid is its process group.
+arm_watchdog() { # WINDOW TXID
+  uptime_cs || die "$E_ARM" "cannot read the time since boot from $UPTIME_FILE"
+  echo "$((up + $1 * 100))" >"$T/deadline" || die "$E_SPACE" "cannot write $T/deadline: disk full?"
+  guards='' n=2
   if [ -d /run/systemd/system ] && has systemd-run; then
     unit="fleetfw-revert-$2"
-    systemd-run --quiet --unit "$unit" --on-active="$1s" --timer-property=AccuracySec=100ms \
-      --setenv=FLEETFW_STATE="$S" /bin/sh "$T/revert.sh" "$2" timer >/dev/null 2>&1 \
+    systemd-run --quiet --unit "$unit" --on-active="$1s" --timer-property=AccuracySec=100ms -p OOMScoreAdjust=-1000 \
+      --setenv=FLEETFW_STATE="$S" --setenv=FLEETFW_UPTIME_FILE="$UPTIME_FILE" /bin/sh "$T/revert.sh" "$2" timer >/dev/null 2>&1 \
       || die "$E_ARM" "systemd-run could not arm the revert timer"
-    echo "unit:$unit" >"$T/watchdog"
-  else
-    has setsid || die "$E_ARM" "setsid not found: cannot arm the revert watchdog"
-    # Ignored before the fork, so the watchdog is immune from its first
-    # instant (ignored signals stay ignored across exec): armed once it exists.
-    # In its own session, it outlives this SSH session; its pid is its group.
-    trap '' HUP INT TERM
-    FLEETFW_STATE="$S" setsid /bin/sh "$T/revert.sh" "$2" watchdog "$1" </dev/null >/dev/null 2>&1 &
-    echo "pid:$!" >"$T/watchdog"
-    trap - HUP INT TERM
-    kill -0 "$!" 2>/dev/null || die "$E_ARM" "the revert watchdog did not start"
+    guards="unit:$unit" n=1
   fi
+  has setsid || die "$E_ARM" "setsid not found: cannot arm the revert watchdog"
+  # Ignored before the fork, so a watchdog is immune from its first instant
+  # (ignored signals stay ignored across exec): armed once it exists.
+  trap '' HUP INT TERM
+  while [ "$n" -gt 0 ]; do
+    FLEETFW_STATE="$S" FLEETFW_UPTIME_FILE="$UPTIME_FILE" setsid /bin/sh "$T/revert.sh" "$2" guard "$1" </dev/null >/dev/null 2>&1 &
+    guards="${guards:+$guards }pid:$!"
+    n=$((n - 1))
+  done
+  trap - HUP INT TERM
+  if ! echo "$guards" >"$T/watchdog"; then
+    for w in $guards; do
+      case "$w" in pid:*) kill -KILL "-${w#pid:}" 2>/dev/null || : ;; unit:*) systemctl stop "${w#unit:}.timer" >/dev/null 2>&1 || : ;; esac
+    done
+    die "$E_SPACE" "cannot write $T/watchdog: disk full?"
+  fi
+  for w in $guards; do
+    case "$w" in pid:*) kill -0 "${w#pid:}" 2>/dev/null || die "$E_ARM" "a revert watchdog did not start" ;; esac
+  done
+}
+
+# The record of a retired transaction (DIR: txns/ID) into ost, ogen and oreason:
+# its outcome line; without one (a script older than outcome files), its markers.
+read_outcome() { # DIR ID
+  ost='' ogen='' oreason=''
+  getv _o "$1/outcome"
+  if [ -z "$_o" ]; then
+    if [ -e "$1/confirmed.$2" ]; then ost=confirmed
+    elif [ -e "$1/reverting.$2" ]; then ost=reverted oreason="no record of how the revert went"
+    else ost=reverted oreason="abandoned before its load"; fi
+    return 0
+  fi
+  ost=${_o%%: *}
+  _r=${_o#"$ost"}
+  _r=${_r#: }
+  case "$ost" in
+    confirmed|confirmed-unpersisted)
+      case "$_r" in "generation "*) _r=${_r#generation }; ogen=${_r%%:*}; _r=${_r#"$ogen"}; _r=${_r#: } ;; esac
+      case "$ogen" in *[!0-9]*) ogen= ;; esac ;;
+    reverted|revert-failed) ;;
+    *) ost=revert-failed _r="unreadable record: $_o" ;;
+  esac
+  oreason=$_r
 }
 
 cmd_facts() { # [canonical VERIFIED_VERSION]
@@ -455,7 +883,8 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   want_canonical=${1:-} verified=${2:-}
   [ -d "$S" ] || { mkdir -p "$S" && chmod 0700 "$S"; }
   # Every dump taken once, into files; one awk prints them and makes both
-  # hashes' texts, one sha256sum hashes both (a plan runs this on every host).
+  # hashes' texts, one sha256sum hashes both and the persisted files (a plan
+  # runs this on every host).
   own_scratch=no
   [ -n "$SCRATCH" ] || { SCRATCH=$(mktemp -d) && own_scratch=yes; }
   f=$SCRATCH/facts
@@ -480,10 +909,29 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   getv current "$S/current" 0
   echo "generation=$current"
   if [ -d "$T" ]; then
-    alive=no; watchdog_alive && alive=yes
-    echo "txn=$(val "$T/id" unknown) state=$(txn_state) watchdog=$alive started=$(val "$T/started" unknown) user=$(val "$T/user" unknown)"
+    alive=no; ! guard_alive || alive=yes
+    txn_state
+    getv started "$T/started" unknown
+    getv user "$T/user" unknown
+    echo "txn=$id state=$st watchdog=$alive started=$started user=$user"
   else
     echo "txn=none"
+  fi
+  # The newest finished transaction, so that status can settle an apply's unknown.
+  getv last "$S/last_txn"
+  case "$last" in
+    ''|*/*|.*) ;;
+    *) if [ -d "$S/txns/$last" ]; then
+         read_outcome "$S/txns/$last" "$last"
+         echo "last_txn=$last state=$ost${ogen:+ generation=$ogen}${oreason:+ reason=$oreason}"
+       fi ;;
+  esac
+  # Confirmed rules that are not persisted (the next prepare persists them first).
+  getv unp "$S/unpersisted"
+  if [ -n "$unp" ]; then
+    utx=${unp%% *} ugen=${unp#* }
+    ureason=${ugen#* } ugen=${ugen%% *}
+    echo "unpersisted=$utx generation=$ugen reason=$ureason"
   fi
   echo "boot_id=$BOOT_ID"
   LC_ALL=C awk "$CANON_AWK"' BEGIN {
@@ -493,14 +941,35 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
       print "--- v6"; while ((getline l <(f ".6")) > 0) print l
       if (ARGV[3] == "yes") { print "--- ipsets"; for (i = 1; i <= n; i++) print a[i] }
       exit }' "$f" "$PERSIST_DIR" "$sets"
-  # shellcheck disable=SC2046 # two "HASH  FILE" lines
-  set -- $(sha256sum "$f.hl" "$f.hp")
+  set -- "$f.hl" "$f.hp"
+  for x in rules.v4 rules.v6 ipsets; do [ ! -f "$PERSIST_DIR/$x" ] || set -- "$@" "$PERSIST_DIR/$x"; done
+  # shellcheck disable=SC2046 # "HASH  FILE" lines: the two texts', then the persisted files'
+  set -- $(sha256sum "$@")
+  live_hash=$1 persisted_hash=$3
+  shift 4
+  pkey_of "$@"
   # More key=value lines (parseFacts reads them as the first ones).
   echo "--- meta"
-  echo "live_hash=$1"
-  echo "persisted_hash=$3"
+  echo "live_hash=$live_hash"
+  echo "persisted_hash=$persisted_hash"
+  # Would the persisted files load at boot? Tested once per content: the hashes last
+  # tested, with how the files loaded, are in persisted.ok (persist_checked writes it
+  # too); other bytes are tested (loads_at_boot: 3 to 4 processes).
+  getv tested "$S/persisted.ok"
+  # shellcheck disable=SC2086 # "$pkey L4 L6 LS": the three words after the key
+  case "$tested" in
+    "$pkey "*) set -- ${tested#"$pkey "}; l4=${1:-missing} l6=${2:-missing} ls=${3:-missing} lerr='' ;;
+    *) if loads_at_boot "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6" "$PERSIST_DIR/ipsets" "$f.boot"; then
+         # Only a cache: unwritten (state disk full), the next facts tests again.
+         { echo "$pkey $l4 $l6 $ls" >"$S/persisted.ok"; } 2>/dev/null || echo "fleetfw-host: cannot write $S/persisted.ok" >&2
+       fi ;;
+  esac
+  echo "persisted_v4=$l4"
+  echo "persisted_v6=$l6"
+  echo "persisted_sets=$ls"
+  [ -z "$lerr" ] || echo "persisted_error=$lerr"
   # A kept script's prepare compares its live text with this one (see cmd_prepare).
-  [ "$own_scratch" = yes ] || echo "$1" >"$f.hash"
+  [ "$own_scratch" = yes ] || echo "$live_hash" >"$f.hash"
   # A kept host script (serve) reuses the scratch files and removes them at its end.
   [ "$own_scratch" = no ] || rm -rf "$SCRATCH"
   # Listening sockets, so a live plan can warn about services the new rules block.
@@ -534,6 +1003,73 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
     rm -rf "$d"
   fi
   echo "--- end"
+}
+
+# The canonical hash of the live rules, as facts prints it, into lh (a read: scratch files).
+live_hash() {
+  own_scratch=no
+  [ -n "$SCRATCH" ] || { SCRATCH=$(mktemp -d) && own_scratch=yes; }
+  f=$SCRATCH/outcome
+  dump_live "$f.4" "$f.6" "$f.raw"
+  LC_ALL=C awk "$CANON_AWK"' BEGIN { f = ARGV[1]; canon(f ".4", f ".6", f ".raw", f ".hl"); exit }' "$f"
+  lh=$(sha256sum <"$f.hl")
+  lh=${lh%% *}
+  [ "$own_scratch" = no ] || { rm -rf "$SCRATCH"; SCRATCH=; }
+}
+
+# The host's own record of transaction TXID (see the header), for fleetfw to decide
+# how it ended. Exit 0 whenever it could answer.
+cmd_outcome() { # TXID
+  [ $# -eq 1 ] || die "$E_USAGE" "outcome TXID"
+  case "$1" in */*|.*) die "$E_USAGE" "outcome: bad transaction id $1" ;; esac
+  txid=$1 ost=none ogen='' oreason='' alive=no
+  getv cur "$T/id"
+  if [ -d "$T" ] && [ "$cur" = "$txid" ]; then
+    ! guard_alive || alive=yes
+    txn_state
+    case "$st" in
+      confirmed)
+        # Its confirm is finishing, or died before its end (the next prepare finishes it).
+        getv ogen "$T/gen"
+        if [ -e "$T/persisted" ]; then ost=confirmed
+        else ost=confirmed-unpersisted oreason="confirmed; its persist has not finished (the next transaction on this host finishes it)"; fi ;;
+      reverting)
+        ost=reverting
+        getv rv "$T/reverter"
+        [ -z "$rv" ] || oreason=${rv#* } ;;
+      *) ost=$st ;;
+    esac
+  elif [ -d "$S/txns/$txid" ]; then
+    read_outcome "$S/txns/$txid" "$txid"
+  elif [ -s "$S/history.log" ]; then
+    # No longer kept in txns/: its last line in the history.
+    h=$(awk -v id="$txid" '$2 == id { l = $0 } END { print l }' "$S/history.log")
+    set -f
+    # shellcheck disable=SC2086 # TIME TXID WORD REST...
+    set -- $h
+    set +f
+    if [ $# -ge 3 ]; then
+      word=$3
+      shift 3
+      case "$word" in
+        confirmed|confirmed-persist-recovered) ost=confirmed ogen=${1#generation=} ;;
+        confirmed-unpersisted) ost=confirmed-unpersisted ogen=${1#generation=}; shift; oreason=$* ;;
+        reverted|revert-failed) ost=$word oreason=$* ;;
+        reverted-by-reboot) ost=reverted oreason="the host rebooted inside the window; it booted its persisted rules" ;;
+        abandoned-*) ost=reverted oreason="abandoned while ${word#abandoned-}; nothing was loaded" ;;
+        *) oreason="only its $word is in the history" ;;
+      esac
+      case "$ogen" in *[!0-9]*) ogen= ;; esac
+    fi
+  fi
+  live_hash
+  echo "txn=$txid"
+  echo "state=$ost"
+  echo "watchdog=$alive"
+  oneline "$oreason"
+  [ -z "$ol" ] || echo "reason=$ol"
+  [ -z "$ogen" ] || echo "generation=$ogen"
+  echo "live_hash=$lh"
 }
 
 # The candidate matches ipsets: the tools must be there, on the host and at boot.
@@ -570,20 +1106,29 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   # From here on, any failure before the load must release the lock.
   trap 'drop_new_sets; rm -rf "$T"' EXIT
   fault_point lock
-  { echo "$txid" >"$T/id" && echo "$4" >"$T/user" && echo "$5" >"$T/plan_hash" \
+  # The lock's age counts from here, by boot id and time since boot (lock_age).
+  uptime_cs || die "$E_TOOL" "cannot read the time since boot from $UPTIME_FILE"
+  { echo "$BOOT_ID $up" >"$T/lock" && echo "$txid" >"$T/id" && echo "$4" >"$T/user" && echo "$5" >"$T/plan_hash" \
     && echo "$BOOT_ID" >"$T/boot_id"; } 2>/dev/null || die "$E_SPACE" "cannot write $T: disk full?"
+  # The last confirmed rules not persisted yet: persisted first, so that a reboot
+  # inside this window boots them; nothing changes unless that works.
+  [ ! -s "$S/unpersisted" ] || persist_again "$txid"
   # One read of the live rules: the stale check, the backups, the sets' backup.
-  dump_live "$T/now.4" "$T/now.6" "$T/now.raw" || die "$E_SPACE" "cannot write the backup: disk full?"
-  # The stale check. In a kept script whose facts reported the expected hash,
-  # the text that hash was taken of is at hand: compared in the awk, no hash.
+  # In a kept script whose facts reported the expected hash, the text that hash
+  # was taken of is at hand: compared in the awk, no hash.
   stale=yes seen='' expect_canon=''
   [ "$expected" != "-" ] || stale=no
   [ -z "$SCRATCH" ] || getv seen "$SCRATCH/facts.hash"
   [ "$stale" = no ] || [ "$seen" != "$expected" ] || expect_canon=$SCRATCH/facts.hl
   rc=0
-  LC_ALL=C awk -v d="$T" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" -v stale="$stale" -v expect_canon="$expect_canon" \
-    "$TIME_AWK$CANON_AWK$SPLIT_AWK$PREPARE_AWK" "$T/now.raw" "$T/now.4" "$T/now.6" 2>"$T/test.err" || rc=$?
-  [ "$rc" = 0 ] || [ "$rc" = 3 ] || die "$E_SPACE" "cannot write the candidate and its backup: $(head -c 300 "$T/test.err")"
+  LC_ALL=C awk -v d="$T" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" -v stale="$stale" -v expect_canon="$expect_canon" -v sets="$HAVE_IPSET" \
+    "$TIME_AWK$CANON_AWK$DUMP_AWK$SPLIT_AWK$PREPARE_AWK" "$T/now.raw" "$T/now.4" "$T/now.6" 2>"$T/test.err" || rc=$?
+  case "$rc" in
+    0|3) ;;
+    4) first_err "$T/test.err"; die "$E_TOOL" "cannot read the live rules: $fe" ;;
+    6) first_err "$T/test.err"; die "$E_TEST" "$fe" ;;
+    *) first_err "$T/test.err"; die "$E_SPACE" "cannot write the candidate and its backup: ${fe:-disk full?}" ;;
+  esac
   fault_point upload
   getv started "$T/started"
   if [ "$rc" = 3 ] || { [ "$stale" = yes ] && [ -z "$expect_canon" ]; }; then
@@ -607,13 +1152,22 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   # Sets first: the new rules must find their members when they start matching.
   if ! { [ ! -s "$T/sets.load" ] || ipset restore -exist <"$T/sets.load" 2>"$T/load.err"; } || ! iptables-restore <"$T/rules.v4" 2>>"$T/load.err" \
     || ! ip6tables-restore <"$T/rules.v6" 2>>"$T/load.err"; then
-    err=$(head -c 500 "$T/load.err")
-    sh "$T/revert.sh" "$txid" now "the load failed: $err" || true
+    first_err "$T/load.err"
+    err=$fe
+    sh "$T/revert.sh" "$txid" now "the load failed: $err" || die "$E_LOAD" "loading the rules failed, and so did restoring the previous ones: $err"
     die "$E_LOAD" "loading the rules failed, previous rules restored: $err"
   fi
-  # What confirm checks the live rules against: missing, it refuses (and reverts).
-  dump_live "$T/loaded.4" "$T/loaded.6" "$T/loaded.raw" || true
-  echo "$started $txid prepared user=$4 plan=$5 window=$window" >>"$S/history.log"
+  # What confirm checks the live rules against, read once more, every write checked
+  # (loaded.canon); without it no confirm could succeed: reverted now instead.
+  if ! LC_ALL=C awk -v d="$T" -v sets="$HAVE_IPSET" "$CANON_AWK$DUMP_AWK"' BEGIN {
+      if (!dump(d, "loaded", sets)) exit 4
+      canon(d "/loaded.4", d "/loaded.6", d "/loaded.raw", d "/loaded.canon"); exit 0 }' 2>"$T/load.err" \
+    || ! echo "$started $txid prepared user=$4 plan=$5 window=$window" >>"$S/history.log"; then
+    first_err "$T/load.err"
+    err="cannot record the loaded rules: ${fe:-disk full?}"
+    sh "$T/revert.sh" "$txid" now "$err" || die "$E_LOAD" "$err, and restoring the previous rules failed"
+    die "$E_LOAD" "$err; previous rules restored"
+  fi
   fault_point load
   echo "loaded txid=$txid"
 }
@@ -644,12 +1198,10 @@ cmd_confirm() { # TXID KEEP SOURCE [PORT TOKEN]
   fi
   getv txn_boot "$T/boot_id"
   if [ "$txn_boot" != "$BOOT_ID" ]; then
-    recover_stale >&2 || true
+    # Settled whatever it finds (or dies saying why); the answer is the same.
+    recover_stale >&2 || :
     die "$E_CHANGED" "the host rebooted inside the window: it runs its persisted rules"
   fi
-  # One read of the live rules, straight into the persist dir's temp files:
-  # checked against what was loaded, then persisted as they are.
-  dump_for_persist || die "$E_SPACE" "cannot write $PERSIST_DIR: disk full?"
   # The generation this makes, filled by the check below; gone again unless confirmed.
   getv current "$S/current" 0
   gen=$((current + 1))
@@ -657,45 +1209,63 @@ cmd_confirm() { # TXID KEEP SOURCE [PORT TOKEN]
   # Left over by a confirm that died before deciding: it may hold another candidate's sets.
   [ ! -e "$g" ] || rm -rf "$g"
   mkdir -p "$g" || die "$E_SPACE" "cannot write $g: disk full?"
-  if ! LC_ALL=C awk -v d="$T" -v g="$g" "$TIME_AWK$CANON_AWK$CONFIRM_AWK" "$PTMP/rules.v4" "$PTMP/rules.v6" "$PTMP/ipsets"; then
-    rm -rf "$g" "$PTMP/rules.v4" "$PTMP/rules.v6" "$PTMP/ipsets"
-    sh "$T/revert.sh" "$txid" now "rules changed inside the window" || true
-    die "$E_CHANGED" "the live rules changed inside the window; reverted"
-  fi
+  # One read of the live rules (every write checked), checked against what was loaded
+  # and persisted as it is.
+  rc=0
+  LC_ALL=C awk -v d="$T" -v g="$g" -v sets="$HAVE_IPSET" "$TIME_AWK$CANON_AWK$DUMP_AWK$CONFIRM_AWK" 2>"$T/confirm.err" || rc=$?
+  case "$rc" in
+    0) ;;
+    1|5)
+      rm -rf "$g"
+      why="rules changed inside the window"
+      [ "$rc" = 1 ] || why="no record of the rules it loaded"
+      rrc=0
+      sh "$T/revert.sh" "$txid" now "$why" || rrc=$?
+      case "$rrc" in
+        0|3) die "$E_CHANGED" "the live rules changed inside the window; reverted" ;;
+        *) die "$E_CHANGED" "the live rules changed inside the window; the revert failed (see outcome $txid)" ;;
+      esac ;;
+    *)
+      rm -rf "$g"
+      first_err "$T/confirm.err"
+      code=$E_SPACE
+      [ "$rc" != 4 ] || code=$E_TOOL
+      die "$code" "cannot read and record the live rules (${fe:-disk full?}): not confirmed; the host reverts at the end of the window" ;;
+  esac
+  # What the end of the confirmation needs, also when a recovery finishes it.
+  { echo "$gen" >"$T/gen" && echo "$keep" >"$T/keep" && echo "$source" >"$T/source"; } 2>/dev/null \
+    || { rm -rf "$g"; die "$E_SPACE" "cannot write $T: disk full? (not confirmed; the host reverts at the end of the window)"; }
   fault_point confirm
   mv "$T/pending.$txid" "$T/confirmed.$txid" 2>/dev/null || { rm -rf "$g"; die "$E_LATE" "too late: the revert won the race"; }
   # Confirmed: finish even if the session dies now.
   trap '' HUP INT TERM PIPE
-  stop_watchdog
-  # fleetfw sets the confirmed rules no longer match (a set in use refuses to go);
-  # the persisted sets are then those that remain.
-  if [ -s "$T/gone" ]; then
-    gone=
-    while IFS= read -r set; do if ipset destroy "$set" 2>/dev/null; then gone="$gone $set"; fi; done <"$T/gone"
-    [ -z "$gone" ] || ipset save >"$PTMP/ipsets" 2>/dev/null || true
-  fi
-  persist_dumps
-  # shellcheck disable=SC2046 # "HASH  FILE"
-  set -- $(sha256sum "$T/loaded.canon")
-  getv when "$T/confirmed_at"
-  getv user "$T/user"
-  getv plan_hash "$T/plan_hash"
-  {
-    echo "generation=$gen"; echo "txid=$txid"; echo "user=$user"; echo "when=$when"
-    echo "plan_hash=$plan_hash"; echo "source=$source"; echo "hash=$1"
-  } >"$g/meta"
-  echo "$gen" >"$S/current.tmp" && mv "$S/current.tmp" "$S/current"
-  prune "$S/generations" "$keep"
-  echo "$when $txid confirmed generation=$gen" >>"$S/history.log"
-  echo "confirmed: generation $gen" >"$T/outcome"
-  retire_txn
+  fault_point confirmed
+  finish_confirm no
   echo "confirmed generation=$gen"
 }
 
 cmd_abort() { # TXID REASON
   [ $# -eq 2 ] || die "$E_USAGE" "abort TXID REASON"
-  [ -d "$T" ] && [ "$(val "$T/id")" = "$1" ] || die "$E_NOTXN" "transaction $1 is not pending"
-  sh "$T/revert.sh" "$1" now "$2" || die "$E_LOAD" "the revert failed"
+  getv cur "$T/id"
+  [ -d "$T" ] && [ "$cur" = "$1" ] || die "$E_NOTXN" "transaction $1 is not pending"
+  txn_state
+  case "$st" in
+    pending)
+      rc=0
+      sh "$T/revert.sh" "$1" now "$2" || rc=$?
+      case "$rc" in
+        0) ;;
+        3) die "$E_LATE" "too late: transaction $1 was decided meanwhile" ;;
+        *) die "$E_LOAD" "the revert failed" ;;
+      esac ;;
+    reverting)
+      # A revert that stalled: finished here, unless a guard or its runner still lives.
+      ! guard_alive || die "$E_LOCKED" "transaction $1 is being reverted"
+      printf '%s\n' "$REVERT_SH" >"$T/revert.sh" || die "$E_SPACE" "cannot write $T/revert.sh: disk full?"
+      sh "$T/revert.sh" "$1" finish "$2" || die "$E_LOAD" "the revert failed" ;;
+    confirmed) die "$E_LATE" "transaction $1 is confirmed" ;;
+    *) die "$E_NOTXN" "transaction $1 is not loaded yet" ;;
+  esac
   echo "reverted"
 }
 
@@ -769,9 +1339,12 @@ cmd_ensure_persistent() {
   echo "installed"
 }
 
+
 dispatch() {
   # Read per verb: a kept script (serve) can outlive a boot of the host.
-  getv BOOT_ID /proc/sys/kernel/random/boot_id unknown
+  getv BOOT_ID "$BOOT_ID_FILE" unknown
+  HAVE_IPSET=no
+  ! has ipset || HAVE_IPSET=yes
   verb=${1:-}
   [ $# -gt 0 ] && shift
   case "$verb" in
@@ -779,6 +1352,7 @@ dispatch() {
     prepare) cmd_prepare "$@" ;;
     confirm) cmd_confirm "$@" ;;
     abort) cmd_abort "$@" ;;
+    outcome) cmd_outcome "$@" ;;
     history) cmd_history ;;
     generation) cmd_generation "$@" ;;
     ensure-persistent) cmd_ensure_persistent ;;

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parseFacts } from './facts.js';
+import { parseFacts, persistedLoadProblem } from './facts.js';
 import { compactScript, hostCommand, hostScript, joinFamilies, shellQuote, splitFamilies } from './run.js';
 
 describe('host command line', () => {
@@ -40,6 +40,21 @@ describe('host command line', () => {
     expect(r.stdout + r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(hostScript()).toContain('set -eu');
+  });
+
+  it('the scripts it writes or runs from strings (the revert script, the boot test) are shellcheck-clean POSIX sh too', () => {
+    // The script's definitions without its last line (the one that runs a verb).
+    const library = hostScript().replace(/\nif \[ "\$\{1:-\}" = serve \][^\n]*\n?$/, '\n');
+    expect(library).not.toBe(hostScript());
+    for (const name of ['REVERT_SH', 'BOOT_TEST']) {
+      const text = spawnSync('sh', ['-c', `${library}\nprintf '%s\\n' "$${name}"`], { encoding: 'utf8' });
+      expect(text.status, text.stderr).toBe(0);
+      const script = name === 'REVERT_SH' ? text.stdout : `#!/bin/sh\n${text.stdout}`;
+      expect(script.length).toBeGreaterThan(100);
+      const r = spawnSync('shellcheck', ['-s', 'sh', '-'], { input: script, encoding: 'utf8' });
+      expect(r.error, 'shellcheck must be installed (scripts/install-debian-deps.sh)').toBeUndefined();
+      expect(r.stdout + r.stderr, name).toBe('');
+    }
   });
 
   it('is sent compact: no comment or blank line, no indentation, and still the same program to sh', () => {
@@ -95,6 +110,46 @@ describe('facts', () => {
     expect(f.live.v4).toBe('*filter\n:INPUT DROP [0:0]\nCOMMIT\n');
     expect(f.canonical).toEqual({ v4: '*filter\nCOMMIT\n', v6: '*filter\nCOMMIT\n' });
     expect(f.liveHash).not.toBe(f.persistedHash);
+  });
+
+  it('parses whether the persisted files load at boot, the last transaction and unpersisted rules', () => {
+    const more = [
+      'fleetfw-facts 1',
+      'generation=5',
+      'txn=none',
+      'last_txn=20261121T101010-aabbcc state=confirmed-unpersisted generation=5 reason=cannot write the new files in /etc/iptables/.fleetfw-tmp: awk: write failure (No space left on device)',
+      'unpersisted=20261121T101010-aabbcc generation=5 reason=cannot write the new files: disk full',
+      '--- v4',
+      '--- v6',
+      '--- meta',
+      'live_hash=11',
+      'persisted_hash=22',
+      'persisted_v4=fails',
+      'persisted_v6=loads',
+      'persisted_sets=missing',
+      'persisted_error=rules.v4: iptables-restore: COMMIT expected at line 4',
+      '--- end',
+      '',
+    ].join('\n');
+    const f = parseFacts(more);
+    expect(f.persistedLoads).toEqual({ v4: false, v6: true, error: 'rules.v4: iptables-restore: COMMIT expected at line 4' });
+    expect(persistedLoadProblem('mysql-1', f)).toBe(
+      'mysql-1: persisted rules.v4 would not load at boot (rules.v4: iptables-restore: COMMIT expected at line 4): the host would come up without its firewall',
+    );
+    expect(f.lastTxn).toEqual({
+      id: '20261121T101010-aabbcc',
+      state: 'confirmed-unpersisted',
+      generation: 5,
+      reason: 'cannot write the new files in /etc/iptables/.fleetfw-tmp: awk: write failure (No space left on device)',
+    });
+    expect(f.unpersisted).toEqual({ id: '20261121T101010-aabbcc', generation: 5, reason: 'cannot write the new files: disk full' });
+    // All loading (or absent): no problem; an older host script: nothing known.
+    const fine = parseFacts(more.replace('persisted_v4=fails', 'persisted_v4=loads').replace(/persisted_error=.*\n/, ''));
+    expect(fine.persistedLoads).toEqual({ v4: true, v6: true });
+    expect(persistedLoadProblem('mysql-1', fine)).toBeUndefined();
+    expect(parseFacts(sample).persistedLoads).toBeUndefined();
+    expect(parseFacts(sample).lastTxn).toBeUndefined();
+    expect(parseFacts(more.replace(/^last_txn=.*$/m, 'last_txn=t1 state=reverted reason=no confirmation within 6s')).lastTxn).toEqual({ id: 't1', state: 'reverted', reason: 'no confirmation within 6s' });
   });
 
   it('refuses an answer that is not from the script', () => {

@@ -22,6 +22,14 @@ export const HostExit = {
   stale: 76,
   space: 77,
   loopback: 78,
+  /**
+   * Persisting failed: disk full, a failed write, or files that would not load at boot
+   * (the message says which). From confirm: confirmed, the host runs the new rules with
+   * its OLD persisted files (`outcome` says confirmed-unpersisted; the next prepare
+   * persists first). From prepare: the last confirmed rules still cannot be persisted;
+   * nothing changed.
+   */
+  persist: 79,
 } as const;
 
 export const SPLIT_LINE = '# fleetfw-split v6';

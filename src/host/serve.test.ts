@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostSession, HostStream } from '../transport/ssh.js';
 import { TransportError } from '../transport/ssh.js';
 import { parseFacts } from './facts.js';
+import { parseOutcome } from './outcome.js';
 import { HostServer, hostScript, runHost } from './run.js';
 
 let state = '';
@@ -244,6 +245,22 @@ describe('prepare in a kept host script: the stale check against the text facts 
     // Reverted on the spot, its watchdog ended with it: nothing outlives the test.
     expect((await runHost(server, 'abort', ['20261121T000005-eeeeee', 'test-done'], { sudo: false })).code).toBe(0);
     expect((await facts()).liveHash).toBe(live);
+    await server.finish();
+  });
+
+  it('answers `outcome` for any transaction id: none without a trace, then the record of one that ran; the live hash as facts has it', async () => {
+    const { server, facts, prepare } = await start();
+    const unknown = await runHost(server, 'outcome', ['20261121T000009-999999'], { sudo: false });
+    expect(unknown.code, unknown.stderr).toBe(0);
+    const live = (await facts()).liveHash;
+    expect(parseOutcome(unknown.stdout)).toEqual({ txn: '20261121T000009-999999', state: 'none', watchdog: false, liveHash: live });
+    expect((await runHost(server, 'outcome', ['../etc'], { sudo: false })).code).toBe(64);
+    const txid = '20261121T000010-0b0b0b';
+    expect((await prepare(txid, live, 9800)).code).toBe(0);
+    expect(parseOutcome((await runHost(server, 'outcome', [txid], { sudo: false })).stdout)).toMatchObject({ state: 'pending', watchdog: true });
+    expect((await runHost(server, 'abort', [txid, 'test-done'], { sudo: false })).code).toBe(0);
+    expect(parseOutcome((await runHost(server, 'outcome', [txid], { sudo: false })).stdout)).toEqual({ txn: txid, state: 'reverted', watchdog: false, reason: 'test-done', liveHash: live });
+    expect((await facts()).lastTxn).toEqual({ id: txid, state: 'reverted', reason: 'test-done' });
     await server.finish();
   });
 

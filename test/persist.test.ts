@@ -114,6 +114,11 @@ describe('the persist dir full: persisted files stay the old ones or complete ne
       expect(now.text, 'the old files, byte for byte').toBe(old.text);
       expect(now.loads).toBe(true);
       expect(now.temp, 'no partial file left').toBe('');
+      // status says so, from the host's own record, and fails.
+      const st = await fleetfw(lab, ['status', '--inventory', S1, '--limit', HOST, '--no-color']);
+      expect(st.code, st.stdout + st.stderr).toBe(5);
+      expect(st.stdout).toContain(`error: transaction ${txid}`);
+      expect(st.stdout).toMatch(/was confirmed but not persisted: .*No space left on device/);
 
       // Still full: the next apply tries that persist first, fails, and changes nothing.
       const refused = await apply(fleetWith(9811));
@@ -190,6 +195,28 @@ describe('the persist dir full: persisted files stay the old ones or complete ne
       expect(facts.persistedLoads).toMatchObject({ v4: true, v6: true });
       expect(facts.unpersisted).toBeUndefined();
       expect(facts.lastTxn).toMatchObject({ state: 'confirmed' });
+    });
+  });
+});
+
+describe('a persisted file that would not load at boot', () => {
+  it('is an error in plan and status, naming the host and the file; an apply writes whole new ones', async () => {
+    await step('persisted rules.v4 that would not load, reported', async () => {
+      // Cut short in the middle of a rule, as a write on a full disk used to leave it.
+      expect((await sh(`head -c $(( $(wc -c <${P}/rules.v4) / 2 )) ${P}/rules.v4 >${P}/cut && mv ${P}/cut ${P}/rules.v4`)).code).toBe(0);
+      expect((await persisted()).loads).toBe(false);
+      for (const cmd of ['status', 'plan']) {
+        const r = await fleetfw(lab, [cmd, '--inventory', S1, '--limit', HOST, '--no-color']);
+        expect(r.code, `${cmd}: ${r.stdout}${r.stderr}`).toBe(5);
+        expect(r.stdout).toMatch(new RegExp(`error: ${HOST}: persisted rules\\.v4 would not load at boot`));
+      }
+      const fixed = await fleetfw(lab, ['apply', '--inventory', S1, '--limit', HOST, '--yes', '--force', '--window', String(WINDOW)]);
+      expect(fixed.code, fixed.stdout + fixed.stderr).toBe(0);
+      const after = await persisted();
+      expect(after.loads).toBe(true);
+      expect(normalizeDump(after.text.split('@@\n')[0]!)).toBe((await liveRules(lab, HOST)).v4);
+      const st = await fleetfw(lab, ['status', '--inventory', S1, '--limit', HOST, '--no-color']);
+      expect(st.code, st.stdout + st.stderr).toBe(0);
     });
   });
 });

@@ -58,7 +58,8 @@ export function printPlan(plan: Plan, format: Format, color?: boolean, exitHint 
 
 export function planExitCode(plan: Plan, findings: FleetFinding[]): ExitCodeValue {
   if (findings.some((f) => f.severity === 'error')) return ExitCode.checksFailed;
-  if (plan.summary.unreachable + plan.summary.errors > 0) return ExitCode.hostsFailed;
+  // A host that would boot without its firewall is a failed host, though an apply can still mend it.
+  if (plan.summary.unreachable + plan.summary.errors > 0 || plan.hosts.some((h) => h.persistedBroken || h.unpersisted)) return ExitCode.hostsFailed;
   return plan.summary.changes > 0 ? ExitCode.changes : ExitCode.ok;
 }
 

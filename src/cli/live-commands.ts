@@ -151,8 +151,10 @@ export async function cmdStatus(opts: LiveOptions & { format?: string }): Promis
       host: h.host,
       state: h.status === 'in-sync' ? 'in sync' : h.status === 'changes' ? 'drift' : h.status,
       generation: h.generation ?? null,
-      persisted: h.persistedDrift === undefined ? null : h.persistedDrift ? 'differs from live' : 'matches live',
+      persisted: h.persistedBroken ? 'would not load at boot' : h.persistedDrift === undefined ? null : h.persistedDrift ? 'differs from live' : 'matches live',
       leftover: h.leftover ?? null,
+      lastTransaction: h.lastTxn ?? null,
+      problems: [h.persistedBroken, h.unpersisted].filter((p): p is string => p !== undefined),
       error: h.error ?? null,
     }));
     if (format === 'json') {
@@ -162,7 +164,11 @@ export async function cmdStatus(opts: LiveOptions & { format?: string }): Promis
       for (const r of rows) {
         const paintState = r.state === 'in sync' ? c.green : r.state === 'drift' ? c.yellow : c.red;
         const left = r.leftover ? `; leftover transaction ${r.leftover.id} (${r.leftover.state}, watchdog ${r.leftover.watchdogAlive ? 'armed' : 'gone'})` : '';
-        out(`${r.host.padEnd(20)} ${paintState(r.state.padEnd(12))} generation ${r.generation ?? '-'}; persisted ${r.persisted ?? '-'}${left}${r.error ? `; ${r.error}` : ''}`);
+        // The host's own record settles what an apply could not see (an `unknown` host, a lost answer).
+        const t = r.lastTransaction;
+        const last = t && t.state !== 'confirmed' ? `; last transaction ${t.id} ${t.state}${t.reason ? ` (${t.reason})` : ''}` : '';
+        out(`${r.host.padEnd(20)} ${paintState(r.state.padEnd(12))} generation ${r.generation ?? '-'}; persisted ${r.persisted ?? '-'}${left}${last}${r.error ? `; ${r.error}` : ''}`);
+        for (const p of r.problems) out(c.red(`    error: ${p}`));
       }
       out(`\n${summaryLine(plan)}`);
       printFindings(findings, opts.color);

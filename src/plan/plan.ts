@@ -5,7 +5,7 @@ import { createTwoFilesPatch } from 'diff';
 import type { Family } from '../model/inventory.js';
 import type { RuleSet, Table } from '../model/ruleset.js';
 import type { RenderedHost } from '../render/render.js';
-import type { HostFacts, PendingTxn } from '../host/facts.js';
+import { persistedLoadProblem, type HostFacts, type PendingTxn } from '../host/facts.js';
 import { parseRuleSet } from '../analyze/parse.js';
 import { formatRuleSet } from '../analyze/format.js';
 import { describeForeign, mergeForeign, splitForeign, type ForeignPart } from './foreign.js';
@@ -48,6 +48,12 @@ export interface HostPlan {
   warnings?: string[];
   /** iptables-persistent is not installed: the rules would not come back after a reboot. */
   persistentMissing?: boolean;
+  /** The persisted files would not load at boot (the host would come up without its firewall); an apply writes new ones. */
+  persistedBroken?: string;
+  /** A confirmed transaction whose persist failed: the host runs rules it would not boot. */
+  unpersisted?: string;
+  /** How the host's last finished transaction ended, by its own record (an `unknown` apply is settled here later). */
+  lastTxn?: { id: string; state: string; generation?: number; reason?: string };
 }
 
 export interface Plan {
@@ -104,6 +110,13 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
     generation: facts.generation,
     persistedDrift: facts.persistedHash !== facts.liveHash,
   };
+  const broken = persistedLoadProblem(rendered.host, facts);
+  if (broken) plan.persistedBroken = broken;
+  if (facts.lastTxn) plan.lastTxn = facts.lastTxn;
+  if (facts.unpersisted) {
+    const u = facts.unpersisted;
+    plan.unpersisted = `transaction ${u.id}${u.generation !== undefined ? ` (generation ${u.generation})` : ''} was confirmed but not persisted: ${u.reason}; the next apply persists it first`;
+  }
   if (facts.txn) plan.leftover = facts.txn;
   if (!facts.persistent) {
     plan.persistentMissing = true;

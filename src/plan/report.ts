@@ -42,6 +42,8 @@ export function formatPlanText(plan: Plan, opts: { color: boolean; showInSync?: 
     for (const p of h.preserved) out.push(c.dim(`    preserved (foreign): ${p}`));
     for (const n of h.notes) out.push(c.dim(`    note: ${n}`));
     if (h.persistedDrift) out.push(c.yellow('    warning: persisted rules.v4/rules.v6 differ from the live rules'));
+    if (h.persistedBroken) out.push(c.red(`    error: ${h.persistedBroken}`));
+    if (h.unpersisted) out.push(c.red(`    error: ${h.unpersisted}`));
     for (const w of h.warnings ?? []) out.push(c.yellow(`    warning: ${w}`));
     if (h.leftover) {
       const l = h.leftover;

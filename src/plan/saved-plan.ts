@@ -70,6 +70,9 @@ const hostPlan = z.object({
   leftover: z.object({ id: z.string(), state: z.string(), watchdogAlive: z.boolean(), started: z.string(), user: z.string() }).optional(),
   generation: z.number().optional(),
   persistedDrift: z.boolean().optional(),
+  persistedBroken: z.string().optional(),
+  unpersisted: z.string().optional(),
+  lastTxn: z.object({ id: z.string(), state: z.string(), generation: z.number().optional(), reason: z.string().optional() }).optional(),
 }).loose(); // fields added to HostPlan later must survive a save and load
 const savedPlanSchema = z.object({
   format: z.literal(SAVED_PLAN_FORMAT),

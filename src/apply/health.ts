@@ -16,7 +16,13 @@ export function healthProber(inv: Inventory, transport: Transport): (host: HostS
       const address = host.private ?? host.public;
       if (!address) continue;
       // A new connection from the vantage host: its sshd opens the TCP connection for us.
-      const session = await transport.open(from);
+      // A vantage host out of reach fails the probe: the host then reverts at once, not at its deadline.
+      let session;
+      try {
+        session = await transport.open(from);
+      } catch (e) {
+        return `${from} cannot be reached to probe ${host.name}: ${(e as Error).message}`;
+      }
       try {
         if (!(await session.connectTcp(address, p.port, PROBE_TIMEOUT_MS))) {
           return `${from} cannot connect to ${host.name} ${address}:${p.port}`;

@@ -83,7 +83,7 @@ describe('health probes in an apply', () => {
     expect(fake.openConnections()).toEqual([]);
   });
 
-  it('a vantage host that cannot be reached refuses the confirmation too: never confirmed, back on the old rules', async () => {
+  it('a vantage host that cannot be reached fails the probe: the host is aborted at once, never confirmed, back on the old rules', async () => {
     const inv = fleetWith({ mysql: [{ port: 3306, pos }] });
     const fake = new FakeTransport({ 'tunnel-1': { reachable: false }, 'mysql-1': { state: { revertsAtDeadline: true } } });
     const before = fake.host('mysql-1').state.liveHash;
@@ -93,8 +93,9 @@ describe('health probes in an apply', () => {
       applyPlan(inv, plan, selectWork(plan, inv, false), { window: 30, maxFailures: 1, parallel: 1, user: 'ops', source: 'apply', installPersistent: false }, { transport: fake, onEvent: () => undefined }),
       (ms) => vi.advanceTimersByTimeAsync(ms),
     );
-    expect(out.results[0]).toMatchObject({ outcome: 'rolled-back', reason: 'confirmation failed: tunnel-1: connect timed out; the host says: no confirmation within 30s' });
+    expect(out.results[0]).toMatchObject({ outcome: 'rolled-back', reason: 'health probe failed: tunnel-1 cannot be reached to probe mysql-1: tunnel-1: connect timed out; the host says: health-probe-failed' });
     expect(fake.verbs('mysql-1')).not.toContain('confirm');
+    expect(fake.verbs('mysql-1')).toContain('abort');
     expect(fake.host('mysql-1').state.liveHash).toBe(before);
   });
 

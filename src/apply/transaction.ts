@@ -4,10 +4,11 @@
 import { randomBytes } from 'node:crypto';
 import type { HostSpec } from '../model/inventory.js';
 import { TransportError, type ExecResult, type Transport, type HostSession } from '../transport/ssh.js';
-import { HostExit, HostServer, hostMessage, joinFamilies, runHost } from '../host/run.js';
+import { HostExit, HostServer, hostMessage, runHost } from '../host/run.js';
 import { FORMAT_VERIFIED_AGAINST } from '../analyze/format.js';
-import { parseFacts, type HostFacts } from '../host/facts.js';
-import { parseOutcome, type TxnOutcome } from '../host/outcome.js';
+import type { HostFacts } from '../host/facts.js';
+import type { TxnOutcome } from '../host/outcome.js';
+import * as client from '../host/client.js';
 import { isDeadSession, type SessionPool, type Taken } from './session-pool.js';
 
 export type HostOutcome = 'confirmed' | 'unchanged' | 'rolled-back' | 'failed' | 'unknown' | 'skipped';
@@ -103,13 +104,8 @@ export async function readFacts(transport: Transport, host: HostSpec, candidate?
   let keep = false;
   try {
     const server = pool ? await HostServer.start(s, host.ssh.sudo) : undefined;
-    const r = await runHost(server ?? s, 'facts', candidate ? ['canonical', candidate.exact === false ? '-' : FORMAT_VERIFIED_AGAINST] : [], {
-      sudo: host.ssh.sudo,
-      stdin: candidate ? joinFamilies(candidate.v4, candidate.v6, candidate.ipsets) : '',
-      timeoutMs: 60_000,
-    });
-    if (r.code !== 0) throw new Error(`facts failed: ${hostMessage(r)}`);
-    const facts = parseFacts(r.stdout);
+    const verified = candidate?.exact === false ? '-' : FORMAT_VERIFIED_AGAINST;
+    const facts = await client.facts(server ?? s, host.ssh.sudo, candidate ? { ...candidate, verified } : undefined);
     if (pool) pool.park(s, server);
     keep = pool !== undefined;
     return facts;
@@ -136,16 +132,16 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
   }
   // Every step before the confirmation runs on this first session (in the host
   // script the read left running, if any).
-  const runFirst = async (verb: string, args: readonly string[], o: Parameters<typeof runHost>[3]) => {
+  const onFirst = async <T>(fn: (on: client.HostConn) => Promise<T>): Promise<T> => {
     try {
-      return await runHost(server ?? first, verb, args, o);
+      return await fn(server ?? first);
     } catch (err) {
       if (!reused || !isDeadSession(err)) throw err;
       reused = false;
       server = undefined;
       await first.close().catch(() => undefined);
       first = await opts.transport.open(host.name);
-      return runHost(first, verb, args, o);
+      return fn(first);
     }
   };
   // The script the read left running stays for the confirmation; ended (never orphaned) once the host has answered.
@@ -164,25 +160,29 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
     if (input.expectedLiveHash && input.expectedLiveHash !== '-') {
       before = input.expectedLiveHash;
     } else {
-      const facts = await runFirst('facts', [], { sudo, timeoutMs: 60_000 });
-      if (facts.code !== 0) return { host: host.name, outcome: 'failed', reason: `facts: ${hostMessage(facts)}` };
-      before = parseFacts(facts.stdout).liveHash;
+      try {
+        before = (await onFirst((on) => client.facts(on, sudo))).liveHash;
+      } catch (err) {
+        if (!(err instanceof client.HostError)) throw err;
+        return { host: host.name, outcome: 'failed', reason: `facts: ${err.hostSays}` };
+      }
     }
     if (input.installPersistent) {
-      const inst = await runFirst('ensure-persistent', [], { sudo, timeoutMs: 300_000 });
-      if (inst.code !== 0) return { host: host.name, outcome: 'failed', reason: `iptables-persistent: ${hostMessage(inst)}` };
+      try {
+        await onFirst((on) => client.ensurePersistent(on, sudo));
+      } catch (err) {
+        if (!(err instanceof client.HostError)) throw err;
+        return { host: host.name, outcome: 'failed', reason: `iptables-persistent: ${err.hostSays}` };
+      }
     }
     opts.emit('testing');
     sentAt = Date.now();
     try {
-      const prep = await runFirst('prepare', [txid, String(opts.window), before, opts.user, opts.planHash], {
-        sudo,
-        stdin: joinFamilies(input.desired.v4, input.desired.v6, input.desired.ipsets),
-        // The answer may be held by the new rules until the host reverts them: wait that long, then read its record.
-        timeoutMs: opts.window * 1000 + 30_000,
-      });
-      if (prep.code !== 0) return prepareFailure(host.name, txid, prep.code, hostMessage(prep));
+      // The answer may be held by the new rules until the host reverts them: wait that long, then read its record.
+      const args = { txid, window: opts.window, expectedHash: before, user: opts.user, planHash: opts.planHash };
+      await onFirst((on) => client.prepare(on, sudo, args, input.desired, opts.window * 1000 + 30_000));
     } catch (err) {
+      if (err instanceof client.HostError) return prepareFailure(host.name, txid, err.code, err.hostSays);
       // Sent but unanswered (timeout, connection lost): the rules may be loaded and
       // armed, so this is not "failed"; only a channel that never opened sent nothing.
       if (!(err instanceof TransportError) || err.reason === 'channel') throw err;
@@ -218,7 +218,7 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
   opts.emit('confirming');
   let deadline = loadedAt + opts.window * 1000;
   let refusal: string | undefined;
-  const args = [txid, String(opts.generations), input.source];
+  const args: client.ConfirmArgs = { txid, keep: opts.generations, source: input.source };
   try {
     const budget = Math.max(2_000, Math.min(20_000, (opts.window * 1000) / 2));
     const confirmed = await withTimeout(
@@ -226,20 +226,20 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
         const bad = opts.probe ? await opts.probe(host) : undefined;
         if (bad) {
           refusal = `health probe failed: ${bad}`;
-          const aborted = await runHost(s, 'abort', [txid, 'health-probe-failed'], { sudo, timeoutMs: 30_000 });
-          // Reverted on the spot: no need to wait for the window.
-          if (aborted.code === 0) deadline = Date.now();
+          // Reverted on the spot: no need to wait for the window (a refused abort leaves the guards to it).
+          const aborted = await client.abort(s, sudo, txid, 'health-probe-failed').then(() => true, (e: unknown) => (e instanceof client.HostError ? false : Promise.reject(e)));
+          if (aborted) deadline = Date.now();
           return undefined;
         }
-        return (await confirmThroughKept(s, server, args)) ?? runHost(s, 'confirm', args, { sudo, timeoutMs: 60_000 });
+        return (await confirmThroughKept(s, server, args)) ?? runHost(s, 'confirm', client.confirmWords(args), { sudo, timeoutMs: 60_000 });
       }, 0),
       budget,
       `no new connection within ${budget / 1000}s`,
     );
     if (confirmed && confirmed.code === 0) {
-      const gen = /generation=(\d+)/.exec(confirmed.stdout)?.[1];
+      const gen = client.generationOf(confirmed.stdout);
       opts.emit('persisted', `generation ${gen}`);
-      return { host: host.name, outcome: 'confirmed', generation: gen ? Number(gen) : undefined, txid };
+      return { host: host.name, outcome: 'confirmed', generation: gen, txid };
     }
     refusal ??= confirmed ? `confirm refused: ${hostMessage(confirmed)}` : 'confirmation refused';
     // The host answered: its record says how the transaction stands, now.
@@ -263,13 +263,13 @@ export async function runTransaction(input: TransactionInput, opts: TransactionO
  * refuses to forward, the kept session died, the loopback drops): then the
  * caller confirms with a command over `s`, as before, inside the same window.
  */
-async function confirmThroughKept(s: HostSession, server: HostServer | undefined, args: string[]): Promise<ExecResult | undefined> {
+async function confirmThroughKept(s: HostSession, server: HostServer | undefined, args: client.ConfirmArgs): Promise<ExecResult | undefined> {
   if (!server || !(await server.alive(2_000))) return undefined;
   const token = randomBytes(16).toString('hex');
   const port = await s.answerOnLoopback(token, 5_000);
   if (port === undefined) return undefined;
   try {
-    const r = await server.request('confirm', [...args, String(port), token], { timeoutMs: 60_000 });
+    const r = await server.request('confirm', client.confirmWords(args, { port, token }), { timeoutMs: 60_000 });
     return r.code === HostExit.loopback ? undefined : r;
   } catch (err) {
     if (isDeadSession(err)) return undefined;
@@ -296,14 +296,11 @@ async function settle(host: HostSpec, txid: string, before: string, deadline: nu
     try {
       const o = await withTimeout(
         withSession(opts.transport, host.name, async (s) => {
-          const r = await runHost(s, 'outcome', [txid], { sudo, timeoutMs: attemptMs });
-          if (r.code !== 0) throw new Error(`outcome: ${hostMessage(r)}`);
-          const record = parseOutcome(r.stdout);
+          const record = await client.outcome(s, sudo, txid, attemptMs);
           // Loaded, not confirmed, and no guard left to revert it: revert it now, while we can.
           if ((record.state === 'pending' || record.state === 'reverting') && !record.watchdog && Date.now() > deadline + 5_000) {
-            const aborted = await runHost(s, 'abort', [txid, 'no-guard-left'], { sudo, timeoutMs: attemptMs });
-            if (aborted.code !== 0) throw new Error(`abort: ${hostMessage(aborted)}`);
-            return parseOutcome((await runHost(s, 'outcome', [txid], { sudo, timeoutMs: attemptMs })).stdout);
+            await client.abort(s, sudo, txid, 'no-guard-left', attemptMs);
+            return client.outcome(s, sudo, txid, attemptMs);
           }
           return record;
         }, 0),

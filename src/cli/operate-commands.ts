@@ -4,8 +4,8 @@
 import pLimit from 'p-limit';
 import { ExitCode, FleetError, UsageError, type ExitCodeValue } from '../errors.js';
 import type { HostSpec, Inventory } from '../model/inventory.js';
-import type { Transport } from '../transport/types.js';
-import { hostMessage, runHost } from '../host/run.js';
+import type { HostSession, Transport } from '../transport/types.js';
+import * as client from '../host/client.js';
 import { parseRuleListing } from '../host/rule-listing.js';
 import { parseKernelLog, type LoggedPacket } from '../host/kernel-log.js';
 import { parseSsListeners } from '../host/listeners.js';
@@ -23,27 +23,14 @@ function hostNamed(inv: Inventory, name: string): HostSpec {
   return h;
 }
 
-async function runVerb(transport: Transport, host: HostSpec, verb: string, args: string[]): Promise<string> {
+/** One host verb over a connection of its own. */
+async function onHost<T>(transport: Transport, host: HostSpec, fn: (s: HostSession) => Promise<T>): Promise<T> {
   const s = await transport.open(host.name);
   try {
-    const r = await runHost(s, verb, args, { sudo: host.ssh.sudo, timeoutMs: 30_000 });
-    if (r.code !== 0) throw new FleetError(`${host.name}: ${verb}: ${hostMessage(r)}`, ExitCode.hostsFailed);
-    return r.stdout;
+    return await fn(s);
   } finally {
     await s.close().catch(() => undefined);
   }
-}
-
-/** `--- v4` … `--- v6` … `--- end` */
-function sections(text: string): Map<string, string> {
-  const m = new Map<string, string>();
-  let cur = '';
-  for (const line of text.split('\n')) {
-    const h = /^--- (\S+)$/.exec(line);
-    if (h) m.set((cur = h[1]!), '');
-    else if (cur) m.set(cur, `${m.get(cur)}${line}\n`);
-  }
-  return m;
 }
 
 export async function cmdShow(hostName: string, opts: LiveOptions & { table?: string; json?: boolean }): Promise<ExitCodeValue> {
@@ -54,9 +41,7 @@ export async function cmdShow(hostName: string, opts: LiveOptions & { table?: st
   const transport = await openTransport(inv, opts);
   try {
     // JSON wants exact counters; people want iptables' own 12K / 3M.
-    const s = sections(await runVerb(transport, host, 'show', [table, opts.json ? 'exact' : 'human']));
-    const v4 = (s.get('v4') ?? '').trimEnd();
-    const v6 = (s.get('v6') ?? '').trimEnd();
+    const { v4, v6 } = await onHost(transport, host, (s) => client.show(s, host.ssh.sudo, table, Boolean(opts.json)));
     if (opts.json) {
       out(JSON.stringify({ host: hostName, table, v4: parseRuleListing(v4), v6: parseRuleListing(v6) }, null, 2));
       return ExitCode.ok;
@@ -98,7 +83,7 @@ export async function cmdLogs(hostName: string, opts: LiveOptions & { since?: st
   const host = hostNamed(inv, hostName);
   const transport = await openTransport(inv, opts);
   try {
-    const log = parseKernelLog(await runVerb(transport, host, 'kernel-log', [String(since)]));
+    const log = parseKernelLog(await onHost(transport, host, (s) => client.kernelLog(s, host.ssh.sudo, since)));
     if (log.unavailable) throw new FleetError(`${hostName}: cannot read the kernel log: ${log.unavailable}`, ExitCode.hostsFailed);
     const packets = log.packets
       .filter((p) => p.epoch === undefined || p.epoch >= log.now - since)
@@ -146,8 +131,8 @@ export async function cmdDiscover(opts: LiveOptions & { json?: boolean }): Promi
       hosts.map((h) =>
         limit(async (): Promise<HostDiscovery> => {
           try {
-            const s = sections(await runVerb(transport, h, 'listeners', []));
-            return { host: h.name, listeners: assessListeners(inv, h, parsed.get(h.name)!, parseSsListeners(s.get('listeners') ?? '')) };
+            const ss = await onHost(transport, h, (s) => client.listeners(s, h.ssh.sudo));
+            return { host: h.name, listeners: assessListeners(inv, h, parsed.get(h.name)!, parseSsListeners(ss)) };
           } catch (e) {
             return { host: h.name, error: (e as Error).message, listeners: [] };
           }

@@ -1,6 +1,6 @@
 // A host's own record, as the `history` verb prints it.
+import { HostError } from '../host/client.js';
 import { describe, expect, it } from 'vitest';
-import { FleetError } from '../errors.js';
 import { buildInventory } from '../analyze/fixtures/fleet.js';
 import { FAKE_EXIT, FakeTransport, hostFailure } from '../transport/fake.js';
 import { parseHistory, readHistory } from './history.js';
@@ -78,7 +78,9 @@ describe('readHistory', () => {
 
   it("turns the host's refusal into an error naming the host, and still closes the connection", async () => {
     const fake = new FakeTransport({ 'web-1': { script: () => hostFailure(FAKE_EXIT.tool, 'cannot read /var/lib/fleetfw') } });
-    await expect(readHistory(fake, host)).rejects.toThrow(new FleetError('web-1: history: cannot read /var/lib/fleetfw'));
+    const err = await readHistory(fake, host).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HostError);
+    expect(err).toMatchObject({ message: 'web-1: history: cannot read /var/lib/fleetfw', code: FAKE_EXIT.tool, exitCode: 5 });
     expect(fake.openConnections()).toEqual([]);
   });
 

@@ -6,7 +6,7 @@ import type { HostSpec } from '../model/inventory.js';
 import type { Transport } from '../transport/types.js';
 import type { RenderedHost } from '../render/render.js';
 import { bastionOf } from '../inventory/query.js';
-import { hostMessage, runHost, splitFamilies } from '../host/run.js';
+import * as client from '../host/client.js';
 import { readFacts } from '../apply/transaction.js';
 import { parseIpSets } from '../render/ipsets.js';
 import { assemblePlan, planLiveHost, type HostPlan, type Plan } from '../plan/plan.js';
@@ -37,9 +37,10 @@ export async function planRollback(fleet: Fleet, host: HostSpec, to: number | un
   const s = await transport.open(host.name);
   let stored: { v4: string; v6: string; ipsets?: string };
   try {
-    const r = await runHost(s, 'generation', [String(target)], { sudo: host.ssh.sudo, timeoutMs: 30_000 });
-    if (r.code !== 0) throw new UsageError(`${host.name}: ${hostMessage(r)}`);
-    stored = splitFamilies(r.stdout);
+    stored = await client.generation(s, host.ssh.sudo, target).catch((e: unknown) => {
+      // The generation asked for is not on the host: a usage mistake, said in the host's words.
+      throw e instanceof client.HostError ? new UsageError(`${host.name}: ${e.hostSays}`) : e;
+    });
   } finally {
     await s.close();
   }

@@ -1,98 +1,27 @@
 // Parse what `fleetfw-host.sh facts` prints: key=value lines, then the live
 // dumps, then (optionally) the candidate rules canonicalised by the host.
 import { FleetError } from '../errors.js';
-import type { Listener } from '../model/listener.js';
+import type { HostFacts, LastTxn, PendingTxn, PersistedLoads } from '../model/host-facts.js';
 import { parseSsListeners } from './listeners.js';
+import { keyValues, parseSections } from './sections.js';
 
-export interface PendingTxn {
-  id: string;
-  state: string;
-  watchdogAlive: boolean;
-  started: string;
-  user: string;
-}
+// The types (and persistedLoadProblem) live in the model, which plan may import.
+export { persistedLoadProblem, type HostFacts, type LastTxn, type PendingTxn, type PersistedLoads, type Unpersisted } from '../model/host-facts.js';
 
-/**
- * Whether a persisted file would load at boot (`iptables-restore -t` of rules.v4,
- * `ip6tables-restore -t` of rules.v6, `ipset restore` of the set file, in a throwaway
- * network namespace as netfilter-persistent loads them): true loads, false fails,
- * undefined when the file is absent (nothing to load), untested (no namespace could
- * be made: sets) or the host script predates the check.
- */
-export interface PersistedLoads {
-  v4?: boolean;
-  v6?: boolean;
-  sets?: boolean;
-  /** Which file fails and the tool's message, one line (`rules.v4: iptables-restore: COMMIT expected at line 4`). */
-  error?: string;
-}
-
-/** A finished transaction as the host recorded it (the same states as `outcome`). */
-export interface LastTxn {
-  id: string;
-  state: string;
-  generation?: number;
-  reason?: string;
-}
-
-/** Confirmed rules the host runs but has not persisted (its persist failed); the next prepare persists them first. */
-export interface Unpersisted {
-  id: string;
-  generation?: number;
-  reason: string;
-}
-
-export interface HostFacts {
-  backend: 'nft' | 'legacy' | 'mixed' | 'none';
-  systemd: boolean;
-  restore: boolean;
-  persistent: boolean;
-  ipset: boolean;
-  generation: number;
-  txn?: PendingTxn;
-  liveHash: string;
-  persistedHash: string;
-  bootId: string;
-  live: { v4: string; v6: string };
-  /** Candidate rules as this host's iptables-save prints them, when asked for. */
-  canonical?: { v4: string; v6: string } | { unavailable: string } | { skipped: string };
-  /** ipset-persistent's plugin is installed (it loads /etc/iptables/ipsets at boot). */
-  ipsetPersistent?: boolean;
-  /** fleetfw's live ipsets (fleetfw-*), `ipset save` lines; undefined when the host has no ipset. */
-  ipsets?: string;
-  /** Listening sockets (`ss -ltnup`); undefined when the host could not list them. */
-  listeners?: Listener[];
-  /** Would the persisted files load at boot? Undefined from a host script without the check. */
-  persistedLoads?: PersistedLoads;
-  /** The newest finished transaction on the host (settles a transaction an apply left `unknown`). */
-  lastTxn?: LastTxn;
-  /** Confirmed but not persisted: the host would boot older rules. */
-  unpersisted?: Unpersisted;
-}
+const FACT_SECTIONS = ['meta', 'v4', 'v6', 'ipsets', 'listeners', 'canonical', 'canonical-v6', 'end'];
 
 export function parseFacts(stdout: string): HostFacts {
   const sections = new Map<string, string[]>();
-  let current = 'meta';
-  sections.set(current, []);
-  for (const line of stdout.split('\n')) {
-    const m = /^--- (meta|v4|v6|ipsets|listeners|canonical|canonical-v6|end)$/.exec(line);
-    if (m) {
-      current = m[1]!;
-      // `--- meta` goes on with the key=value lines of the start (printed once computed).
-      if (current !== 'meta') sections.set(current, []);
-    } else {
-      sections.get(current)!.push(line);
-    }
+  // The opening key=value lines and `--- meta` (printed once the hashes are computed) are one part.
+  for (const sec of parseSections(stdout, FACT_SECTIONS)) {
+    const name = sec.name === '' ? 'meta' : sec.name;
+    sections.set(name, [...(sections.get(name) ?? []), ...sec.lines]);
   }
-  const meta = sections.get('meta')!;
+  const meta = sections.get('meta') ?? [];
   if (meta[0] !== 'fleetfw-facts 1' || !sections.has('end')) {
     throw new FleetError(`unexpected answer from the host script: ${stdout.slice(0, 200)}`);
   }
-  const kv = new Map<string, string>();
-  for (const l of meta.slice(1)) {
-    const eq = l.indexOf('=');
-    if (eq > 0) kv.set(l.slice(0, eq), l.slice(eq + 1));
-  }
+  const kv = keyValues(meta.slice(1));
   const text = (name: string) => (sections.get(name) ?? []).join('\n').trim() + '\n';
   const facts: HostFacts = {
     backend: (kv.get('backend') ?? 'none') as HostFacts['backend'],
@@ -162,18 +91,6 @@ function parseWords(value: string): { id: string; state?: string; generation?: n
 function parseLastTxn(value: string): LastTxn {
   const f = parseWords(value);
   return { id: f.id, state: f.state ?? 'unknown', ...(f.generation !== undefined ? { generation: f.generation } : {}), ...(f.reason ? { reason: f.reason } : {}) };
-}
-
-/**
- * The persisted files' problem as a plan or status line, naming the host and file;
- * undefined when every persisted file loads (or the host could not tell).
- */
-export function persistedLoadProblem(host: string, facts: Pick<HostFacts, 'persistedLoads'>): string | undefined {
-  const p = facts.persistedLoads;
-  if (!p) return undefined;
-  const bad = [p.sets === false && 'ipsets', p.v4 === false && 'rules.v4', p.v6 === false && 'rules.v6'].filter((x): x is string => Boolean(x));
-  if (bad.length === 0) return undefined;
-  return `${host}: persisted ${bad.join(', ')} would not load at boot (${p.error ?? 'no message'}): the host would come up without its firewall`;
 }
 
 /** `ID state=S watchdog=yes started=T user=U` */

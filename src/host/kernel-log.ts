@@ -18,6 +18,8 @@ export interface LoggedPacket {
   line: string;
 }
 
+import { keyValues, parseSections } from './sections.js';
+
 export interface KernelLog {
   source: 'journalctl' | 'dmesg' | 'none';
   /** Host clock (epoch seconds) when it answered. */
@@ -31,18 +33,13 @@ const ISO = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:,(\d+))?([+-]\d\d:?\d\d|Z)? (.*
 const RAW = /^\[\s*(\d+(?:\.\d+)?)\] (.*)$/;
 
 export function parseKernelLog(stdout: string): KernelLog {
-  const kv = new Map<string, string>();
-  const lines = stdout.split('\n');
-  const at = lines.indexOf('--- log');
-  for (const l of lines.slice(0, at < 0 ? lines.length : at)) {
-    const eq = l.indexOf('=');
-    if (eq > 0) kv.set(l.slice(0, eq), l.slice(eq + 1));
-  }
+  const parts = parseSections(stdout, ['log', 'end']);
+  const kv = keyValues(parts.find((p) => p.name === '')?.lines ?? []);
+  const logLines = parts.find((p) => p.name === 'log')?.lines;
   const now = Number(kv.get('now') ?? 0);
   const uptime = Number(kv.get('uptime') ?? 0);
   const log: KernelLog = { source: (kv.get('source') ?? 'none') as KernelLog['source'], now, packets: [] };
-  for (const line of at < 0 ? [] : lines.slice(at + 1)) {
-    if (line === '--- end') break;
+  for (const line of logLines ?? []) {
     if (line.startsWith('unavailable')) {
       log.unavailable = line.replace(/^unavailable: ?/, '');
       continue;

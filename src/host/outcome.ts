@@ -6,6 +6,8 @@
 // `confirmed-unpersisted`: the host runs the confirmed rules but its persisted files
 // are older (the reason says why: disk full, a failed write, files that would not load;
 // or a confirm that died before its persist); the next prepare persists them first.
+import { keyValues } from './sections.js';
+
 export type TxnState = 'preparing' | 'pending' | 'reverting' | 'confirmed' | 'confirmed-unpersisted' | 'reverted' | 'revert-failed' | 'none';
 
 export interface TxnOutcome {
@@ -23,11 +25,7 @@ export interface TxnOutcome {
 const STATES: readonly TxnState[] = ['preparing', 'pending', 'reverting', 'confirmed', 'confirmed-unpersisted', 'reverted', 'revert-failed', 'none'];
 
 export function parseOutcome(stdout: string): TxnOutcome {
-  const kv = new Map<string, string>();
-  for (const line of stdout.split('\n')) {
-    const i = line.indexOf('=');
-    if (i > 0) kv.set(line.slice(0, i), line.slice(i + 1));
-  }
+  const kv = keyValues(stdout.split('\n'));
   const state = kv.get('state') as TxnState | undefined;
   const out: TxnOutcome = { txn: kv.get('txn') ?? '', state: state && STATES.includes(state) ? state : 'none', watchdog: kv.get('watchdog') === 'yes' };
   const reason = kv.get('reason');

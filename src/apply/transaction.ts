@@ -2,6 +2,7 @@
 // over a NEW connection, persist. The host owns the rollback: fleetfw only
 // ever confirms, so losing fleetfw at any point leaves the old rules.
 import { randomBytes } from 'node:crypto';
+import { ExitCode, FleetError } from '../errors.js';
 import type { HostSpec } from '../model/inventory.js';
 import { TransportError, type ExecResult, type Transport, type HostSession } from '../transport/ssh.js';
 import { HostExit, HostServer, hostMessage, runHost } from '../host/run.js';
@@ -359,10 +360,17 @@ function prepareFailure(host: string, txid: string, code: number | null, message
   }
 }
 
+/** A host's answer did not come in time (its transaction is then decided by its own record). */
+class AnswerTimeout extends FleetError {
+  constructor(message: string) {
+    super(message, ExitCode.hostsFailed);
+  }
+}
+
 async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new AnswerTimeout(message)), ms)))]);
   } finally {
     clearTimeout(timer);
   }

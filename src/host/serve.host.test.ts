@@ -201,7 +201,7 @@ describe('prepare in a kept host script: the stale check against the text facts 
   });
 
   it('a revert that leaves behind an empty table the host did not have restores the hash the host had', async () => {
-    const { server, facts, prepare } = await start();
+    const { server, facts } = await start();
     const before = await facts();
     expect(before.live.v4).not.toContain('*nat');
     const txid = '20261121T000008-0a0b0c';

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { ExitCode, FleetError } from '../errors.js';
 import type { HostSpec } from '../model/inventory.js';
-import { TransportError, type ExecResult, type Transport, type HostSession } from '../transport/ssh.js';
+import { TransportError, type ExecResult, type Transport, type HostSession } from '../transport/types.js';
 import { HostExit, HostServer, hostMessage, runHost } from '../host/run.js';
 import { FORMAT_VERIFIED_AGAINST } from '../analyze/format.js';
 import type { HostFacts } from '../host/facts.js';

@@ -6,7 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { FleetError } from '../errors.js';
-import { TransportError, type ExecResult, type HostSession, type HostStream } from '../transport/ssh.js';
+import { TransportError, type ExecResult, type HostSession, type HostStream } from '../transport/types.js';
 
 /** Exit codes of fleetfw-host.sh (keep in sync with the script's header). */
 export const HostExit = {

@@ -3,8 +3,10 @@
 // test-results/reliability.jsonl (test/results.ts) into the one table between
 // the reliability markers of README.md. Fails (exit 1) when the file is
 // missing or empty, or when any host was left stranded: that figure must be 0.
+import console from 'node:console';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

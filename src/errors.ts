@@ -62,3 +62,36 @@ export class UsageError extends FleetError {
     super(message, ExitCode.usage);
   }
 }
+
+/**
+ * A host cannot be planned: the rules it runs, or printed back, do not parse.
+ * The host's doing, not fleetfw's: exit 5 like any failed host.
+ */
+export class PlanError extends FleetError {
+  constructor(message: string) {
+    super(message, ExitCode.hostsFailed);
+  }
+}
+
+/** The user interrupted a prompt (Ctrl-C read from a raw terminal, where no SIGINT is raised). */
+export class InterruptedError extends FleetError {
+  constructor(message = 'interrupted') {
+    super(message, ExitCode.interrupted);
+  }
+}
+
+/**
+ * A "cannot happen" invariant broke: a bug in fleetfw, reported as one (with its
+ * stack). Never for what a user, an input file or a host can cause.
+ */
+export class InternalError extends FleetError {
+  constructor(message: string) {
+    super(message, ExitCode.internal);
+  }
+}
+
+/**
+ * The lab refused (exit 64: not root, a lab already running or none there, an
+ * inventory it cannot place) or failed while starting (exit 1, with the cause).
+ */
+export class LabError extends FleetError {}

@@ -18,7 +18,7 @@ describe('npm run demo', () => {
     expect(code, stdout + stderr).toBe(0);
     expect(ms).toBeLessThan(120_000);
     for (const line of [
-      /^== 1\/7  Lab: the S1 fleet of seed 000 in network namespaces/m,
+      /^== 1\/7 {2}Lab: the S1 fleet of seed 000 in network namespaces/m,
       /^ {5}Plan: 6 to change, 0 in sync\.$/m,
       /^ {5}6 confirmed, 0 unchanged, 0 rolled back, 0 failed, 0 unknown, 0 skipped\.$/m,
       /^ {3}ok {3}internet -> haproxy-www:80 allow +1 pair +open$/m,

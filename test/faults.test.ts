@@ -173,7 +173,7 @@ describe('faults around the fleet', () => {
       const cut = async () => {
         const pids = execFileSync('ip', ['netns', 'pids', lab.netnsOf(host)], { encoding: 'utf8' }).split('\n').filter(Boolean);
         for (const pid of pids) {
-          let comm = '';
+          let comm: string;
           try {
             comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
           } catch {

@@ -175,7 +175,6 @@ function proveScenario(scenario: string, lab: () => Lab, variantHost: string, ho
 
 // --- S1 ----------------------------------------------------------------------------
 
-const S1 = inventoryPath('s1');
 const WORDPRESS_3 = '  wordpress-3:\n    public: 203.0.113.16\n    private: 192.0.2.16\n    roles: [backend, wordpress]\n';
 // The group intents already cover wordpress-3 for the load balancer, the bastion, the intruder and the internet.
 const WORDPRESS_3_INTENTS = '  - wordpress-3 -> mysql:3306 allow\n  - wordpress-1 -> wordpress-3:24007 allow\n  - wordpress-3 -> wordpress-2:24007 allow\n';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors.js';
-import { isTemplateOnDisk, loadInventory, parseInventory } from '../src/inventory/load.js';
+import { isTemplateOnDisk, parseInventory } from '../src/inventory/load.js';
 import { OPERATOR, type Lab } from '../src/lab/lab.js';
 import { loadTemplates } from '../src/render/load-templates.js';
 import { renderFleet } from '../src/render/render.js';

@@ -1,6 +1,7 @@
 // CIDR arithmetic on canonical strings, printing addresses the way iptables-save
 // does (glibc inet_ntop), so parsed rule sets compare textually with live dumps.
 import ipaddr from 'ipaddr.js';
+import { InternalError } from '../errors.js';
 import type { Family } from '../model/inventory.js';
 
 interface Net {
@@ -132,7 +133,8 @@ function mustParse(text: string): Net & { mask: bigint } {
   if (net) return net;
   const family = familyOf(text);
   const parsedNet = family === undefined ? 'bad' : parseNet(text, family);
-  if (typeof parsedNet === 'string') throw new Error(`not a CIDR: ${text}`);
+  // Rules reach here through parse.ts, which admits only canonical CIDRs: anything else is a bug.
+  if (typeof parsedNet === 'string') throw new InternalError(`not a CIDR: ${text}`);
   nets.set(text, (net = { ...parsedNet, mask: maskOf(parsedNet.family, parsedNet.prefix) }));
   return net;
 }

@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
+import { FleetError } from '../errors.js';
 import type { HostOutcome, HostResult } from './transaction.js';
 
 export const AUDIT_FORMAT = 'fleetfw-audit';
@@ -120,6 +121,9 @@ export function buildAuditEntry(e: AuditRunFields & { run: string; results: Host
   };
 }
 
+/** A record did not reach the audit log whole (the disk is full, say); the CLI says what that stopped (AuditLogError). */
+export class AuditWriteError extends FleetError {}
+
 /**
  * Append one record and sync it to disk before returning: the start of a run
  * must be on disk before any host changes. One write of one line (O_APPEND), so
@@ -134,7 +138,7 @@ export function appendAuditRecord(file: string, record: AuditRecord): void {
   const fd = openSync(file, 'a', 0o600);
   try {
     const n = writeSync(fd, line);
-    if (n !== line.length) throw new Error(`short write (${n} of ${line.length} bytes)`);
+    if (n !== line.length) throw new AuditWriteError(`short write (${n} of ${line.length} bytes)`);
     fsyncSync(fd);
   } finally {
     closeSync(fd);

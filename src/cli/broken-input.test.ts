@@ -7,6 +7,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stripVTControlCharacters } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FOLDER, INVENTORY_CASES, TEMPLATE_CASES, USAGE_CASES, type BrokenCase } from './fixtures/broken-inputs.js';
 import { runCli } from './program.js';
@@ -51,7 +52,7 @@ async function run(args: string[]): Promise<{ code: number; output: string }> {
     process.stdout.write = stdout;
     process.stderr.write = stderr;
   }
-  return { code, output: chunks.join('').replace(/\x1b\[[0-9;]*m/g, '') };
+  return { code, output: stripVTControlCharacters(chunks.join('')) };
 }
 
 const COMMANDS = [['render', '--out', '$OUT'], ['verify'], ['plan', '--offline'], ['apply', '--yes']];

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Chalk } from 'chalk';
+import { InterruptedError, UsageError } from '../errors.js';
 
 /**
  * Colour as the ecosystem reads it: `--no-color` off; FORCE_COLOR=0 (or false)
@@ -26,6 +27,51 @@ export function out(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
+/**
+ * Write text made in pieces (a plan of any size), a batch at a time, waiting
+ * whenever the stream asks to (back-pressure); stops when the reader has gone
+ * (EPIPE: main.ts ends the process quietly).
+ */
+export async function writeChunks(stream: NodeJS.WritableStream, chunks: Iterable<string>): Promise<void> {
+  const BATCH = 1 << 16;
+  // Let the event loop run now and then, so a closed reader's error is seen while pieces are still being made.
+  const YIELD_EVERY = 1 << 24;
+  let batch = '';
+  let sinceYield = 0;
+  const gone = () => (stream as { destroyed?: boolean }).destroyed === true;
+  const flush = async (): Promise<void> => {
+    const text = batch;
+    batch = '';
+    sinceYield += text.length;
+    if (gone()) return;
+    if (!stream.write(text)) await drained(stream);
+    if (sinceYield >= YIELD_EVERY) {
+      sinceYield = 0;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  };
+  for (const chunk of chunks) {
+    if (gone()) return;
+    batch += chunk;
+    if (batch.length >= BATCH) await flush();
+  }
+  if (batch) await flush();
+}
+
+function drained(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      stream.off('error', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+    stream.on('error', done);
+  });
+}
+
 export function err(text: string): void {
   process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
 }
@@ -41,7 +87,7 @@ export async function confirm(question: string): Promise<boolean> {
 
 /** Read a secret from the terminal without echoing it. */
 export async function askSecret(prompt: string): Promise<string> {
-  if (!process.stdin.isTTY) throw new Error(`${prompt}: no terminal to ask on (use ssh-agent)`);
+  if (!process.stdin.isTTY) throw new UsageError(`${prompt}: no terminal to ask on (use ssh-agent)`);
   process.stderr.write(prompt);
   const stdin = process.stdin;
   stdin.setRawMode(true);
@@ -58,7 +104,7 @@ export async function askSecret(prompt: string): Promise<string> {
         }
         if (ch === '\u0003') {
           cleanup();
-          reject(new Error('interrupted'));
+          reject(new InterruptedError());
           return;
         }
         secret = ch === '\u007f' ? secret.slice(0, -1) : secret + ch;

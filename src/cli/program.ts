@@ -1,7 +1,7 @@
 // fleetfw command line: commander wiring and the one place errors are printed.
 // main.ts runs it as a process; tests run it in-process (runCli).
 import { Command, CommanderError, Option } from 'commander';
-import { ExitCode, FleetError, InputError, type ExitCodeValue } from '../errors.js';
+import { ExitCode, FleetError, InputError, InternalError, type ExitCodeValue } from '../errors.js';
 import { cmdExplain, cmdPlanOffline, cmdRender, cmdVerify } from './core-commands.js';
 import { cmdApply, cmdHistory, cmdPlanLive, cmdRollback, cmdStatus, DEFAULT_PARALLEL } from './live-commands.js';
 import { cmdApplyPlan, savePlanFile } from './review-commands.js';
@@ -163,7 +163,8 @@ export function report(e: unknown): ExitCodeValue {
     err(e.message);
     return e.exitCode;
   }
-  if (e instanceof FleetError) {
+  // An InternalError is a broken invariant: a bug, said as one.
+  if (e instanceof FleetError && !(e instanceof InternalError)) {
     err(c.red(`fleetfw: ${e.message}`));
     return e.exitCode;
   }

@@ -73,7 +73,7 @@ describe('loadInventory: a valid inventory', () => {
   });
 
   it('parses every intent form', () => {
-    expect(inv.intents.map(({ text, pos, ...rest }) => rest)).toEqual([
+    expect(inv.intents.map(({ text: _text, pos: _pos, ...rest }) => rest)).toEqual([
       { from: 'internet', to: 'haproxy', proto: 'tcp', port: 80, expect: 'allow', family: 4 },
       { from: 'intruder', to: 'mysql-1', proto: 'tcp', port: 3306, expect: 'deny', family: 4 },
       { from: 'wordpress', to: 'mysql', proto: 'tcp', port: 3306, expect: 'allow', family: 4 },

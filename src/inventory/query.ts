@@ -1,5 +1,5 @@
 // Lookups over a validated Inventory that render, analysis and apply share.
-import { FleetError } from '../errors.js';
+import { InternalError } from '../errors.js';
 import type { HostSpec, Inventory } from '../model/inventory.js';
 
 /** Group name → member hosts sorted by name (inv.hosts is sorted); includes `all` and every role. */
@@ -20,6 +20,6 @@ export function bastionOf(inv: Inventory, host: HostSpec): HostSpec {
   const network = inv.networks.find((n) => n.name === host.network);
   const bastion = network && inv.hosts.find((h) => h.name === network.bastion);
   // The loader guarantees both; a miss means a hand-built Inventory is wrong.
-  if (!bastion) throw new FleetError(`host "${host.name}" has no bastion (network "${host.network}")`);
+  if (!bastion) throw new InternalError(`host "${host.name}" has no bastion (network "${host.network}")`);
   return bastion;
 }

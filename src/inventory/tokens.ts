@@ -179,6 +179,7 @@ export function isUserName(s: string): Checked<string> {
 
 /** A local file path (known_hosts, identity): any printable text; `~/` is expanded at use. */
 export function isLocalPath(s: string): Checked<string> {
+  // eslint-disable-next-line no-control-regex -- control characters are what this check refuses
   if (s.length === 0 || s.length > 4096 || /[\0-\x1f\x7f]/.test(s)) {
     return fail(`${quote(s)} is not a usable file path`);
   }

@@ -35,7 +35,7 @@ export function parseLogDrops(text: string): LogDrops | string {
   if (!/^[1-9]\d{0,5}\/(s|sec|second|m|min|minute|h|hour|d|day)$/.test(rate)) return `bad rate ${quote(rate)} (like 60/min, 1/sec, 100/hour)`;
   const prefix = m[3] ?? LOG_DROPS_DEFAULTS.prefix;
   // The kernel keeps 29 characters; quotes or backslashes would need escaping in iptables-save.
-  if (prefix.length < 1 || prefix.length > 29 || !/^[A-Za-z0-9 _.:=\/-]+$/.test(prefix)) return `bad prefix ${quote(prefix)} (1 to 29 of A-Z a-z 0-9 space _ . : = / -)`;
+  if (prefix.length < 1 || prefix.length > 29 || !/^[A-Za-z0-9 _.:=/-]+$/.test(prefix)) return `bad prefix ${quote(prefix)} (1 to 29 of A-Z a-z 0-9 space _ . : = / -)`;
   return { chain: m[1], rate, prefix };
 }
 

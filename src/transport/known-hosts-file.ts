@@ -89,7 +89,7 @@ async function appendLines(file: string, lines: string[]): Promise<void> {
     const data = Buffer.from(`${prefix}${lines.join('\n')}\n`);
     while (written < data.length) {
       const { bytesWritten } = await handle.write(data, written, data.length - written);
-      if (bytesWritten <= 0) throw new Error('the write made no progress');
+      if (bytesWritten <= 0) throw new KnownHostsError('the write made no progress');
       written += bytesWritten;
     }
     await handle.sync();

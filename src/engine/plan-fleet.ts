@@ -2,7 +2,7 @@
 // of what the hosts will really run. Never prints: commands format the result.
 import pLimit from 'p-limit';
 import type { HostSpec } from '../model/inventory.js';
-import type { Transport } from '../transport/types.js';
+import { TransportError, type Transport } from '../transport/types.js';
 import type { RenderedHost } from '../render/render.js';
 import { readFacts } from '../apply/transaction.js';
 import type { SessionPool } from '../apply/session-pool.js';
@@ -33,7 +33,8 @@ export async function planFleet(fleet: Fleet, hosts: HostSpec[], transport: Tran
           const facts = await readFacts(transport, h, { v4: r.v4.text, v6: r.v6.text, ipsets: formatIpSets(r.ipsets ?? []), exact: exact(h.name) }, pool);
           return addListenerWarnings(planLiveHost(r, facts, inv.preserve), inv, r, facts.listeners);
         } catch (e) {
-          return failedHostPlan(h.name, 'unreachable', (e as Error).message);
+          // Only a host that could not be reached is unreachable; one that answered something unusable is an error.
+          return failedHostPlan(h.name, e instanceof TransportError ? 'unreachable' : 'error', (e as Error).message);
         }
       }),
     ),

@@ -3,12 +3,11 @@
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Inventory } from '../src/model/inventory.js';
 import {
   assertLabPrerequisites,
   attachLab,
   destroyAllLabs,
-  labSpecFromInventory,
+  OPERATOR,
   startLab,
   withLab,
   type Lab,
@@ -61,26 +60,30 @@ describe('lab', () => {
     expect(readlinkSync('/proc/self/ns/net')).toBe(rootNetns);
     expect(listNamespaces(`${lab.prefix}-`).length).toBe(1 + 3 + 2 + 1);
     expect(lab.netnsOf('db-1')).toMatch(new RegExp(`^${lab.prefix}-`));
-    expect(lab.netnsOf('operator')).not.toBe(lab.netnsOf('internet'));
+    expect(lab.netnsOf(OPERATOR)).not.toBe(lab.netnsOf('internet'));
     expect(() => lab.netnsOf('nope')).toThrow(/no host/);
+    // S1's addressing, derived: the legacy operator place and one subnet per side and family.
+    expect(lab.operator).toEqual({ address: '203.0.113.250' });
+    expect(lab.subnets).toEqual({ public: ['203.0.113.0/24', '2001:db8::/64'], private: ['192.0.2.0/24'] });
+    expect(lab.hostDir('db-1')).toBe(`${lab.dir}/db-1`);
   });
 
   it('lets the operator reach the bastion’s sshd', async () => {
-    expect(await lab.probe('operator', '203.0.113.10', 'tcp', 22)).toBe('open');
+    expect(await lab.probe(OPERATOR, '203.0.113.10', 'tcp', 22)).toBe('open');
   });
 
   it('logs in through the bastion as the non-root user and sudoes', async () => {
-    const r = await lab.exec('operator', [
+    const r = await lab.exec(OPERATOR, [
       'ssh', '-F', lab.sshConfigFile, '-o', `UserKnownHostsFile=${lab.knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes',
       '-J', 'tunnel-1', 'db-1', 'sudo', '-n', 'id', '-u',
     ], { timeoutMs: 20_000 });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('0');
     expect(r.code).toBe(0);
-    const who = await lab.exec('operator', ['ssh', '-F', lab.sshConfigFile, '-J', 'tunnel-1', 'db-1', 'id', '-un'], { timeoutMs: 20_000 });
+    const who = await lab.exec(OPERATOR, ['ssh', '-F', lab.sshConfigFile, '-J', 'tunnel-1', 'db-1', 'id', '-un'], { timeoutMs: 20_000 });
     expect(who.stdout.trim()).toBe('deploy');
     // web-1 is reached by its private address, whose known_hosts entry is hashed.
-    const web = await lab.exec('operator', ['ssh', '-F', lab.sshConfigFile, '-J', 'tunnel-1', 'web-1', 'hostname'], { timeoutMs: 20_000 });
+    const web = await lab.exec(OPERATOR, ['ssh', '-F', lab.sshConfigFile, '-J', 'tunnel-1', 'web-1', 'hostname'], { timeoutMs: 20_000 });
     expect(web.stdout.trim()).toBe('web-1');
   });
 
@@ -89,7 +92,7 @@ describe('lab', () => {
     expect(kh).toMatch(/^tunnel-1,203\.0\.113\.10 ssh-ed25519 /m);
     expect(kh).toMatch(/^\|1\|[A-Za-z0-9+/=]+\|[A-Za-z0-9+/=]+ ssh-ed25519 /m);
     expect(lab.agentSocket).toBeDefined();
-    const r = await lab.exec('operator', ['ssh-add', '-l'], { env: { SSH_AUTH_SOCK: lab.agentSocket as string } });
+    const r = await lab.exec(OPERATOR, ['ssh-add', '-l'], { env: { SSH_AUTH_SOCK: lab.agentSocket as string } });
     expect(r.stdout).toContain('ED25519');
   });
 
@@ -180,7 +183,7 @@ describe('lab', () => {
     await lab.restartSshd('db-1');
     const again = await attachLab(lab.dir);
     expect(again.netnsOf('db-1')).toBe(lab.netnsOf('db-1'));
-    const r = await again.exec('operator', ['ssh', '-F', again.sshConfigFile, '-J', 'tunnel-1', 'db-1', 'hostname'], { timeoutMs: 20_000 });
+    const r = await again.exec(OPERATOR, ['ssh', '-F', again.sshConfigFile, '-J', 'tunnel-1', 'db-1', 'hostname'], { timeoutMs: 20_000 });
     expect(r.stdout.trim()).toBe('db-1');
   });
 
@@ -211,7 +214,7 @@ describe('lab teardown on failure', () => {
     await expect(
       withLab(small, async (lab) => {
         seen = { dir: lab.dir, prefix: lab.prefix };
-        expect(await lab.probe('operator', '203.0.113.20', 'tcp', 2222)).toBe('open');
+        expect(await lab.probe(OPERATOR, '203.0.113.20', 'tcp', 2222)).toBe('open');
         expect('this assertion').toBe('failing');
       }),
     ).rejects.toThrow(/failing/);
@@ -226,7 +229,7 @@ describe('lab teardown on failure', () => {
     const prefix = `ffwz${randomBytes(2).toString('hex')}`;
     const lab = await startLab(small, { prefix });
     const removed = await destroyAllLabs(prefix);
-    expect(removed.sort()).toEqual([`${prefix}-0`, `${prefix}-op`, `${prefix}-sw`]);
+    expect(removed.sort()).toEqual([`${prefix}-h-solo`, `${prefix}-op`, `${prefix}-sw`]);
     expect(listNamespaces(`${prefix}-`)).toEqual([]);
     expect(existsSync(lab.dir)).toBe(false);
     await lab.stop();
@@ -234,34 +237,6 @@ describe('lab teardown on failure', () => {
 
   it('refuses a spec that would leave the documentation ranges', async () => {
     const bad: LabSpec = { hosts: [{ ...small.hosts[0]!, public: '8.8.8.8' }], externals: [] };
-    await expect(startLab(bad)).rejects.toThrow(/8\.8\.8\.8 is not an IPv4 address in/);
-  });
-});
-
-describe('labSpecFromInventory', () => {
-  it('takes addresses, interfaces, ssh port/user and bastions from the inventory', () => {
-    const pos = { file: 'inv.yaml', line: 1, col: 1 };
-    const inv = {
-      file: '/x/inv.yaml',
-      templatesDir: '/x/templates',
-      operators: ['203.0.113.0/24'],
-      networks: [{ name: 'lan', bastion: 'tunnel-1', pos }],
-      hosts: [
-        { name: 'mysql-2', private: '192.0.2.15', interfaces: { public: 'eth0', private: 'ens4' }, roles: ['mysql'], groups: ['all', 'mysql'], base: 'isolated', network: 'lan', ssh: { user: 'deploy', port: 2200, sudo: true }, vars: {}, pos },
-        { name: 'tunnel-1', public: '203.0.113.10', private: '192.0.2.10', public6: '2001:db8::10', interfaces: { public: 'eth0', private: 'eth1' }, roles: ['bastion'], groups: ['all', 'bastion'], base: 'isolated', network: 'lan', ssh: { sudo: false }, vars: {}, pos },
-      ],
-      externals: [{ name: 'internet', address: '203.0.113.200', side: 'public' }],
-      intents: [],
-      preserve: [],
-      health: {},
-      settings: { window: 60, generations: 5, installPersistent: true },
-    } satisfies Inventory;
-    expect(labSpecFromInventory(inv)).toEqual({
-      hosts: [
-        { name: 'mysql-2', private: '192.0.2.15', interfaces: { public: 'eth0', private: 'ens4' }, sshPort: 2200, user: 'deploy', bastion: false },
-        { name: 'tunnel-1', public: '203.0.113.10', private: '192.0.2.10', public6: '2001:db8::10', interfaces: { public: 'eth0', private: 'eth1' }, sshPort: 22, user: 'root', bastion: true },
-      ],
-      externals: [{ name: 'internet', address: '203.0.113.200', side: 'public' }],
-    });
+    await expect(startLab(bad)).rejects.toThrow(/host solo: 8\.8\.8\.8 is not in a documentation range/);
   });
 });

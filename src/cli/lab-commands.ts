@@ -4,8 +4,8 @@ import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { ExitCode, FleetError, type ExitCodeValue } from '../errors.js';
-import { attachLab, destroyAllLabs, destroyLab, labSpecFromInventory, OPERATOR, startLab, type Lab } from '../lab/lab.js';
+import { ExitCode, LabError, type ExitCodeValue } from '../errors.js';
+import { attachLab, destroyAllLabs, destroyLab, labSpecFromInventory, labStatus, OPERATOR, startLab, type Lab } from '../lab/lab.js';
 import { loadFleet } from './context.js';
 import { out } from './io.js';
 
@@ -34,19 +34,34 @@ export function runInLab(lab: Lab, args: string[], opts: { stdio?: 'inherit' | '
 }
 
 async function cmdLabUp(o: { inventory?: string; dir: string }): Promise<ExitCodeValue> {
-  const { inv, display } = loadFleet(o);
   const dir = resolve(o.dir);
+  const status = labStatus(dir);
+  if (status.state === 'running') {
+    throw new LabError(`a lab (${status.prefix}) is already running in ${o.dir}: use it with \`fleetfw lab run --dir ${o.dir} -- ...\`, stop it with \`fleetfw lab down --dir ${o.dir}\`, or pick another --dir`, ExitCode.usage);
+  }
+  const { inv, display } = loadFleet(o);
   const lab = await startLab(labSpecFromInventory(inv), { dir, detached: true });
+  const subnets = (side: 'public' | 'private'): string => lab.subnets[side].join(' + ') || 'none';
   out(`lab up: ${inv.hosts.length} hosts of ${display} in network namespaces ${lab.prefix}-*, state in ${dir}`);
+  out(`public side ${subnets('public')}, private side ${subnets('private')}; the operator is ${[lab.operator.address, lab.operator.address6].filter(Boolean).join(' and ')}`);
   out(`run fleetfw as the operator:  fleetfw lab run --dir ${o.dir} -- plan --inventory ${o.inventory ?? 'inventories/s1.yaml'}`);
   out(`tear it down:                 fleetfw lab down --dir ${o.dir}`);
   return ExitCode.ok;
 }
 
 async function cmdLabRun(args: string[], o: { dir: string }): Promise<ExitCodeValue> {
-  const lab = await attachLab(resolve(o.dir));
+  const dir = resolve(o.dir);
+  const status = labStatus(dir);
+  if (status.state === 'none') throw new LabError(`no lab in ${o.dir}: start one with \`fleetfw lab up --dir ${o.dir} --inventory FILE\``, ExitCode.usage);
+  if (status.state === 'stopped') {
+    throw new LabError(`the lab in ${o.dir} (${status.prefix}) is not running any more: \`fleetfw lab down --dir ${o.dir}\` clears it, \`fleetfw lab up --dir ${o.dir}\` starts a new one`, ExitCode.usage);
+  }
+  const lab = await attachLab(dir);
   const child = runInLab(lab, args);
-  return new Promise((res) => child.on('exit', (code) => res((code ?? ExitCode.internal) as ExitCodeValue)));
+  return new Promise((res, rej) => {
+    child.on('error', (e) => rej(new LabError(`cannot run fleetfw in the lab: ${e.message}`)));
+    child.on('exit', (code, signal) => res((code ?? (signal === 'SIGINT' ? ExitCode.interrupted : ExitCode.internal)) as ExitCodeValue));
+  });
 }
 
 async function cmdLabDown(o: { dir: string; all?: boolean }): Promise<ExitCodeValue> {
@@ -54,7 +69,12 @@ async function cmdLabDown(o: { dir: string; all?: boolean }): Promise<ExitCodeVa
     const removed = await destroyAllLabs();
     out(`removed ${removed.length} lab namespaces`);
   }
-  await destroyLab(resolve(o.dir));
+  const dir = resolve(o.dir);
+  if (labStatus(dir).state === 'none') {
+    if (!o.all) out(`lab down: no lab in ${o.dir}`);
+    return ExitCode.ok;
+  }
+  await destroyLab(dir);
   out(`lab down: ${o.dir}`);
   return ExitCode.ok;
 }
@@ -82,5 +102,5 @@ export function addLabCommands(program: Command, run: (p: Promise<ExitCodeValue>
 }
 
 async function guardRoot(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new FleetError('the lab needs root (network namespaces, sshd)', ExitCode.usage);
+  if (process.getuid?.() !== 0) throw new LabError('the lab needs root (network namespaces, sshd)', ExitCode.usage);
 }

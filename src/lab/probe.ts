@@ -3,6 +3,7 @@
 // a RST / ICMP port-unreachable surfaces as ECONNREFUSED, silence as a timeout.
 import { spawn } from 'node:child_process';
 import { isIPv6 } from 'node:net';
+import { LabError } from '../errors.js';
 
 export type ProbeResult = 'open' | 'refused' | 'timeout' | 'unreachable';
 export type ProbeProto = 'tcp' | 'udp' | 'icmp';
@@ -97,7 +98,7 @@ export function runProbe(prefix: string[], addr: string, proto: ProbeProto, port
     child.stderr.on('data', (b: Buffer) => (err += b.toString('utf8')));
     child.on('error', (e) => {
       clearTimeout(guard);
-      reject(new Error(`cannot run ${full[0]}: ${e.message}`));
+      reject(new LabError(`cannot run ${full[0]}: ${e.message}`));
     });
     child.on('close', (code) => {
       clearTimeout(guard);
@@ -106,7 +107,7 @@ export function runProbe(prefix: string[], addr: string, proto: ProbeProto, port
       if (fromErr) return resolve(fromErr);
       if (code === 0) return resolve(proto === 'tcp' ? 'open' : 'timeout');
       if (code === null) return resolve('timeout');
-      reject(new Error(`probe ${proto} ${addr}${port ? `:${port}` : ''} failed (exit ${code}): ${err.trim()}`));
+      reject(new LabError(`probe ${proto} ${addr}${port ? `:${port}` : ''} failed (exit ${code}): ${err.trim()}`));
     });
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);

@@ -2,6 +2,7 @@
 // built from inventory values), bounded concurrency, and detached daemons.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { LabError } from '../errors.js';
 
 export interface RunResult {
   code: number;
@@ -20,7 +21,7 @@ export const TIMEOUT_CODE = 124;
 
 export function runCommand(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
   const [cmd, ...args] = argv;
-  if (!cmd) return Promise.reject(new Error('runCommand: empty argv'));
+  if (!cmd) return Promise.reject(new LabError('runCommand: empty argv'));
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -40,7 +41,7 @@ export function runCommand(argv: string[], opts: RunOptions = {}): Promise<RunRe
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e) => {
       if (timer) clearTimeout(timer);
-      reject(new Error(`cannot run ${cmd}: ${e.message}`));
+      reject(new LabError(`cannot run ${cmd}: ${e.message}`));
     });
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
@@ -62,7 +63,7 @@ export function runCommand(argv: string[], opts: RunOptions = {}): Promise<RunRe
 export async function runChecked(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
   const r = await runCommand(argv, opts);
   if (r.code !== 0) {
-    throw new Error(`${argv.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
+    throw new LabError(`${argv.join(' ')} exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
   }
   return r;
 }
@@ -93,8 +94,9 @@ export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, in
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   if (errors.length > 0) {
     errors.sort((a, b) => a.index - b.index);
+    if (errors.length === 1) throw errors[0]!.error;
     const text = errors.map((e) => (e.error instanceof Error ? e.error.message : String(e.error))).join('\n');
-    throw new Error(errors.length === 1 ? text : `${errors.length} failures:\n${text}`);
+    throw new LabError(`${errors.length} failures:\n${text}`);
   }
   return results;
 }

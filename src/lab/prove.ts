@@ -7,6 +7,7 @@ import { loadTemplates } from '../render/load-templates.js';
 import { renderFleet } from '../render/render.js';
 import { parseFleet } from '../plan/checks.js';
 import { verifyIntents } from '../analyze/intents.js';
+import { LabError } from '../errors.js';
 
 export interface ProbeRow {
   intent: string;
@@ -47,7 +48,7 @@ export async function probeIntents(lab: Lab, inv: Inventory, opts: { concurrency
   const queue = [...pairs];
   const workers = Array.from({ length: opts.concurrency ?? 6 }, async () => {
     for (let p = queue.shift(); p; p = queue.shift()) {
-      if (!p.toAddr) throw new Error(`intent "${p.intent.text}": ${p.from} -> ${p.to} has no address (${p.reason})`);
+      if (!p.toAddr) throw new LabError(`intent "${p.intent.text}": ${p.from} -> ${p.to} has no address (${p.reason})`);
       const probe = await lab.probe(p.from, p.toAddr, p.intent.proto, p.intent.port, { family: p.intent.family, timeoutMs: 1500 });
       const observed = outcomeOf(probe);
       rows.push({ intent: p.intent.text, from: p.from, to: p.to, expected: p.intent.expect, observed: `${observed} (${probe})`, ok: holds(p.intent.expect, observed) });

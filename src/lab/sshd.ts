@@ -117,19 +117,20 @@ export interface AccountBinds {
  * Builds private copies of /etc/passwd, /etc/group, /etc/shadow and /etc/sudoers.d
  * that add `user` with passwordless sudo. The machine's own files are never written.
  */
-export async function prepareUserAccount(user: string, hostDir: string): Promise<AccountBinds> {
+export async function prepareUserAccount(user: string, hostDir: string, homeInHost = join(hostDir, `home-${user}`)): Promise<AccountBinds> {
   const etc = join(hostDir, 'etc');
   await mkdir(etc, { recursive: true });
   const passwd = await readFile('/etc/passwd', 'utf8');
   const group = await readFile('/etc/group', 'utf8');
   const shadow = await readFile('/etc/shadow', 'utf8');
-  const home = join(hostDir, `home-${user}`);
-  await mkdir(home, { recursive: true });
+  // Created here; the passwd entry names it as the host sees it (homeInHost).
+  const homeDir = join(hostDir, `home-${user}`);
+  await mkdir(homeDir, { recursive: true });
 
   const existing = passwd.split('\n').find((l) => l.split(':')[0] === user);
-  let newPasswd = passwd;
+  let newPasswd: string;
   let newGroup = group;
-  let newShadow = shadow;
+  let newShadow: string;
   let uid: number;
   let gid: number;
   if (existing) {
@@ -137,7 +138,7 @@ export async function prepareUserAccount(user: string, hostDir: string): Promise
     uid = Number(f[2]);
     gid = Number(f[3]);
     // Keep the account but give it our home and a real shell.
-    newPasswd = passwd.replace(existing, [f[0], f[1], f[2], f[3], f[4], home, '/bin/sh'].join(':'));
+    newPasswd = passwd.replace(existing, [f[0], f[1], f[2], f[3], f[4], homeInHost, '/bin/sh'].join(':'));
     newShadow = shadow
       .split('\n')
       .map((l) => (l.split(':')[0] === user ? [user, '*', ...l.split(':').slice(2)].join(':') : l))
@@ -145,12 +146,12 @@ export async function prepareUserAccount(user: string, hostDir: string): Promise
   } else {
     uid = pickFreeId(passwd, 2);
     gid = pickFreeId(group, 2);
-    newPasswd = appendLine(passwd, `${user}:x:${uid}:${gid}:fleetfw lab:${home}:/bin/sh`);
+    newPasswd = appendLine(passwd, `${user}:x:${uid}:${gid}:fleetfw lab:${homeInHost}:/bin/sh`);
     newGroup = appendLine(group, `${user}:x:${gid}:`);
     // `*` (not `!`): no password, but the account is not locked, so pubkey login works without PAM.
     newShadow = appendLine(shadow, `${user}:*:19000:0:99999:7:::`);
   }
-  await chown(home, uid, gid);
+  await chown(homeDir, uid, gid);
 
   const files: Array<[string, string]> = [
     ['passwd', newPasswd],
@@ -168,7 +169,9 @@ export async function prepareUserAccount(user: string, hostDir: string): Promise
   }
 
   const sudoers = join(etc, 'sudoers.d');
-  await mkdir(sudoers, { recursive: true, mode: 0o755 });
+  await mkdir(sudoers, { recursive: true });
+  // Explicit modes: a umask of 077 must not hide the files from the user (or sudo).
+  await chmod(sudoers, 0o755);
   for (const f of await readdir('/etc/sudoers.d').catch(() => [] as string[])) {
     await copyFile(join('/etc/sudoers.d', f), join(sudoers, f));
   }

@@ -53,9 +53,18 @@
 # A plan runs `facts` on every host and an apply adds `prepare` and `confirm`:
 # every process they start is started fleet-wide, so they take each dump once,
 # reuse it, and read and write small files with the shell's own builtins.
+#
+# The awk programs (*.awk) and the shell this script runs from strings (guard-lib.sh,
+# boot-test.sh, revert.sh) are files beside it, each linted and tested on its own
+# (programs.host.test.ts). `NAME='#include FILE'` stands for the text of FILE: its
+# code without its header comment and final newline (a newline before the closing
+# quote is part of the string). assemble.ts puts them in: the build writes the
+# assembled script (dist/host/fleetfw-host.sh, what the package ships), a checkout
+# assembles it when it runs. None of them holds a single quote.
+#
 # A && B || die is the intended idiom here: die when either step fails (SC2015);
-# getv assigns its variable through eval (SC2154); awk programs and the revert
-# script are single-quoted on purpose (SC2016).
+# getv assigns its variable through eval (SC2154); awk programs and the shell run
+# from strings are single-quoted on purpose (SC2016).
 # shellcheck disable=SC2015,SC2154,SC2016
 set -eu
 
@@ -108,72 +117,15 @@ fault_point() {
   while [ -e "$S/faults/pause-$1" ] && [ "$fp_n" -lt 600 ]; do sleep 0.1; fp_n=$((fp_n + 1)); done
 }
 
-# The time of day inside awk, as `date -u +%Y-%m-%dT%H:%M:%SZ` prints it: a
-# date process fewer per step. srand() seeds from the time of day and returns
-# the previous seed, so a second call returns the seconds since the epoch.
-TIME_AWK='function now_epoch() { srand(); return srand() }
-  function iso(t,  d, s, z, era, doe, yoe, doy, mp, m) { # civil from days (H. Hinnant)
-    d = int(t / 86400); s = t - d * 86400; z = d + 719468; era = int(z / 146097); doe = z - era * 146097
-    yoe = int((doe - int(doe / 1460) + int(doe / 36524) - int(doe / 146096)) / 365)
-    doy = doe - (365 * yoe + int(yoe / 4) - int(yoe / 100)); mp = int((5 * doy + 2) / 153); m = mp < 10 ? mp + 3 : mp - 9
-    return sprintf("%04d-%02d-%02dT%02d:%02d:%02dZ", yoe + era * 400 + (m <= 2), m, doy - int((153 * mp + 2) / 5) + 1, int(s / 3600), int(s % 3600 / 60), s % 60) }
+# The time of day inside awk (time.awk): now_epoch() and iso(T), a date process
+# fewer.
+TIME_AWK='#include time.awk
 '
 save4() { iptables-save 2>/dev/null || true; }
 save6() { ip6tables-save 2>/dev/null || true; }
-# What "the same rules" means for hashes: canon(V4, V6, SETS, OUT) writes both
-# dumps without comments, counters and empty tables (every chain a built-in
-# one with policy ACCEPT, no rule: the same as no table, which a revert or an
-# emptied table leaves and a boot does not), then fleetfw's own ipsets (fleetfw-*) from
-# an `ipset save` file: create lines cut to name, type and family, every line
-# sorted bytewise (a set lists its members in hash order). A missing file reads
-# as empty; a host without fleetfw's sets hashes as it always did. A few hundred
-# lines are sorted in awk (run with LC_ALL=C), saving a `sort` process per dump;
-# more go through `sort`, which is faster there.
-CANON_AWK='function rules(f, out,  l, held) { # a table is held back while it is still empty
-    held = ""
-    while ((getline l <f) > 0) {
-      if (l ~ /^#/) continue
-      sub(/\[[0-9]*:[0-9]*\]$/, "[0:0]", l)
-      if (l ~ /^\*/) { held = l; continue }
-      if (held != "") {
-        if (l == "COMMIT") { held = ""; continue }
-        if (l ~ /^:[^ ]+ ACCEPT \[0:0\]$/) { held = held "\n" l; continue }
-        print held >out; held = ""
-      }
-      print l >out
-    }
-    if (held != "") print held >out
-    close(f) }
-  function sift(a, i, n,  c, t) { while ((c = 2 * i) <= n) { if (c < n && a[c + 1] "" > a[c] "") c++; if (a[i] "" >= a[c] "") return; t = a[i]; a[i] = a[c]; a[c] = t; i = c } }
-  function set_line(l, a, n,  w) {
-    split(l, w, " ")
-    if ((w[1] != "create" && w[1] != "add") || w[2] !~ /^fleetfw-/) return n
-    a[++n] = w[1] == "create" ? w[1] " " w[2] " " w[3] " " w[4] " " w[5] : l
-    return n }
-  function fleet_sets(f, a,  l, n, i, t, cmd) {
-    split("", a); n = 0
-    while ((getline l <f) > 0) n = set_line(l, a, n)
-    close(f)
-    if (n > 500) {
-      # Cutting create lines never reorders them: sorting the raw dump is the same.
-      cmd = "LC_ALL=C sort \047" f "\047"; split("", a); n = 0
-      while ((cmd | getline l) > 0) n = set_line(l, a, n)
-      close(cmd)
-      return n
-    }
-    for (i = int(n / 2); i >= 1; i--) sift(a, i, n)
-    for (i = n; i > 1; i--) { t = a[1]; a[1] = a[i]; a[i] = t; sift(a, 1, i - 1) }
-    return n }
-  function canon_sorted(v4, v6, a, n, out,  i) {
-    rules(v4, out); print "---" >out; rules(v6, out)
-    if (n > 0) print "---" >out; for (i = 1; i <= n; i++) print a[i] >out; close(out) }
-  function canon(v4, v6, sets, out,  a) { canon_sorted(v4, v6, a, fleet_sets(sets, a), out) }
-  function same_text(f1, f2,  x, y, a, b) { # the same lines; a missing file is never the same
-    while (1) {
-      a = (getline x < f1); b = (getline y < f2)
-      if (a <= 0 || b <= 0) { close(f1); close(f2); return a == 0 && b == 0 }
-      if (x != y) { close(f1); close(f2); return 0 }
-    } }'
+# What "the same rules" means for hashes (canon.awk): canon(V4, V6, SETS, OUT) and
+# its parts, same_text(F1, F2).
+CANON_AWK='#include canon.awk'
 # The live rules into V4 and V6 and the raw `ipset save` into SETS (empty
 # without ipset): read once, reused. Reads only (facts, outcome): iptables-save
 # does not report a failed write, so whatever is kept or persisted is read
@@ -201,47 +153,9 @@ backend() { # the output of `iptables -V`; sets b
 }
 
 
-# Shared by this script and the revert script (revert.sh), defined once:
-#  uptime_cs       the time since boot, in centiseconds, into up (1: unreadable);
-#  ours PID        is PID a live process of transaction $id? A recorded pid may be
-#                  another process's by now (killed, then reused): only a process
-#                  whose command line names the transaction is ours (a zombie's is empty);
-#  stop_watchdog   end every guard of transaction $id but this process ($me). A guard
-#                  leads its own process group, so its sleep goes with it (no `--`:
-#                  dash takes it for a pid);
-#  retire          move transaction $id out of the lock into txns/, name it in last_txn.
-GUARD_LIB='uptime_cs() {
-  _u="" up=0
-  { IFS=" " read -r _u _ <"$UPTIME_FILE"; } 2>/dev/null || :
-  case "$_u" in [0-9]*.[0-9][0-9]*) ;; *) return 1 ;; esac
-  _f=${_u#*.}
-  _u=${_u%%.*}${_f%"${_f#??}"}
-  case "$_u" in *[!0-9]*) return 1 ;; esac
-  while [ "${#_u}" -gt 1 ] && [ "${_u#0}" != "$_u" ]; do _u=${_u#0}; done
-  up=$_u
-}
-ours() {
-  [ -n "$id" ] && [ -n "$1" ] || return 1
-  _c=
-  { IFS= read -r _c <"/proc/$1/cmdline"; } 2>/dev/null || :
-  case "$_c" in *"$id"*) return 0 ;; esac
-  return 1
-}
-stop_watchdog() {
-  _w=
-  { [ ! -r "$T/watchdog" ] || IFS= read -r _w <"$T/watchdog"; } 2>/dev/null || :
-  for _g in $_w; do
-    [ "$_g" != "$me" ] || continue
-    case "$_g" in
-      pid:*) if ours "${_g#pid:}"; then kill -KILL "-${_g#pid:}" 2>/dev/null || :; fi ;;
-      unit:*) systemctl stop "${_g#unit:}.timer" "${_g#unit:}.service" >/dev/null 2>&1 || : ;;
-    esac
-  done
-}
-retire() {
-  { [ -d "$S/txns" ] || mkdir -p "$S/txns"; } && { [ ! -e "$S/txns/$id" ] || rm -rf "$S/txns/$id"; } \
-    && mv "$T" "$S/txns/$id" && echo "$id" >"$S/last_txn"
-}'
+# Shared by this script and the revert script (guard-lib.sh, spliced into revert.sh):
+# uptime_cs, ours PID, stop_watchdog, retire.
+GUARD_LIB='#include guard-lib.sh'
 # This script is no guard: stop_watchdog spares nothing of it.
 # shellcheck disable=SC2034 # read by GUARD_LIB
 me=''
@@ -379,30 +293,9 @@ recover_stale() {
   esac
 }
 
-# dump(d, p, sets): the live rules into d/p.4, d/p.6 and d/p.raw (`ipset save`, with
-# sets=yes; empty without, or when it fails: no set table reads as none). Every write
-# is checked: awk stops (exit 2) on a failed one, where iptables-save would cut its
-# output short and still exit 0. One shell runs the three, each exit status after its
-# output (the last one's is the shell's, which close returns: it is exec'd, a process
-# fewer). 0 when iptables-save or ip6tables-save failed.
-DUMP_AWK='function dump(d, p, sets,  cmd, l, out, rc, k, last) {
-    cmd = "exec </dev/null; iptables-save; echo \"#fleetfw-rc $?\"; "
-    cmd = cmd (sets == "yes" ? "ip6tables-save; echo \"#fleetfw-rc $?\"; exec ipset save 2>/dev/null" : "exec ip6tables-save")
-    last = sets == "yes" ? 2 : 1
-    out[0] = d "/" p ".4"; out[1] = d "/" p ".6"; out[2] = d "/" p ".raw"
-    printf "" > out[0]; printf "" > out[1]; printf "" > out[2]
-    k = 0
-    while ((cmd | getline l) > 0) {
-      if (l ~ /^#fleetfw-rc / && k < last) { rc[k++] = substr(l, 13); continue }
-      print l > out[k]
-    }
-    rc[last] = close(cmd) ""
-    if (k != last) rc[last] = "died"
-    close(out[0]); close(out[1]); close(out[2])
-    if (rc[2] != "0") { printf "" > out[2]; close(out[2]) }
-    if (rc[0] == "0" && rc[1] == "0") return 1
-    print "iptables-save or ip6tables-save failed (exit " rc[0] ", " rc[1] ")" > "/dev/stderr"
-    return 0 }
+# dump(d, p, sets): the live rules into d/p.4, d/p.6 and d/p.raw, every write
+# checked (dump.awk).
+DUMP_AWK='#include dump.awk
 '
 # The live rules into DIR/PREFIX.4, .6 and .raw, every write checked; derr: why not.
 dump_checked() { # DIR PREFIX
@@ -412,29 +305,16 @@ dump_checked() { # DIR PREFIX
   return 1
 }
 
-# Copies SRC DST [SRC DST...], every write checked (awk stops, exit 2, on a failed one).
-COPY_AWK='BEGIN {
-    for (i = 1; i + 1 < ARGC; i += 2) {
-      printf "" > ARGV[i + 1]
-      while ((r = (getline l < ARGV[i])) > 0) print l > ARGV[i + 1]
-      if (r < 0) { print "cannot read " ARGV[i] > "/dev/stderr"; exit 1 }
-      close(ARGV[i]); close(ARGV[i + 1])
-    }
-    exit 0 }'
+# Copies SRC DST [SRC DST...], every write checked (copy.awk).
+COPY_AWK='#include copy.awk'
 
 # Would these files load at boot? Loaded as netfilter-persistent loads them (the
 # sets, then each family's rules, tested) in a throwaway network namespace: sets are
 # per namespace, and the rules must find theirs in the file, not among the live ones.
 # Where no namespace can be made (a container), the rules are tested here, the sets
-# not. Sets l4, l6, ls (loads, fails, missing or untested) and lerr (one line); 1
-# when a file fails.
-BOOT_TEST='r=16
-if [ -s "$3" ] && [ "$5" = yes ]; then
-  if command -v ipset >/dev/null 2>&1; then ipset restore <"$3" 2>"$4.s" || r=$((r + 1)); else echo "ipset is not installed" >"$4.s"; r=$((r + 1)); fi
-fi
-[ ! -e "$1" ] || iptables-restore -t <"$1" 2>"$4.4" || r=$((r + 2))
-[ ! -e "$2" ] || ip6tables-restore -t <"$2" 2>"$4.6" || r=$((r + 4))
-exit "$r"'
+# not (boot-test.sh). Sets l4, l6, ls (loads, fails, missing or untested) and lerr
+# (one line); 1 when a file fails.
+BOOT_TEST='#include boot-test.sh'
 loads_at_boot() { # V4 V6 SETS ERR
   ns=yes rc=0
   unshare -n /bin/sh -c "$BOOT_TEST" fleetfw-boot-test "$1" "$2" "$3" "$4" yes 2>/dev/null || rc=$?
@@ -599,17 +479,9 @@ persist_again() { # BY_TXID
   die "$E_PERSIST" "the rules confirmed by transaction $utx (generation $ugen) are not persisted, and persisting them failed again: $ol; nothing changed"
 }
 
-# split_candidate(d): "v4 text, split line, v6 text[, split line, ipsets]" from
-# stdin into rules.v4, rules.v6 and ipsets of d; the set lines also into cand[1..nc]
-# and the tables, as "4 filter", into order[1..n].
-SPLIT_AWK='function split_candidate(d,  l, out, fam) {
-    out = d "/rules.v4"; printf "" > (d "/rules.v6"); printf "" > (d "/ipsets"); fam = 4
-    while ((getline l < "/dev/stdin") > 0) {
-      if (l == split_line) { out = d "/rules.v6"; fam = 6; continue }
-      if (l == sets_line) { out = d "/ipsets"; fam = 0; continue }
-      print l > out
-      if (fam == 0) cand[++nc] = l; else if (l ~ /^\*/) order[++n] = fam " " substr(l, 2)
-    } }
+# split_candidate(d): the candidate on stdin into rules.v4, rules.v6 and ipsets of d
+# (split.awk).
+SPLIT_AWK='#include split.awk
 '
 split_stdin() { # DIR
   awk -v d="$1" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" "$SPLIT_AWK"' BEGIN { split_candidate(d) }' \
@@ -617,206 +489,19 @@ split_stdin() { # DIR
 }
 
 
-# prepare in one pass, from the candidate on stdin and the live dumps now.raw,
-# now.4, now.6 in d: the candidate split into rules.v4, rules.v6 and ipsets;
-# backups that really restore, backup.v4 and backup.v6 (every table the
-# candidate replaces is in them, so a table that did not exist before is reset
-# to empty, policies ACCEPT); for the sets, the candidate's that do not exist
-# yet, created and filled (sets.new; no rule matches them before the load) and
-# listed (sets.created), and two loads for `ipset restore -exist`, the other
-# candidate sets' (sets.load) and the live fleetfw sets' (backup.load): each set
-# made sure to exist, filled as a temporary one, then swapped in. With stale=yes,
-# the canonical text of the live rules (now.canon) for the stale check, compared
-# here with expect_canon when given (exit 3 when they differ). And the start of
-# the transaction (started, ISO). The live dumps are taken first (dump: exit 4 when
-# they cannot be read, 2 when a write fails); an unknown table exits 6.
-PREPARE_AWK='
-  function chains(t) {
-    if (t == "filter" || t == "security") return "INPUT FORWARD OUTPUT"
-    if (t == "nat") return "PREROUTING INPUT OUTPUT POSTROUTING"
-    if (t == "mangle") return "PREROUTING INPUT FORWARD OUTPUT POSTROUTING"
-    if (t == "raw") return "PREROUTING OUTPUT"
-    return ""
-  }
-  function end_set() { if (name != "") { print "swap fleetfw--swap " name > into; print "destroy fleetfw--swap" > into; name = "" } }
-  function swap_in(out) { # this create or add line, into the load OUT
-    if ($1 == "create") { end_set(); name = $2; into = out; print > out; $2 = "fleetfw--swap"; print > out }
-    else if ($1 == "add") { $2 = "fleetfw--swap"; print > out } }
-  BEGIN {
-    if (!dump(d, "now", sets)) { dead = 4; exit 4 }
-    print iso(now_epoch()) > (d "/started")
-    load = d "/sets.load"; printf "" > (d "/backup.load"); printf "" > (d "/sets.new"); printf "" > (d "/sets.created"); printf "" > load
-    split_candidate(d)
-  }
-  FILENAME == d "/now.raw" {
-    if ($1 == "create") { have[$2] = 1; if ($2 == "fleetfw--swap") print "destroy fleetfw--swap" > load }
-    if (($1 == "create" || $1 == "add") && $2 ~ /^fleetfw-/ && $2 != "fleetfw--swap") swap_in(d "/backup.load")
-    next }
-  { fam = FILENAME == d "/now.4" ? 4 : 6; print > (d "/backup.v" fam); if (/^\*/) tab[fam, substr($0, 2)] = 1 }
-  END {
-    if (dead) exit dead
-    end_set()
-    for (i = 1; i <= nc; i++) {
-      $0 = cand[i]
-      if ($1 == "create") fresh = !($2 in have)
-      if (!fresh) swap_in(load)
-      else { print > (d "/sets.new"); if ($1 == "create") print $2 > (d "/sets.created") }
-    }
-    end_set()
-    printf "" >> (d "/backup.v4"); printf "" >> (d "/backup.v6")
-    for (i = 1; i <= n; i++) {
-      split(order[i], f, " ")
-      if ((f[1], f[2]) in tab) continue
-      c = chains(f[2]); if (c == "") { print "unknown table " f[2] > "/dev/stderr"; exit 6 }
-      out = d "/backup.v" f[1]
-      print "*" f[2] > out; k = split(c, cs, " "); for (j = 1; j <= k; j++) print ":" cs[j] " ACCEPT [0:0]" > out; print "COMMIT" > out
-      tab[f[1], f[2]] = 1
-    }
-    if (stale != "yes") exit 0
-    c = d "/now.canon"
-    canon(d "/now.4", d "/now.6", d "/now.raw", c)
-    if (expect_canon != "" && !same_text(c, expect_canon)) exit 3
-  }'
+# prepare in one pass (prepare.awk): the candidate split, the backups, the set
+# loads, the stale check's text and the start time, from one read of the live rules.
+PREPARE_AWK='#include prepare.awk'
 
+# confirm's check (confirm.awk): the live rules read, checked against those loaded,
+# the sets to drop, the time, the generation's copy of the candidate.
+CONFIRM_AWK='#include confirm.awk'
 
-# confirm's check, in the transaction dir d: the live rules read (dump, into
-# confirm.4, .6, .raw); exit 1 unless their canonical text (confirm.canon) is that of
-# the rules right after the load (loaded.canon, whose hash the generation records;
-# exit 5 without it); fleetfw's live sets that the candidate's no longer has into
-# gone; the time into confirmed_at; the candidate into the generation g (its ipsets
-# file only when it has sets). Exit 4: the live rules could not be read; 2: a write failed.
-CONFIRM_AWK='function copy(f,  l) { while ((getline l < (d "/" f)) > 0) print l > (g "/" f); close(d "/" f); close(g "/" f) }
-  BEGIN {
-    if (!dump(d, "confirm", sets)) exit 4
-    if ((getline l < (d "/loaded.canon")) <= 0) exit 5
-    close(d "/loaded.canon")
-    canon(d "/confirm.4", d "/confirm.6", d "/confirm.raw", d "/confirm.canon")
-    if (!same_text(d "/confirm.canon", d "/loaded.canon")) exit 1
-    while ((getline l < (d "/ipsets")) > 0) { split(l, w, " "); if (w[1] == "create") keep[w[2]] = 1 }
-    close(d "/ipsets")
-    printf "" > (d "/gone")
-    while ((getline l < (d "/confirm.raw")) > 0) {
-      split(l, w, " "); if (w[1] == "create" && w[2] ~ /^fleetfw-/ && !(w[2] in keep)) print w[2] > (d "/gone")
-    }
-    close(d "/gone")
-    print iso(now_epoch()) > (d "/confirmed_at"); close(d "/confirmed_at")
-    copy("rules.v4"); copy("rules.v6"); copy("ipsets")
-    exit 0 }'
-
-# The revert (rules and sets); run by the guards, an abort, a failed load or
-# changed rules. Written into the transaction so it outlives this script (from a
-# variable: printf is a builtin, cat would be a process). No `set -e`: a revert
-# goes on whatever fails, and says so in its outcome.
-REVERT_SH='#!/bin/sh
-# fleetfw revert: restore the backup unless the transaction was confirmed first.
-#   revert.sh TXID guard WINDOW   a guard: wait for the deadline, then revert, or watch
-#                                 the revert another runner took and finish it if it dies
-#   revert.sh TXID timer          the same, started by the systemd timer at the deadline
-#   revert.sh TXID now REASON     revert at once (abort, failed load, changed rules); exit 3: not pending
-#   revert.sh TXID finish REASON  finish a revert whose runner died (the caller saw nothing else run it)
-S=${FLEETFW_STATE:-/var/lib/fleetfw}
-T=$S/txn
-UPTIME_FILE=${FLEETFW_UPTIME_FILE:-/proc/uptime}
-id=$1
-mode=$2
-reason=${3:-}
-me=pid:$$
-'"$GUARD_LIB"'
-load_sets() {
-  [ -s "$T/backup.load" ] || return 0
-  ipset destroy fleetfw--swap 2>/dev/null || :
-  ipset restore -exist <"$T/backup.load"
-}
-# Restore, record, retire: this process holds the revert (txn/reverter names it).
-# FIRST=yes: the first runner (the tests pause it there, see fault_point).
-run_revert() { # REASON FIRST
-  if [ "$2" = yes ] && [ -e "$S/faults/pause-revert" ]; then
-    : >"$S/faults/at-revert"
-    _n=0
-    while [ -e "$S/faults/pause-revert" ] && [ "$_n" -lt 600 ]; do sleep 0.1; _n=$((_n + 1)); done
-  fi
-  rc=0
-  load_sets || rc=1
-  iptables-restore <"$T/backup.v4" || rc=1
-  ip6tables-restore <"$T/backup.v6" || rc=1
-  # Sets this transaction created: nothing matches them any more.
-  [ ! -s "$T/sets.created" ] || while read -r set; do ipset destroy "$set" 2>/dev/null || :; done <"$T/sets.created"
-  if [ "$rc" = 0 ]; then result=reverted; else result=revert-failed; fi
-  echo "$result: $1" >"$T/outcome" || rc=1
-  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $id $result $1" >>"$S/history.log" || rc=1
-  retire || rc=1
-  # The other guards have nothing left to do.
-  T=$S/txns/$id
-  stop_watchdog
-  exit "$rc"
-}
-# Take the revert: txn/reverter says which process runs it, and why. Unwritten
-# (state disk full), a guard takes it over 5 s on: restoring the same backup twice
-# leaves the same rules.
-take() { # REASON
-  echo "$$ $1" >"$T/reverter" || echo "fleetfw revert: cannot record the runner of the revert of $id" >&2
-}
-# Another runner took the revert (or the confirm won): wait while it runs, and
-# finish the revert if it dies. One taker only: mkdir is atomic.
-supervise() {
-  _n=0
-  while :; do
-    _i=
-    { IFS= read -r _i <"$T/id"; } 2>/dev/null || :
-    [ "$_i" = "$id" ] && [ -e "$T/reverting.$id" ] || exit 0
-    _r=
-    { IFS= read -r _r <"$T/reverter"; } 2>/dev/null || :
-    if [ -n "$_r" ] && ours "${_r%% *}"; then _n=0
-    elif [ -n "$_r" ] || [ "$_n" -ge 10 ]; then
-      mkdir "$T/takeover" 2>/dev/null || exit 0
-      [ -z "$_r" ] || reason=${_r#* }
-      take "$reason"
-      run_revert "$reason" no
-    else _n=$((_n + 1)); fi
-    sleep 0.5
-  done
-}
-case "$mode" in
-  guard|timer)
-    # HUP, INT and TERM are already ignored by a guard (inherited from prepare).
-    trap "" HUP INT TERM
-    # Spared by the OOM killer, and so are its sleeps (children inherit it). Root only:
-    # without it, the other guard is still there.
-    { echo -1000 >/proc/self/oom_score_adj; } 2>/dev/null || echo "fleetfw revert: cannot set oom_score_adj" >&2
-    if [ "$mode" = timer ]; then me=unit:fleetfw-revert-$id reason="no confirmation within the window"; else reason="no confirmation within ${3}s"; fi
-    dl=
-    { IFS= read -r dl <"$T/deadline"; } 2>/dev/null || :
-    case "$dl" in ""|*[!0-9]*) dl=0 ;; esac
-    # Until the deadline, by the time since boot. A killed sleep wakes this early:
-    # the loop reads the clock again. At most a minute at a time, so that a guard
-    # whose transaction ended without it ends too.
-    while [ -e "$T/pending.$id" ]; do
-      # No clock to read (never on Linux): the window, once, as a plain sleep would.
-      uptime_cs || { [ "$mode" = timer ] || sleep "$3"; break; }
-      left=$((dl - up))
-      [ "$left" -gt 0 ] || break
-      [ "$left" -le 6000 ] || left=6000
-      sleep "$((left / 100)).$((left / 10 % 10))$((left % 10))"
-    done
-    # The one atomic step: whoever first renames the marker of this transaction decides.
-    if mv "$T/pending.$id" "$T/reverting.$id" 2>/dev/null; then
-      take "$reason"
-      run_revert "$reason" yes
-    fi
-    supervise ;;
-  now)
-    mv "$T/pending.$id" "$T/reverting.$id" 2>/dev/null || exit 3
-    take "$reason"
-    run_revert "$reason" yes ;;
-  finish)
-    _r=
-    { IFS= read -r _r <"$T/reverter"; } 2>/dev/null || :
-    [ -z "$_r" ] || reason=${_r#* }
-    [ -d "$T/takeover" ] || mkdir "$T/takeover" 2>/dev/null || :
-    take "$reason"
-    run_revert "$reason" no ;;
-esac
-exit 64'
+# The revert (rules and sets): revert.sh, with GUARD_LIB spliced in; run by the
+# guards, an abort, a failed load or changed rules. Written into the transaction so
+# it outlives this script (from a variable: printf is a builtin, cat would be a
+# process).
+REVERT_SH='#include revert.sh'
 
 # Two guards, each able to revert alone at the deadline (time since boot): a
 # systemd timer and one watchdog where systemd runs, else two watchdogs. A watchdog

@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { assembleHostScriptFile, programText } from './assemble.js';
 import { compactScript, hostCommand, hostScript, joinFamilies, shellQuote, splitFamilies } from './run.js';
 
 describe('host command line', () => {
@@ -34,32 +35,48 @@ describe('host command line', () => {
     expect(splitFamilies(withSets)).toEqual({ v4: '*filter\nCOMMIT\n', v6: '*filter\nCOMMIT\n', ipsets: sets });
   });
 
-  it('the host script is shellcheck-clean POSIX sh', () => {
+  it('the host script is shellcheck-clean POSIX sh, as written and as assembled', () => {
     const file = fileURLToPath(new URL('./fleetfw-host.sh', import.meta.url));
-    const r = spawnSync('shellcheck', ['-s', 'sh', file], { encoding: 'utf8' });
-    expect(r.error, 'shellcheck must be installed (scripts/install-debian-deps.sh)').toBeUndefined();
-    expect(r.stdout + r.stderr).toBe('');
-    expect(r.status).toBe(0);
+    for (const [what, args, input] of [
+      ['source', [file], undefined],
+      ['assembled', ['-'], assembleHostScriptFile(file)],
+    ] as const) {
+      const r = spawnSync('shellcheck', ['-s', 'sh', ...args], { input, encoding: 'utf8' });
+      expect(r.error, 'shellcheck must be installed (scripts/install-debian-deps.sh)').toBeUndefined();
+      expect(r.stdout + r.stderr, what).toBe('');
+      expect(r.status).toBe(0);
+    }
     expect(hostScript()).toContain('set -eu');
   });
 
-  it('the scripts it writes or runs from strings (the revert script, the boot test) are shellcheck-clean POSIX sh too', () => {
-    // The script's definitions without its last line (the one that runs a verb).
+  it('sends each program as the code of its file, and writes the revert script whole: revert.sh with the guard library in it, shellcheck-clean as it runs', () => {
+    // The sent script's definitions, without its last line (the one that runs a verb), then each string.
     const library = hostScript().replace(/\nif \[ "\$\{1:-\}" = serve \][^\n]*\n?$/, '\n');
     expect(library).not.toBe(hostScript());
-    for (const name of ['REVERT_SH', 'BOOT_TEST']) {
-      const text = spawnSync('sh', ['-c', `${library}\nprintf '%s\\n' "$${name}"`], { encoding: 'utf8' });
-      expect(text.status, text.stderr).toBe(0);
-      const script = name === 'REVERT_SH' ? text.stdout : `#!/bin/sh\n${text.stdout}`;
-      expect(script.length).toBeGreaterThan(100);
-      const r = spawnSync('shellcheck', ['-s', 'sh', '-'], { input: script, encoding: 'utf8' });
-      expect(r.error, 'shellcheck must be installed (scripts/install-debian-deps.sh)').toBeUndefined();
-      expect(r.stdout + r.stderr, name).toBe('');
-    }
+    const code = (file: string) => compactScript(programText(file, readFileSync(fileURLToPath(new URL(file, import.meta.url)), 'utf8')));
+    // As prepare writes txn/revert.sh: printf '%s\n' "$REVERT_SH".
+    const written = (name: string) => {
+      const r = spawnSync('sh', ['-c', `${library}\nprintf '%s\\n' "$${name}"`], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    const sent = (name: string) => compactScript(written(name));
+    const programs: Record<string, string> = {
+      TIME_AWK: 'time.awk', CANON_AWK: 'canon.awk', DUMP_AWK: 'dump.awk', COPY_AWK: 'copy.awk', SPLIT_AWK: 'split.awk',
+      PREPARE_AWK: 'prepare.awk', CONFIRM_AWK: 'confirm.awk', GUARD_LIB: 'guard-lib.sh', BOOT_TEST: 'boot-test.sh',
+    };
+    for (const [name, file] of Object.entries(programs)) expect(sent(name), name).toBe(code(file));
+    // What prepare writes as txn/revert.sh: the guard library where revert.sh sources it.
+    expect(sent('REVERT_SH')).toBe(code('revert.sh').replace(/^\. \.\/guard-lib\.sh\n/m, code('guard-lib.sh')));
+    const revert = written('REVERT_SH');
+    expect(revert.startsWith('#!/bin/sh\n')).toBe(true);
+    const r = spawnSync('shellcheck', ['-s', 'sh', '-'], { input: revert, encoding: 'utf8' });
+    expect(r.error, 'shellcheck must be installed (scripts/install-debian-deps.sh)').toBeUndefined();
+    expect(r.stdout + r.stderr).toBe('');
   });
 
   it('is sent compact: no comment or blank line, no indentation, and still the same program to sh', () => {
-    const source = readFileSync(fileURLToPath(new URL('./fleetfw-host.sh', import.meta.url)), 'utf8');
+    const source = assembleHostScriptFile(fileURLToPath(new URL('./fleetfw-host.sh', import.meta.url)));
     // What makes dropping those lines safe: no here-document, a space before every continuation.
     expect(source).not.toMatch(/<</);
     expect(source.split('\n').filter((l) => /\S\\$/.test(l))).toEqual([]);

@@ -2,10 +2,11 @@
 // arguments form the command, data goes on stdin. Nothing from the inventory
 // is ever pasted into the command line.
 import { randomBytes } from 'node:crypto';
-import { readFileSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { FleetError } from '../errors.js';
+import { assembleHostScriptFile } from './assemble.js';
 import { TransportError, type ExecResult, type HostSession, type HostStream } from '../transport/types.js';
 
 /** Exit codes of fleetfw-host.sh (keep in sync with the script's header). */
@@ -41,17 +42,21 @@ let scriptText: string | undefined;
 let quotedScript: string | undefined;
 
 /**
- * The script as sent: without its comment lines, indentation and blank lines.
- * Every connection's login shell parses the whole command line, then sh parses
- * the script (about 45 ns a character each, twice per host in an apply). The
- * script has no here-documents, and a space before each line continuation:
- * none of these lines is data, and no two words run together.
+ * The script as sent: assembled (its programs put in, see assemble.ts), without its
+ * comment lines, indentation and blank lines. Every connection's login shell parses
+ * the whole command line, then sh parses the script (about 45 ns a character each,
+ * twice per host in an apply). The script has no here-documents, and a space before
+ * each line continuation: none of these lines is data, and no two words run together.
+ *
+ * Built (dist/cli/main.js, dist/host/run.js), the script is dist/host/fleetfw-host.sh,
+ * which the build assembled; from a checkout (src/host/run.ts, or a build without
+ * it), the source beside its programs, assembled here.
  */
 export function hostScript(): string {
   if (scriptText !== undefined) return scriptText;
-  for (const rel of ['./fleetfw-host.sh', '../../src/host/fleetfw-host.sh']) {
+  for (const rel of ['../host/fleetfw-host.sh', '../../src/host/fleetfw-host.sh']) {
     const file = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(file)) return (scriptText = compactScript(readFileSync(file, 'utf8')));
+    if (existsSync(file)) return (scriptText = compactScript(assembleHostScriptFile(file)));
   }
   throw new FleetError('fleetfw-host.sh is missing from the installation');
 }

@@ -156,22 +156,6 @@ describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
   });
 });
 
-describe('the time of day inside awk (TIME_AWK, instead of a date process)', () => {
-  it('formats seconds since the epoch as date -u does, across leap days, centuries and 2038', () => {
-    const library = hostScript().replace(/\nif \[ "\$\{1:-\}" = serve \][^\n]*\n?$/, '\n');
-    expect(library).not.toBe(hostScript());
-    const fixed = [0, 68169599, 951782400, 1709164799, 1709251200, 2147483647, 4102444800, 4107542399];
-    const random = Array.from({ length: 200 }, (_, i) => Math.floor(((i * 2654435761) % 2 ** 32) * 1.9));
-    const epochs = [...fixed, ...random];
-    const awk = spawnSync('sh', ['-c', `${library}\nawk "$TIME_AWK"' BEGIN { for (i = 1; i < ARGC; i++) print iso(ARGV[i]); print now_epoch() }' "$@"`, 'sh', ...epochs.map(String)], { encoding: 'utf8' });
-    expect(awk.status, awk.stderr).toBe(0);
-    const lines = awk.stdout.trim().split('\n');
-    const date = spawnSync('sh', ['-c', 'for t do date -u -d "@$t" +%Y-%m-%dT%H:%M:%SZ; done', 'sh', ...epochs.map(String)], { encoding: 'utf8' });
-    expect(lines.slice(0, -1)).toEqual(date.stdout.trim().split('\n'));
-    expect(Math.abs(Number(lines.at(-1)) - Date.now() / 1000)).toBeLessThan(5);
-  });
-});
-
 describe('prepare in a kept host script: the stale check against the text facts hashed (root, throwaway namespace)', () => {
   const rules = (port: number) => `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport ${port} -j ACCEPT\nCOMMIT\n`;
   const candidate = (port: number) => `${rules(port)}# fleetfw-split v6\n${rules(port)}`;

@@ -302,9 +302,10 @@ describe('secrets', () => {
       writeFileSync(askpass, `#!/bin/sh\necho '${passphrase}'\n`, { mode: 0o700 });
       const add = spawnSync('ssh-add', [key], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SSH_AUTH_SOCK: sock, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', DISPLAY: ':0' } });
       expect(add.status, add.stderr).toBe(0);
-      // The lab's client config without its IdentityFile lines: the agent is the only way in.
+      // The lab's client config without its IdentityFile lines: the agent is the only way in. And without
+      // IdentitiesOnly, which (as in OpenSSH) would then allow no agent key but those of the default files.
       const sshConfig = join(dir, 'ssh_config');
-      writeFileSync(sshConfig, readFileSync(lab.sshConfigFile, 'utf8').replace(/^\s*IdentityFile .*\n/gm, ''));
+      writeFileSync(sshConfig, readFileSync(lab.sshConfigFile, 'utf8').replace(/^\s*(IdentityFile|IdentitiesOnly) .*\n/gm, ''));
       const env: NodeJS.ProcessEnv = { ...process.env, FLEETFW_KNOWN_HOSTS: lab.knownHostsFile, FLEETFW_SSH_CONFIG: sshConfig, SSH_AUTH_SOCK: sock };
       delete env.FLEETFW_IDENTITY;
       const run = (args: string[], extra: NodeJS.ProcessEnv = {}) =>

@@ -360,6 +360,30 @@ describe('ssh transport through one bastion (network namespaces)', () => {
     expect(countMatches(sshdLog('tgt'), /publickey/)).toBe(tgtAuthBefore);
   });
 
+  it("advises fetching a target's unknown key through the bastion, and that advice works", async () => {
+    // The target's address is reached from the bastion only: ssh-keyscan of it from here cannot work.
+    const file = join(dir, 'known_hosts_advice');
+    const b = publicKey(keyFile('bas_host'));
+    writeFileSync(file, `tunnel-1,203.0.113.10 ${b.type} ${b.b64}\n`);
+    let advice = '';
+    await withDriver(endpoints(), { knownHostsFile: file, acceptNewHostKeys: false }, async (d) => {
+      const r = await d.request('open', { host: 't-2' });
+      expect(r.error).toMatchObject({ reason: 'hostkey-unknown', hop: 'target', host: 't-2' });
+      advice = r.error?.message ?? '';
+    });
+    expect(advice).not.toMatch(/add it with ssh-keyscan/);
+    expect(advice).toContain(`-J root@203.0.113.10:22 -o UserKnownHostsFile=${file} -p 22 root@192.0.2.12 true`);
+    const fetch = /fetch it through the bastion \([^)]*\): (ssh .*? >> \S+) \(ssh-keyscan runs on the bastion\)/.exec(advice)?.[1];
+    expect(fetch, advice).toContain('root@203.0.113.10 ssh-keyscan -p 22 192.0.2.12');
+    // Run it as the operator would (BatchMode: no prompt can hang the test), then connect.
+    inNs(ns.op, 'timeout', '30', 'sh', '-c', fetch!.replace(/^ssh /, 'ssh -o BatchMode=yes '));
+    expect(readFileSync(file, 'utf8')).toContain(`192.0.2.12 ${publicKey(keyFile('tgt_host')).type}`);
+    await withDriver(endpoints(), { knownHostsFile: file, acceptNewHostKeys: false }, async (d) => {
+      const { sid } = await d.ok('open', { host: 't-2' });
+      expect((await d.ok('exec', { sid, command: 'true' })).result).toMatchObject({ code: 0 });
+    });
+  });
+
   it('records new keys with accept-new (file created 0600) and trusts them afterwards', async () => {
     const file = join(dir, 'known_hosts_new');
     await withDriver(endpoints(), { knownHostsFile: file, acceptNewHostKeys: true }, async (d) => {

@@ -1,7 +1,7 @@
 // How host keys are asked for and reported: the algorithms of the known key
 // types first (as ssh orders them), a changed key's message, an added key's line.
 import type { ConnectConfig, ServerHostKeyAlgorithm } from 'ssh2';
-import { fingerprintSha256, type HostKey, type KnownKey } from './known-hosts.js';
+import { fingerprintSha256, type FileKnownKey, type HostKey } from './known-hosts.js';
 
 /** A host key `--accept-new-host-keys` recorded. */
 export interface HostKeyAddition {
@@ -43,15 +43,17 @@ export function hostKeyAlgorithmsPreferring(knownTypes: string[]): ConnectConfig
   return { serverHostKey: { remove: known, prepend: known, append: [] } };
 }
 
-export function changedKeyMessage(ep: { name: string; address: string }, names: string[], file: string, offered: HostKey, known: KnownKey[]): string {
-  const lines = (k: KnownKey): string => `${file} line${k.lines.length > 1 ? 's' : ''} ${k.lines.join(', ')}`;
+export function changedKeyMessage(ep: { name: string; address: string }, names: string[], offered: HostKey, known: FileKnownKey[]): string {
+  const lines = (k: FileKnownKey): string => `${k.file} line${k.lines.length > 1 ? 's' : ''} ${k.lines.join(', ')}`;
   const knownText = known.map((k) => `${k.type} ${k.fingerprint} (${lines(k)})`).join('; ');
   const otherType = known.every((k) => k.type !== offered.type);
+  const files = [...new Set(known.map((k) => k.file))];
+  const removals = files.flatMap((file) => names.map((n) => `ssh-keygen -R ${n.startsWith('[') ? `'${n}'` : n} -f ${file}`));
   return (
     `WARNING: the host key of ${ep.name} (${ep.address}) has CHANGED: possible man-in-the-middle attack ` +
     `(or the host was reinstalled). It offered ${offered.type} ${fingerprintSha256(offered.blob)}; known: ${knownText}.` +
     (otherType ? ' A key of another type than the known ones is a changed key too.' : '') +
-    ` fleetfw never overrides a known key, with or without --accept-new-host-keys: verify the new key ` +
-    `out of band, then remove the old entries (${names.map((n) => `ssh-keygen -R ${n.startsWith('[') ? `'${n}'` : n} -f ${file}`).join('; ')}).`
+    ` fleetfw never overrides a known key, with or without --accept-new-host-keys or StrictHostKeyChecking: verify the new key ` +
+    `out of band, then remove the old entries (${removals.join('; ')}).`
   );
 }

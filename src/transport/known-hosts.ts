@@ -110,6 +110,31 @@ export function checkHostKey(entries: KnownHostEntry[], names: string[], key: Ho
   return { status: 'changed', known: groupKeys(known) };
 }
 
+/** A known key with the file that holds it. */
+export interface FileKnownKey extends KnownKey {
+  file: string;
+}
+
+/** {@link HostKeyCheck} over several files, each verdict naming its file. */
+export type HostKeyCheckInFiles =
+  | { status: 'match' }
+  | { status: 'unknown' }
+  | { status: 'changed'; known: FileKnownKey[] }
+  | { status: 'revoked'; file: string; line: number };
+
+/**
+ * {@link checkHostKey} over every file of UserKnownHostsFile, as OpenSSH reads
+ * them: one list. A revoked key is refused wherever it is marked, a key known in
+ * any file matches, and a host known in any file accepts only its known keys.
+ */
+export function checkHostKeyInFiles(files: Array<{ file: string; entries: KnownHostEntry[] }>, names: string[], key: HostKey): HostKeyCheckInFiles {
+  const checks = files.map((f) => ({ file: f.file, check: checkHostKey(f.entries, names, key) }));
+  for (const { file, check } of checks) if (check.status === 'revoked') return { status: 'revoked', file, line: check.line };
+  if (checks.some((c) => c.check.status === 'match')) return { status: 'match' };
+  const known = checks.flatMap(({ file, check }) => (check.status === 'changed' ? check.known.map((k) => ({ ...k, file })) : []));
+  return known.length > 0 ? { status: 'changed', known } : { status: 'unknown' };
+}
+
 /** The key types known for a host, in file order: the ones to ask the server for first. */
 export function knownKeyTypes(entries: KnownHostEntry[], names: string[]): string[] {
   return [...new Set(entriesFor(entries, names).filter((e) => e.marker === undefined).map((e) => e.key.type))];

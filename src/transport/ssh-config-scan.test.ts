@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { renderClientConfig } from '../lab/sshd.js';
-import { hostMatches, scanSshConfig, sshGShare, type ConfigBlock, type ScanPaths } from './ssh-config-scan.js';
-import { resolveSshOptions, resolveSshOptionsMany } from './ssh-config.js';
+import { hostMatches, scanSshConfig, sshConfigOrigins, sshGShare, type ConfigBlock, type ScanPaths } from './ssh-config-scan.js';
+import { createSshConfigReader, readSshConfig, readSshConfigMany } from './ssh-config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ffw-sshscan-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -23,7 +23,7 @@ function blocksOf(text: string): ConfigBlock[] {
   return scan.blocks;
 }
 
-/** Aliases grouped as resolveSshOptionsMany would group them. */
+/** Aliases grouped as the reader groups them. */
 function groups(text: string, aliases: string[]): string[][] {
   const blocks = blocksOf(text);
   const by = new Map<string, string[]>();
@@ -141,7 +141,7 @@ describe('scanSshConfig', () => {
 });
 
 // The proof that grouping changes nothing: the real ssh, per host and grouped.
-describe('resolveSshOptionsMany against ssh -G', () => {
+describe('readSshConfigMany against ssh -G', () => {
   const incDir = join(dir, 'inc');
   mkdirSync(incDir);
   writeFileSync(join(incDir, '10-users.conf'), 'Host db-*\n  User dbadmin\nHost *\n  ServerAliveInterval 15\n');
@@ -189,17 +189,17 @@ describe('resolveSshOptionsMany against ssh -G', () => {
 
   it.each(Object.entries(configs))('gives what per-host ssh -G gives: %s', async (_, { text, aliases, runs }) => {
     const configFile = file(text);
-    const perHost = await Promise.all(aliases.map((a) => resolveSshOptions(a, {}, { configFile })));
+    const perHost = await Promise.all(aliases.map((a) => readSshConfig(a, { configFile })));
     const { ssh, runs: counted } = countingSsh();
-    const grouped = await resolveSshOptionsMany(aliases, () => ({}), { configFile, sshCommand: ssh });
+    const grouped = await readSshConfigMany(aliases, { configFile, sshCommand: ssh });
     expect(grouped).toEqual(perHost);
     expect(counted()).toBe(runs);
   });
 
   it("gives what per-host ssh -G gives with this machine's own config files", async () => {
     const aliases = ['web-1', 'web-2', 'Db', '127.1'];
-    const perHost = await Promise.all(aliases.map((a) => resolveSshOptions(a, {})));
-    expect(await resolveSshOptionsMany(aliases, () => ({}))).toEqual(perHost);
+    const perHost = await Promise.all(aliases.map((a) => readSshConfig(a)));
+    expect(await readSshConfigMany(aliases)).toEqual(perHost);
   });
 
   it('runs ssh -G once for a 100-host lab-like config', async () => {
@@ -207,9 +207,42 @@ describe('resolveSshOptionsMany against ssh -G', () => {
     const hosts = labHosts(100).map((h) => ({ ...h, port: 22 }));
     const configFile = file(labConfig(hosts));
     const aliases = hosts.map((h) => h.name);
-    const grouped = await resolveSshOptionsMany(aliases, () => ({}), { configFile, sshCommand: ssh });
+    const grouped = await readSshConfigMany(aliases, { configFile, sshCommand: ssh });
     expect(runs()).toBe(1);
-    expect(grouped.map((o) => o.hostname)).toEqual(hosts.map((h) => h.hostName));
-    expect(new Set(grouped.map((o) => `${o.user}:${o.port}`))).toEqual(new Set(['deploy:22']));
+    expect(grouped.map((o) => o.values.hostname)).toEqual(hosts.map((h) => h.hostName));
+    expect(new Set(grouped.map((o) => `${o.values.user}:${o.values.port}`))).toEqual(new Set(['deploy:22']));
+  });
+
+  it('reads each alias once, on demand, and at most `concurrency` at a time', async () => {
+    const { ssh, runs } = countingSsh();
+    const configFile = file('Match host *\n  User m\n'); // unsupported: one run per alias
+    const reader = createSshConfigReader({ configFile, sshCommand: ssh, concurrency: 2 });
+    const views = await Promise.all(['a', 'b', 'a', 'c', 'b'].map((x) => reader.read(x)));
+    expect(views.map((v) => v.values.user)).toEqual(['m', 'm', 'm', 'm', 'm']);
+    expect(views[0]?.origins).toBeUndefined(); // ssh -G alone knows: "ssh config"
+    expect(runs()).toBe(3);
+    expect(reader.runs()).toBe(3);
+  });
+});
+
+describe('sshConfigOrigins', () => {
+  it('names the file and line of each value ssh keeps: the first, or every IdentityFile', () => {
+    const inc = file('Host db-*\n  User dbadmin\n  IdentityFile /k/inc\n', 'origins-inc.conf');
+    const cfg = file(
+      ['UserKnownHostsFile /kh/top', `Include ${inc}`, 'Host db-1', '  HostName 192.0.2.5', '  User first', '  IdentityFile /k/one', 'Host *', '  User later', '  IdentityFile /k/all', ''].join('\n'),
+      'origins.conf',
+    );
+    const scan = scanSshConfig(cfg);
+    expect(scan.supported).toBe(true);
+    if (!scan.supported) return;
+    const o = sshConfigOrigins(scan.blocks, 'db-1')!;
+    expect(o.get('userknownhostsfile')).toEqual([`${cfg}:1`]);
+    expect(o.get('user')).toEqual([`${inc}:2`]); // the Include comes first, and ssh keeps the first User
+    expect(o.get('identityfile')).toEqual([`${inc}:3`, `${cfg}:6`, `${cfg}:9`]);
+    expect(o.get('hostname')).toEqual([`${cfg}:4`]);
+    expect(o.get('port')).toBeUndefined(); // ssh's default
+    expect(sshConfigOrigins(scan.blocks, 'web-1')!.get('user')).toEqual([`${cfg}:8`]);
+    // An alias the scan cannot predict gets no origins (then: "ssh config").
+    expect(sshConfigOrigins(scan.blocks, '127.1')).toBeUndefined();
   });
 });

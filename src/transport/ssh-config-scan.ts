@@ -14,8 +14,12 @@ export interface ConfigBlock {
   patterns?: string[];
   /** The block's directives except HostName, as `keyword value`, in file order. */
   lines: string[];
+  /** Where each of `lines` was written, as `file:line`. */
+  origins: string[];
   /** The block's first HostName. */
   hostName?: string;
+  /** Where that HostName was written, as `file:line`. */
+  hostNameAt?: string;
 }
 
 export type ConfigScan = { supported: true; blocks: ConfigBlock[] } | { supported: false; reason: string };
@@ -74,9 +78,11 @@ function readConfig(file: string, origin: Origin, out: ConfigBlock[], depth: num
     throw new Unsupported(`cannot read ${file}: ${code}`);
   }
   // Each file starts outside any Host block, and an Include does not change the includer's block.
-  let block: ConfigBlock = { lines: [] };
+  let block: ConfigBlock = { lines: [], origins: [] };
   out.push(block);
+  let lineNo = 0;
   for (const raw of text.split('\n')) {
+    lineNo++;
     const line = raw.replace(/^[ \t]+|[ \t\r\f]+$/g, '');
     if (line === '' || line.startsWith('#')) continue;
     const m = /^([A-Za-z0-9]+)(?:[ \t]*=[ \t]*|[ \t]+)(.*)$/.exec(line);
@@ -90,22 +96,26 @@ function readConfig(file: string, origin: Origin, out: ConfigBlock[], depth: num
       case 'canonicalizehostname':
         throw new Unsupported(`${m[1]} in ${file}`);
       case 'host':
-        block = { patterns: hostPatterns(value, file), lines: [] };
+        block = { patterns: hostPatterns(value, file), lines: [], origins: [] };
         out.push(block);
         break;
       case 'include':
         if (block.patterns) throw new Unsupported(`Include inside a Host block in ${file}`);
         for (const target of includeTargets(value, origin, file)) readConfig(target, origin, out, depth + 1, false);
-        block = { lines: [] };
+        block = { lines: [], origins: [] };
         out.push(block);
         break;
       case 'hostname':
         // IPv6 addresses pass here and are left to ssh by printedHostname.
         if (!/^[A-Za-z0-9_][A-Za-z0-9._:-]*$/.test(value)) throw new Unsupported(`HostName "${value}" in ${file}`);
-        block.hostName ??= value;
+        if (block.hostName === undefined) {
+          block.hostName = value;
+          block.hostNameAt = `${file}:${lineNo}`;
+        }
         break;
       default:
         block.lines.push(`${keyword} ${value}`);
+        block.origins.push(`${file}:${lineNo}`);
     }
   }
 }
@@ -167,7 +177,10 @@ export function hostMatches(patterns: string[], alias: string, ignoreCase = fals
   let positive = false;
   for (const p of patterns) {
     const negated = p.startsWith('!');
-    if (!wildcard(negated ? p.slice(1) : p, ignoreCase ? 'i' : '').test(alias)) continue;
+    const body = negated ? p.slice(1) : p;
+    // Most Host lines name one host: a plain comparison, not a regex (a fleet checks every alias against every line).
+    const hit = /[*?]/.test(body) ? wildcard(body, ignoreCase ? 'i' : '').test(alias) : ignoreCase ? body.toLowerCase() === alias.toLowerCase() : body === alias;
+    if (!hit) continue;
     if (negated) return false;
     positive = true;
   }
@@ -179,7 +192,17 @@ export interface SshGShare {
   signature: string;
   /** The hostname `ssh -G` prints for this alias. */
   hostname: string;
+  /**
+   * Where the values `ssh -G` prints were written, as `file:line` per lowercase
+   * keyword (every line for IdentityFile and the other accumulating keywords,
+   * the first otherwise; `hostname` for HostName). A keyword absent here has
+   * ssh's default.
+   */
+  origins: Map<string, string[]>;
 }
+
+// ssh keeps every value of these (in order); of any other keyword, the first.
+const ACCUMULATED = new Set(['identityfile', 'certificatefile', 'localforward', 'remoteforward', 'dynamicforward', 'sendenv', 'setenv']);
 
 /**
  * What decides `ssh -G alias` in a supported config: the directives that apply
@@ -190,6 +213,7 @@ export function sshGShare(blocks: ConfigBlock[], alias: string): SshGShare | und
   // Outside this set ssh may read a user (`u@h`), a port, or reject the name.
   if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(alias)) return undefined;
   const lines: string[] = [];
+  const origins = new Map<string, string[]>();
   let hostName: string | undefined;
   for (const b of blocks) {
     if (b.patterns) {
@@ -198,11 +222,25 @@ export function sshGShare(blocks: ConfigBlock[], alias: string): SshGShare | und
       if (matched !== hostMatches(b.patterns, alias, true)) return undefined;
       if (!matched) continue;
     }
-    lines.push(...b.lines);
-    hostName ??= b.hostName;
+    b.lines.forEach((line, i) => {
+      lines.push(line);
+      const keyword = line.slice(0, line.indexOf(' '));
+      const seen = origins.get(keyword);
+      if (!seen) origins.set(keyword, [b.origins[i]!]);
+      else if (ACCUMULATED.has(keyword)) seen.push(b.origins[i]!);
+    });
+    if (hostName === undefined && b.hostName !== undefined) {
+      hostName = b.hostName;
+      origins.set('hostname', [b.hostNameAt!]);
+    }
   }
   const hostname = printedHostname(hostName ?? alias);
-  return hostname === undefined ? undefined : { signature: lines.join('\n'), hostname };
+  return hostname === undefined ? undefined : { signature: lines.join('\n'), hostname, origins };
+}
+
+/** Where the values of `ssh -G alias` were written (see {@link SshGShare.origins}); undefined when the scan cannot predict the alias. */
+export function sshConfigOrigins(blocks: ConfigBlock[], alias: string): Map<string, string[]> | undefined {
+  return sshGShare(blocks, alias)?.origins;
 }
 
 // ssh lowercases the host name, except that numeric addresses go through
@@ -213,3 +251,4 @@ function printedHostname(name: string): string | undefined {
   if (/^(0x[0-9a-f]*|\d+)(\.(0x[0-9a-f]*|\d+)){0,3}\.?$/i.test(name) || name.includes(':')) return undefined;
   return name.toLowerCase();
 }
+

@@ -1,14 +1,21 @@
 // ssh2's errors as fleetfw's: which hop, why, and whether a retry may help.
 import { TransportError, type TransportHop } from './types.js';
 
-export function classify(ep: { name: string; user: string; identityFile?: string }, hop: TransportHop, label: string, errors: (Error & { level?: string })[]): TransportError {
+/** What the connection offered and left out (identities.ts), for an authentication failure. */
+export interface AuthAttempt {
+  offered: string[];
+  skipped: string[];
+}
+
+export function classify(ep: { name: string; user: string }, hop: TransportHop, label: string, errors: (Error & { level?: string })[], auth: AuthAttempt): TransportError {
   const fatal = errors.filter((e) => e.level !== 'agent');
-  const auth = fatal.find((e) => e.level === 'client-authentication' && /authentication methods failed/.test(e.message));
-  if (auth) {
+  const authFailed = fatal.find((e) => e.level === 'client-authentication' && /authentication methods failed/.test(e.message));
+  if (authFailed) {
     const agentNote = errors.find((e) => e.level === 'agent');
     return new TransportError(
-      `${label}: authentication as ${ep.user} failed (tried ${ep.identityFile ? `identity file ${ep.identityFile}` : 'no identity file'}` +
-        ` and ${agentNote ? `ssh-agent, which failed: ${agentNote.message}` : 'ssh-agent keys'})`,
+      `${label}: authentication as ${ep.user} failed (tried ${auth.offered.join(', ') || 'nothing'}` +
+        `${agentNote ? `; ssh-agent failed: ${agentNote.message}` : ''}` +
+        `${auth.skipped.length > 0 ? `; not used: ${auth.skipped.join('; ')}` : ''})`,
       ep.name,
       hop,
       'auth',

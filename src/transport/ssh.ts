@@ -3,18 +3,13 @@
 // channels do not count against MaxSessions, and one connection per bastion
 // keeps fleetfw far from MaxStartups and PerSourcePenalties).
 
-import { readFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
-import ssh2, {
-  type AgentAuthMethod,
-  type ClientChannel,
-  type ConnectConfig,
-  type ParsedKey,
-  type PublicKeyAuthMethod,
-} from 'ssh2';
+import ssh2, { type ClientChannel, type ConnectConfig, type ParsedKey } from 'ssh2';
 import { FleetError } from '../errors.js';
 import { loadKnownHosts, recordHostKey } from './known-hosts-file.js';
-import { checkHostKey, fingerprintSha256, formatHostName, knownKeyTypes, readKeyType, type HostKey, type KnownKey } from './known-hosts.js';
+import { listAgentKeys, loadPrivateKey, planIdentities, readPublicBlob, type IdentityPlan, type IdentitySources } from './identities.js';
+import { checkHostKeyInFiles, fingerprintSha256, formatHostName, knownKeyTypes, readKeyType, type FileKnownKey, type HostKey } from './known-hosts.js';
+import { unknownKeyAdvice } from './host-key-advice.js';
 import { changedKeyMessage, formatHostKeyAddition, hostKeyAlgorithmsPreferring, type HostKeyAddition } from './host-key-policy.js';
 import { createSession, endClient, markClosed } from './session.js';
 import { classify } from './ssh-errors.js';
@@ -24,8 +19,8 @@ import { TransportError, type HostSession, type OpenOptions, type Transport, typ
 export * from './types.js';
 export { formatHostKeyAddition, hostKeyAlgorithmsPreferring, type HostKeyAddition } from './host-key-policy.js';
 
-// ssh2 is CommonJS: Node's ESM loader does not expose `utils` as a named export.
-const { Client, utils } = ssh2;
+// ssh2 is CommonJS: Node's ESM loader does not expose `Client` as a named export.
+const { Client } = ssh2;
 type Client = InstanceType<typeof Client>;
 
 export interface SshEndpoint {
@@ -33,13 +28,34 @@ export interface SshEndpoint {
   address: string;
   port: number;
   user: string;
+  /** One private key file (shorthand for `identityFiles: [file]`). */
   identityFile?: string;
+  /** Private key files, tried in order (IdentityFile); wins over identityFile. */
+  identityFiles?: string[];
+  /** IdentitiesOnly: offer no ssh-agent key but those of the identity files. */
+  identitiesOnly?: boolean;
+  /** This host's agent socket; null: no agent (IdentityAgent none); undefined: TransportOptions.agentSocket or SSH_AUTH_SOCK. */
+  agentSocket?: string | null;
+  /** Why agentSocket is null, for messages (e.g. `IdentityAgent none, ssh config FILE:LINE`). */
+  noAgentReason?: string;
   passphrase?: string;
   /** Name of the bastion endpoint; undefined = this IS a bastion, reached directly. */
   bastion?: string;
+  /** This host's known_hosts files (UserKnownHostsFile): all are read, new keys go to the first. Default: TransportOptions.knownHostsFile. */
+  knownHostsFiles?: string[];
+  /** Record a key never seen for this host (StrictHostKeyChecking accept-new). Default: TransportOptions.acceptNewHostKeys. */
+  acceptNewHostKeys?: boolean;
   /** `HashKnownHosts yes` for this host: its key is recorded hashed even in a plain known_hosts. */
   hashKnownHosts?: boolean;
+  /** ConnectTimeout: the handshake (and, for a target, the bastion's channel to it) within this. Default: TransportOptions.readyTimeoutMs. */
+  readyTimeoutMs?: number;
 }
+
+/**
+ * Endpoints given lazily: called once per host name on first use; a rejection
+ * (a TransportError with reason `config`) refuses that host before anything is sent.
+ */
+export type EndpointResolver = (name: string) => Promise<SshEndpoint>;
 
 export interface TransportOptions {
   knownHostsFile: string;
@@ -57,7 +73,8 @@ export interface TransportOptions {
   onHostKeyAdded?: (added: HostKeyAddition) => void;
 }
 
-const defaults = {
+/** Used where neither the endpoint nor the options say otherwise. */
+export const SSH_DEFAULTS = {
   readyTimeoutMs: 15_000,
   keepaliveIntervalMs: 10_000,
   connectRetries: 3,
@@ -65,110 +82,132 @@ const defaults = {
 };
 const backoffBaseMs = 500;
 
-interface Credentials {
-  agent?: string;
-  privateKey?: ParsedKey;
-}
-
-export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOptions): Transport {
+export function createSshTransport(endpoints: SshEndpoint[] | EndpointResolver, opts: TransportOptions): Transport {
   const cfg = {
     ...opts,
-    readyTimeoutMs: opts.readyTimeoutMs ?? defaults.readyTimeoutMs,
-    keepaliveIntervalMs: opts.keepaliveIntervalMs ?? defaults.keepaliveIntervalMs,
-    connectRetries: opts.connectRetries ?? defaults.connectRetries,
-    forwardTimeoutMs: opts.forwardTimeoutMs ?? defaults.forwardTimeoutMs,
+    readyTimeoutMs: opts.readyTimeoutMs ?? SSH_DEFAULTS.readyTimeoutMs,
+    keepaliveIntervalMs: opts.keepaliveIntervalMs ?? SSH_DEFAULTS.keepaliveIntervalMs,
+    connectRetries: opts.connectRetries ?? SSH_DEFAULTS.connectRetries,
+    forwardTimeoutMs: opts.forwardTimeoutMs ?? SSH_DEFAULTS.forwardTimeoutMs,
   };
-  const byName = new Map(endpoints.map((e) => [e.name, e]));
-  for (const e of endpoints) {
-    if (e.bastion === undefined) continue;
-    const b = byName.get(e.bastion);
-    if (!b) throw new FleetError(`${e.name}: bastion ${e.bastion} is not a known endpoint`);
-    if (b.bastion !== undefined) throw new FleetError(`${e.name}: bastion ${b.name} is itself behind a bastion`);
+  const resolved = new Map<string, Promise<SshEndpoint>>();
+  let resolve: EndpointResolver;
+  if (Array.isArray(endpoints)) {
+    const byName = new Map(endpoints.map((e) => [e.name, e]));
+    for (const e of endpoints) checkBastion(e, byName.get(e.bastion ?? ''));
+    resolve = async (name) => {
+      const e = byName.get(name);
+      if (!e) throw new FleetError(`unknown host ${name}: not in the transport's endpoints`);
+      return e;
+    };
+  } else {
+    resolve = async (name) => {
+      const e = await endpoints(name);
+      if (e.bastion !== undefined) checkBastion(e, await endpoints(e.bastion));
+      return e;
+    };
   }
   const announce = cfg.onHostKeyAdded ?? ((a: HostKeyAddition) => void process.stderr.write(`${formatHostKeyAddition(a)}\n`));
   const shared = new Map<string, Promise<Client>>();
   const live = new Set<Client>();
-  const keyCache = new Map<string, Promise<ParsedKey>>();
+  const keyCache = new Map<string, Promise<ParsedKey | string>>();
+  const blobCache = new Map<string, Promise<Buffer | undefined>>();
+  const agentCache = new Map<string, Promise<ParsedKey[] | string>>();
   let closed = false;
 
-  function endpoint(name: string): SshEndpoint {
-    const e = byName.get(name);
-    if (!e) throw new FleetError(`unknown host ${name}: not in the transport's endpoints`);
-    return e;
-  }
-
-  // Decrypting a key (bcrypt KDF) is slow and may prompt: do it once per file.
-  function loadKey(ep: SshEndpoint, hop: TransportHop, file: string): Promise<ParsedKey> {
-    let p = keyCache.get(file);
-    if (!p) {
-      p = parseIdentity(ep, hop, file, cfg.askPassphrase);
-      keyCache.set(file, p);
-      p.catch(() => keyCache.delete(file));
-    }
+  function endpoint(name: string): Promise<SshEndpoint> {
+    let p = resolved.get(name);
+    if (!p) resolved.set(name, (p = resolve(name)));
     return p;
   }
 
-  async function credentials(ep: SshEndpoint, hop: TransportHop): Promise<Credentials> {
-    const agent = cfg.agentSocket ?? (process.env.SSH_AUTH_SOCK || undefined);
-    const privateKey = ep.identityFile ? await loadKey(ep, hop, ep.identityFile) : undefined;
-    if (!agent && !privateKey) {
-      throw new TransportError(
-        `${ep.name}: no identity file and no ssh-agent (SSH_AUTH_SOCK) to authenticate with`,
-        ep.name,
-        hop,
-        'auth',
-      );
+  const once = <T>(cache: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> => {
+    let p = cache.get(key);
+    if (!p) cache.set(key, (p = make()));
+    return p;
+  };
+  // Decrypting a key (bcrypt KDF) is slow and may prompt: once per file. An agent is listed once per run.
+  const sources: IdentitySources = {
+    loadKey: (file) => once(keyCache, file, () => loadPrivateKey(file, undefined, cfg.askPassphrase)),
+    publicBlob: (file) => once(blobCache, file, () => readPublicBlob(file)),
+    agentKeys: (socket) => once(agentCache, socket, () => listAgentKeys(socket)),
+  };
+
+  async function identities(ep: SshEndpoint, hop: TransportHop): Promise<IdentityPlan> {
+    const agent = ep.agentSocket === null ? undefined : (ep.agentSocket ?? cfg.agentSocket ?? (process.env.SSH_AUTH_SOCK || undefined));
+    const files = ep.identityFiles ?? (ep.identityFile ? [ep.identityFile] : []);
+    const plan = await planIdentities(
+      {
+        user: ep.user,
+        files,
+        identitiesOnly: ep.identitiesOnly === true,
+        ...(agent ? { agent } : {}),
+        ...(ep.agentSocket === null ? { noAgentReason: ep.noAgentReason ?? 'IdentityAgent none' } : {}),
+      },
+      ep.passphrase === undefined ? sources : { ...sources, loadKey: (file) => loadPrivateKey(file, ep.passphrase) },
+    );
+    if (plan.methods.length === 0) {
+      const why = plan.skipped.length > 0 ? plan.skipped.join('; ') : 'no identity file';
+      const agentNote = agent || ep.agentSocket === null ? '' : '; no ssh-agent (SSH_AUTH_SOCK)';
+      throw new TransportError(`${ep.name}: ${why}${agentNote}: nothing left to authenticate with`, ep.name, hop, 'auth');
     }
-    return { ...(agent ? { agent } : {}), ...(privateKey ? { privateKey } : {}) };
+    return plan;
   }
 
   /** `dial` opens the forwarded stream for a target; it runs last so no stream waits on local file reads. */
   async function connect(ep: SshEndpoint, hop: TransportHop, dial?: () => Promise<Duplex>): Promise<Client> {
-    const [creds, known] = await Promise.all([
-      credentials(ep, hop),
-      loadKnownHosts(cfg.knownHostsFile).catch((err: Error) => {
+    const knownFiles = ep.knownHostsFiles && ep.knownHostsFiles.length > 0 ? ep.knownHostsFiles : [cfg.knownHostsFile];
+    const recordTo = knownFiles[0]!;
+    const acceptNew = ep.acceptNewHostKeys ?? cfg.acceptNewHostKeys;
+    const readyTimeoutMs = ep.readyTimeoutMs ?? cfg.readyTimeoutMs;
+    const [auth, known] = await Promise.all([
+      identities(ep, hop),
+      Promise.all(knownFiles.map(async (file) => ({ file, entries: (await loadKnownHosts(file)).entries }))).catch((err: Error) => {
         throw new TransportError(err.message, ep.name, hop, 'hostkey-unknown');
       }),
     ]);
     const names = [...new Set([formatHostName(ep.name, ep.port), formatHostName(ep.address, ep.port)])];
     const label = hop === 'target' ? `${ep.name} (${ep.address}, via bastion ${ep.bastion})` : `${ep.name} (${ep.address})`;
-    const algorithms = hostKeyAlgorithmsPreferring(knownKeyTypes(known.entries, names));
+    // A host behind a bastion has its key fetched through it (the unknown-key advice).
+    const bastionEp = ep.bastion === undefined ? undefined : await endpoint(ep.bastion);
+    const jumpHost = bastionEp && { ...bastionEp, identityFile: bastionEp.identityFile ?? bastionEp.identityFiles?.[0] };
+    const algorithms = hostKeyAlgorithmsPreferring([...new Set(known.flatMap((f) => knownKeyTypes(f.entries, names)))]);
+    const fileList = knownFiles.join(', ');
     let refusal: TransportError | undefined;
 
     // Runs after key exchange, before anything is sent: a refused key means no auth attempt.
     const hostVerifier = (blob: Buffer, verify: (ok: boolean) => void): void => {
       const key: HostKey = { type: readKeyType(blob) ?? 'unknown', blob };
       const fp = fingerprintSha256(blob);
-      const check = checkHostKey(known.entries, names, key);
       const refuse = (message: string, reason: TransportReason): void => {
         refusal = new TransportError(message, ep.name, hop, reason);
         verify(false);
       };
-      const changed = (knownKeys: KnownKey[]): void =>
-        refuse(changedKeyMessage(ep, names, cfg.knownHostsFile, key, knownKeys), 'hostkey-changed');
-      const revoked = (line: number): void =>
-        refuse(`the ${key.type} host key ${fp} of ${label} is marked @revoked in ${cfg.knownHostsFile} line ${line}`, 'hostkey-changed');
+      const changed = (knownKeys: FileKnownKey[]): void => refuse(changedKeyMessage(ep, names, key, knownKeys), 'hostkey-changed');
+      const revoked = (file: string, line: number): void =>
+        refuse(`the ${key.type} host key ${fp} of ${label} is marked @revoked in ${file} line ${line}`, 'hostkey-changed');
+      const check = checkHostKeyInFiles(known, names, key);
       switch (check.status) {
         case 'match':
           return verify(true);
         case 'revoked':
-          return revoked(check.line);
+          return revoked(check.file, check.line);
         case 'changed':
           return changed(check.known);
         case 'unknown':
-          if (!cfg.acceptNewHostKeys) {
+          if (!acceptNew) {
             return refuse(
-              `unknown host key for ${label}: ${key.type} ${fp}. To trust it, check the fingerprint and rerun with ` +
-                `--accept-new-host-keys, or add it with ssh-keyscan -p ${ep.port} ${ep.address} >> ${cfg.knownHostsFile}`,
+              `unknown host key for ${label}: ${key.type} ${fp} (not in ${fileList}). To trust it, check the fingerprint and rerun with ` +
+                `--accept-new-host-keys (or StrictHostKeyChecking accept-new for this host), ${unknownKeyAdvice(ep, recordTo, jumpHost)}`,
               'hostkey-unknown',
             );
           }
-          recordHostKey(cfg.knownHostsFile, names, key, { hash: ep.hashKnownHosts === true }).then(
+          recordHostKey(recordTo, names, key, { hash: ep.hashKnownHosts === true }).then(
             (outcome) => {
               switch (outcome.status) {
                 case 'added':
                   try {
-                    announce({ host: ep.name, address: ep.address, port: ep.port, type: key.type, fingerprint: fp, file: cfg.knownHostsFile, hashed: outcome.hashed });
+                    announce({ host: ep.name, address: ep.address, port: ep.port, type: key.type, fingerprint: fp, file: recordTo, hashed: outcome.hashed });
                   } catch (err) {
                     // Fail closed: a key trusted without a word is what accept-new must never do.
                     return refuse(`recorded the host key of ${label} (${key.type} ${fp}) but could not report it: ${(err as Error).message}`, 'hostkey-unknown');
@@ -177,9 +216,9 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
                 case 'match':
                   return verify(true); // another connection recorded it just now
                 case 'revoked':
-                  return revoked(outcome.line);
+                  return revoked(recordTo, outcome.line);
                 case 'changed':
-                  return changed(outcome.known);
+                  return changed(outcome.known.map((k) => ({ ...k, file: recordTo })));
               }
             },
             (err: Error) => refuse(`cannot record the host key of ${label}: ${err.message}`, 'hostkey-unknown'),
@@ -188,37 +227,33 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
       }
     };
 
-    const authMethods: (PublicKeyAuthMethod | AgentAuthMethod)[] = [];
-    if (creds.privateKey) authMethods.push({ type: 'publickey', username: ep.user, key: creds.privateKey });
-    if (creds.agent) authMethods.push({ type: 'agent', username: ep.user, agent: creds.agent });
     const sock = dial ? await dial() : undefined;
     const client = new Client();
     const config: ConnectConfig = {
       host: ep.address,
       port: ep.port,
       username: ep.user,
-      readyTimeout: cfg.readyTimeoutMs,
+      readyTimeout: readyTimeoutMs,
       keepaliveInterval: cfg.keepaliveIntervalMs,
       keepaliveCountMax: 3,
       hostVerifier,
       ...(algorithms ? { algorithms } : {}),
       ...(sock ? { sock: sock as ConnectConfig['sock'] } : {}),
-      // Explicit methods so the already parsed (decrypted once) key is used as is; the
-      // identity file goes first so a crowded agent cannot exhaust MaxAuthTries before it.
-      authHandler: authMethods,
+      // Explicit methods, in OpenSSH's order (identities.ts): parsed (decrypted once) keys are used as is.
+      authHandler: auth.methods,
     };
 
     return new Promise<Client>((resolve, reject) => {
       const errors: (Error & { level?: string })[] = [];
       let settled = false;
       // Insurance: ssh2 should close the socket after every fatal error, but never hang on it.
-      const guard = setTimeout(() => fail(), cfg.readyTimeoutMs + 5_000);
+      const guard = setTimeout(() => fail(), readyTimeoutMs + 5_000);
       const fail = (): void => {
         if (settled) return;
         settled = true;
         clearTimeout(guard);
         client.destroy();
-        reject(refusal ?? classify(ep, hop, label, errors));
+        reject(refusal ?? classify(ep, hop, label, errors, auth));
       };
       // 'error' can fire more than once (agent errors are not even fatal): record, settle on close.
       client.on('error', (err: Error & { level?: string }) => {
@@ -268,20 +303,22 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
   }
 
   function forward(bastion: Client, b: SshEndpoint, ep: SshEndpoint): Promise<ClientChannel> {
+    // ConnectTimeout bounds the bastion's TCP connection to the target too.
+    const timeoutMs = ep.readyTimeoutMs ?? cfg.forwardTimeoutMs;
     return new Promise((resolve, reject) => {
       let done = false;
       const timer = setTimeout(() => {
         done = true;
         reject(
           new TransportError(
-            `${ep.name}: bastion ${b.name} could not open a connection to ${ep.address}:${ep.port} within ${cfg.forwardTimeoutMs} ms`,
+            `${ep.name}: bastion ${b.name} could not open a connection to ${ep.address}:${ep.port} within ${timeoutMs} ms`,
             ep.name,
             'target',
             'timeout',
             true,
           ),
         );
-      }, cfg.forwardTimeoutMs);
+      }, timeoutMs);
       const finish = (err: Error | undefined, stream?: ClientChannel): void => {
         if (done) {
           stream?.destroy(); // arrived after the timeout
@@ -316,12 +353,12 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
 
   async function openOnce(ep: SshEndpoint): Promise<Client> {
     if (ep.bastion === undefined) return connect(ep, 'bastion');
-    const b = endpoint(ep.bastion);
+    const b = await endpoint(ep.bastion);
     return connect(ep, 'target', async () => forward(await bastionConnection(b), b, ep));
   }
 
   async function open(host: string, o: OpenOptions = {}): Promise<HostSession> {
-    const ep = endpoint(host);
+    const ep = await endpoint(host);
     const retries = o.retries ?? cfg.connectRetries;
     for (let attempt = 0; ; attempt++) {
       if (closed) throw new TransportError(`${host}: transport closed`, host, ep.bastion ? 'target' : 'bastion', 'connect');
@@ -344,29 +381,8 @@ export function createSshTransport(endpoints: SshEndpoint[], opts: TransportOpti
   return { open, close };
 }
 
-async function parseIdentity(
-  ep: SshEndpoint,
-  hop: TransportHop,
-  file: string,
-  askPassphrase: TransportOptions['askPassphrase'],
-): Promise<ParsedKey> {
-  const fail = (why: string): TransportError => new TransportError(`${ep.name}: identity file ${file}: ${why}`, ep.name, hop, 'auth');
-  let data: Buffer;
-  try {
-    data = await readFile(file);
-  } catch (err) {
-    throw fail(`cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  let key = utils.parseKey(data);
-  if (key instanceof Error && /encrypted|passphrase/i.test(key.message)) {
-    const passphrase = ep.passphrase ?? (askPassphrase ? await askPassphrase(file) : undefined);
-    if (passphrase === undefined) throw fail('it is encrypted and no passphrase is available (load it into ssh-agent with ssh-add)');
-    key = utils.parseKey(data, passphrase);
-    if (key instanceof Error) throw fail('cannot decrypt it (wrong passphrase?)');
-  }
-  if (key instanceof Error) throw fail(`not a usable private key (${key.message})`);
-  const parsed = Array.isArray(key) ? key[0] : key;
-  if (!parsed) throw fail('no key in it');
-  return parsed;
+function checkBastion(e: SshEndpoint, b: SshEndpoint | undefined): void {
+  if (e.bastion === undefined) return;
+  if (!b) throw new FleetError(`${e.name}: bastion ${e.bastion} is not a known endpoint`);
+  if (b.bastion !== undefined) throw new FleetError(`${e.name}: bastion ${b.name} is itself behind a bastion`);
 }
-

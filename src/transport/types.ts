@@ -51,7 +51,8 @@ export interface Transport {
 }
 
 export type TransportHop = 'bastion' | 'target';
-export type TransportReason = 'hostkey-unknown' | 'hostkey-changed' | 'auth' | 'timeout' | 'connect' | 'channel' | 'exec';
+/** `config`: the host's SSH settings refuse it (ssh config, see ssh-settings.ts): nothing was sent to it. */
+export type TransportReason = 'hostkey-unknown' | 'hostkey-changed' | 'auth' | 'timeout' | 'connect' | 'channel' | 'exec' | 'config';
 
 export class TransportError extends FleetError {
   constructor(

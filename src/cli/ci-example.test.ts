@@ -41,14 +41,18 @@ describe('GitHub Actions example', () => {
     const plan = workflow.jobs.plan!;
     expect(plan.if).toBe("github.event.action != 'closed'");
     const scripts = runs(plan).join('\n');
-    expect(scripts).toMatch(/fleetfw plan --offline --inventory "\$INVENTORY" --format markdown > plan-offline\.md/);
-    expect(scripts).toMatch(/fleetfw plan --inventory "\$INVENTORY" --out plan\.json --format markdown > plan-live\.md/);
+    expect(scripts).toMatch(/fleetfw plan --offline --inventory "\$INVENTORY" --out plan-offline\.json --markdown-limit 30000 --format markdown > plan-offline\.md/);
+    expect(scripts).toMatch(/fleetfw plan --inventory "\$INVENTORY" --out plan\.json --markdown-limit 30000 --format markdown > plan-live\.md/);
     // Exit 2 (changes) is a good plan; anything but 0 or 2 fails the job.
     expect(scripts).toContain('[ "$code" -eq 0 ] || [ "$code" -eq 2 ]');
     const live = plan.steps.find((s) => s.id === 'live')!;
     expect(live.if).toBe("steps.secrets.outputs.live == 'true'");
     expect(live.env).toMatchObject({ FLEETFW_IDENTITY: expect.any(String), FLEETFW_KNOWN_HOSTS: expect.any(String) });
-    expect(stepUsing(plan, 'actions/upload-artifact')?.with).toMatchObject({ name: 'fleetfw-plan', path: 'plan.json' });
+    const uploads = plan.steps.filter((s) => s.uses?.startsWith('actions/upload-artifact@'));
+    expect(uploads.map((u) => [u.if, u.with])).toEqual([
+      ["steps.offline.outcome == 'success'", expect.objectContaining({ name: 'fleetfw-plan-offline', path: 'plan-offline.json' })],
+      ["steps.live.outcome == 'success'", expect.objectContaining({ name: 'fleetfw-plan', path: 'plan.json' })],
+    ]);
     const comment = stepUsing(plan, 'actions/github-script')!.with!.script as string;
     expect(comment).toContain("const marker = '<!-- fleetfw-plan -->'");
     expect(comment).toContain('updateComment');
@@ -68,6 +72,17 @@ describe('GitHub Actions example', () => {
     const names = apply.steps.map((s) => s.name ?? s.uses ?? s.run);
     expect(names.indexOf('Download the reviewed plan')).toBeLessThan(names.indexOf('Apply the reviewed plan'));
     expect(apply.steps.find((s) => s.name === 'Apply the reviewed plan')!.run).toMatch(/^npx fleetfw apply plan\.json --yes /);
+  });
+
+  it('the sticky comment fits the 65,536 characters GitHub accepts: both plans cut to their limits, the full plans as artifacts', () => {
+    const plan = workflow.jobs.plan!;
+    const limits = runs(plan).flatMap((r) => [...r.matchAll(/--markdown-limit (\d+)/g)].map((m) => Number(m[1])));
+    expect(limits).toHaveLength(2);
+    const comment = stepUsing(plan, 'actions/github-script')!.with!.script as string;
+    // The comment's own text (marker, headings, footer with a long repository name and run id) beside the two plans.
+    const own = comment.length + 400;
+    expect(limits.reduce((a, b) => a + b, 0) + own).toBeLessThan(65_536);
+    expect(comment).toContain('fleetfw-plan-offline');
   });
 
   it('never pastes expressions into shell scripts (secrets and PR text go through env)', () => {

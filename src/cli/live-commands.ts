@@ -12,14 +12,16 @@ import { readHistory } from '../engine/history.js';
 import { CheckError } from '../errors.js';
 import { chalkFor, err, out } from './io.js';
 import { loadFleet, openTransport, selectHosts } from './context.js';
-import { parseFormat, planExitCode, printFindings, printPlan, type PlanSink } from './core-commands.js';
+import { markdownLimitOf, parseFormat, planExitCode, printFindings, printPlan, sshPortOf, type PlanOutputOptions, type PlanSink } from './core-commands.js';
+import { streamOf } from '../plan/streamed-plan.js';
 import { describeAuditMatch, formatHostAudit, readHostAudit, type AuditCliOptions } from './audit-log.js';
 import { maxFailuresOf, parallelOf, runPlanned, stopOnFindings, windowOf, type ApplyOptions, type LiveOptions } from './apply-run.js';
 
 export { DEFAULT_PARALLEL, operatorName, parallelOf, windowOf, type ApplyOptions, type LiveOptions } from './apply-run.js';
 
-export async function cmdPlanLive(opts: LiveOptions & { format?: string }, sink?: PlanSink): Promise<ExitCodeValue> {
+export async function cmdPlanLive(opts: LiveOptions & PlanOutputOptions, sink?: PlanSink): Promise<ExitCodeValue> {
   const format = parseFormat(opts.format);
+  const markdownLimit = markdownLimitOf(opts.markdownLimit);
   const fleet = loadFleet(opts);
   const hosts = selectHosts(fleet.inv, opts.limit);
   const findings = checkRendered(fleet, hosts);
@@ -27,9 +29,10 @@ export async function cmdPlanLive(opts: LiveOptions & { format?: string }, sink?
   try {
     const plan = await planFleet(fleet, hosts, transport, parallelOf(opts));
     const all = [...findings, ...checkPlanned(fleet, plan, hosts, findings)];
-    sink?.(plan, fleet.inv, fleet.rendered);
+    const sshPort = sshPortOf(fleet.inv);
+    sink?.(streamOf(plan, { sshPort }), fleet.inv, fleet.rendered);
     const code = planExitCode(plan, all);
-    printPlan(plan, format, opts.color, code === ExitCode.changes);
+    await printPlan(plan, format, opts.color, code === ExitCode.changes, { limit: markdownLimit, fullPlan: opts.out, sshPort });
     printFindings(all, opts.color);
     return code;
   } finally {
@@ -48,7 +51,7 @@ export async function cmdApply(opts: ApplyOptions): Promise<ExitCodeValue> {
   const pool = new SessionPool();
   try {
     const plan = await planFleet(fleet, hosts, transport, parallelOf(opts), pool);
-    if (!opts.json) printPlan(plan, 'text', opts.color, false);
+    if (!opts.json) await printPlan(plan, 'text', opts.color, false);
     // What the live rules' preserved chains change is only known now: checked before anything is sent.
     stopOnFindings(checkPlanned(fleet, plan, hosts, findings), opts, 'pre-flight checks of the rules the hosts will run');
     const work = selectWork(plan, fleet.inv, Boolean(opts.force));

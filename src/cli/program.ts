@@ -1,15 +1,17 @@
 // fleetfw command line: commander wiring and the one place errors are printed.
 // main.ts runs it as a process; tests run it in-process (runCli).
 import { Command, CommanderError, Option } from 'commander';
-import { ExitCode, FleetError, InputError, InternalError, type ExitCodeValue } from '../errors.js';
+import { ExitCode, FleetError, InputError, InternalError, UsageError, type ExitCodeValue } from '../errors.js';
 import { cmdExplain, cmdPlanOffline, cmdRender, cmdVerify } from './core-commands.js';
 import { cmdApply, cmdHistory, cmdPlanLive, cmdRollback, cmdStatus, DEFAULT_PARALLEL } from './live-commands.js';
 import { cmdApplyPlan, savePlanFile } from './review-commands.js';
 import { addLabCommands } from './lab-commands.js';
 import { cmdDiscover, cmdLogs, cmdShow } from './operate-commands.js';
 import { cmdDemo } from './demo.js';
+import { PLAN_OFFLINE, resolveInventory, type ExampleUse, type WithoutInventory } from './context.js';
 import { chalkFor, err, packageVersion } from './io.js';
-import type { Plan } from '../plan/plan.js';
+import type { StreamedPlan } from '../plan/streamed-plan.js';
+import { MARKDOWN_LIMIT } from '../plan/report.js';
 import type { Inventory } from '../model/inventory.js';
 import type { RenderedHost } from '../render/render.js';
 
@@ -27,19 +29,32 @@ Exit codes:
   64 usage error
   130 interrupted`;
 
-function inventoryOption(cmd: Command): Command {
+const INVENTORY_DEFAULT: Record<ExampleUse, string> = {
+  never: 'never the embedded example: this command reads or changes real hosts',
+  'in-project': "else the embedded example inventories/s1.yaml, inside fleetfw's own folder only",
+  always: 'else the embedded example inventories/s1.yaml',
+};
+
+/**
+ * --inventory, --limit, --no-color. `example`: what the command does when no
+ * inventory is named, found in FLEETFW_INVENTORY or ./fleetfw.yaml (context.ts).
+ */
+function inventoryOption(cmd: Command, example: ExampleUse): Command {
+  const withoutInventory: WithoutInventory = { command: cmd.name(), example };
   return cmd
-    .option('-i, --inventory <file>', 'inventory YAML file (default: the embedded example inventories/s1.yaml)')
-    .option('--limit <hosts>', 'only these hosts or groups, comma-separated')
-    .option('--no-color', 'no colour (also: NO_COLOR or FORCE_COLOR=0, or output that is not a terminal; FORCE_COLOR=1 forces it)');
+    .option('-i, --inventory <file>', `inventory YAML file (default: $FLEETFW_INVENTORY, else ./fleetfw.yaml; ${INVENTORY_DEFAULT[example]})`)
+    .option('--limit <patterns>', "only these hosts: names and groups, comma-separated, with globs ('web*'), exclusions ('all,!db', '!mysql-2') and intersections ('wordpress,&perimeter')")
+    .option('--no-color', 'no colour (also: NO_COLOR or FORCE_COLOR=0, or output that is not a terminal; FORCE_COLOR=1 forces it)')
+    .setOptionValue('withoutInventory', withoutInventory);
 }
 
 function sshOptions(cmd: Command): Command {
   return cmd
-    .option('--known-hosts <file>', 'OpenSSH known_hosts file (default: inventory settings.known_hosts, ~/.ssh/config, ~/.ssh/known_hosts; env FLEETFW_KNOWN_HOSTS)')
-    .option('--accept-new-host-keys', 'trust and record host keys never seen before (a CHANGED key is always refused)')
-    .option('--ssh-config <file>', 'OpenSSH client config to read User/Port/IdentityFile from (default ~/.ssh/config; env FLEETFW_SSH_CONFIG)')
-    .option('--identity <file>', 'private key file (default: inventory, ~/.ssh/config, ssh-agent; env FLEETFW_IDENTITY)')
+    .option('--known-hosts <file>', 'OpenSSH known_hosts file for every host (default: inventory settings.known_hosts, else each host\'s UserKnownHostsFile; env FLEETFW_KNOWN_HOSTS)')
+    .option('--accept-new-host-keys', 'trust and record host keys never seen before, for every host (default: each host\'s StrictHostKeyChecking; a CHANGED key is always refused)')
+    .option('--ssh-config <file>', 'OpenSSH client config read per host with ssh -G (default ~/.ssh/config; env FLEETFW_SSH_CONFIG)')
+    .option('--identity <file>', 'private key file for every host (default: inventory, else each host\'s IdentityFile list, and ssh-agent; env FLEETFW_IDENTITY)')
+    .option('--verbose', 'print each host\'s SSH settings and where each came from (flag, inventory, ssh config file:line, default)')
     .option('--parallel <n>', 'hosts worked on at once', String(DEFAULT_PARALLEL));
 }
 
@@ -60,39 +75,43 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     // Usage errors end with exit 64 in every subcommand: they inherit this when created.
     .exitOverride();
 
-  inventoryOption(program.command('render'))
+  inventoryOption(program.command('render'), 'in-project')
     .description("render every host's rules.v4 and rules.v6 into a folder")
     .requiredOption('--out <dir>', 'output folder (DIR/<host>/rules.v4, rules.v6)')
     .action((o) => run(cmdRender(o)));
 
-  formatOption(sshOptions(inventoryOption(program.command('plan'))))
+  formatOption(sshOptions(inventoryOption(program.command('plan'), 'never')))
     .description('dry run: show, per host, the live rules against the rendered ones (exit 2 when there are changes)')
-    .option('--offline', 'compare with a stored render instead of the live hosts (no SSH)')
-    .option('--against <dir>', 'with --offline: the stored render (default: <inventory>.rendered/ beside the inventory)')
-    .option('--out <file>', 'also save the plan (versioned JSON) for `fleetfw apply FILE`, which applies exactly it')
+    .option('--offline', "compare with a stored render instead of the live hosts (no SSH; without an inventory, the embedded example inside fleetfw's own folder)")
+    .option('--against <dir>', 'with --offline: the stored render, a folder that must exist (default: <inventory>.rendered/ beside the inventory)')
+    .option('--out <file>', 'also save the full plan (versioned JSON) for `fleetfw apply FILE`, which applies exactly it; a cut markdown plan names it')
+    .option('--markdown-limit <chars>', 'with --format markdown: at most this many characters; a longer plan shows its most important hosts first, then "and N more hosts" (GitHub refuses comments over 65,536)', String(MARKDOWN_LIMIT))
     .action((o) => {
-      const sink = o.out ? (plan: Plan, inv: Inventory, rendered: RenderedHost[]) => savePlanFile(o.out, plan, inv, rendered, o) : undefined;
+      if (o.against !== undefined && !o.offline) throw new UsageError('--against is for --offline: a live plan compares with the hosts themselves');
+      // The saved plan names the inventory as it was found (./fleetfw.yaml stays relative for `apply FILE`).
+      const found = () => o.inventory ?? resolveInventory(o.offline ? { ...o, withoutInventory: PLAN_OFFLINE } : o).file;
+      const sink = o.out ? (plan: StreamedPlan, inv: Inventory, rendered: RenderedHost[]) => savePlanFile(o.out, plan, inv, rendered, { ...o, inventory: found() }) : undefined;
       run(o.offline ? cmdPlanOffline(o, sink) : cmdPlanLive(o, sink));
     });
 
-  formatOption(inventoryOption(program.command('verify')))
+  formatOption(inventoryOption(program.command('verify'), 'in-project'))
     .description("check the inventory's intents (expected flows) and the safety checks against the rendered rules")
     .action((o) => run(cmdVerify(o)));
 
-  inventoryOption(program.command('explain'))
+  inventoryOption(program.command('explain'), 'in-project')
     .description('evaluate one incoming packet against a host\'s rendered rules, through every table in the kernel\'s order, and print the trace')
     .argument('<host>', 'the receiving host')
-    .requiredOption('--from <source>', 'a host, an external (internet, intruder) or an address')
-    .option('--port <port>', 'destination port')
-    .option('--sport <port>', 'source port (default 32768, the first port a Linux client picks)')
+    .requiredOption('--from <source>', 'a host, an external (internet, intruder), a group (one packet from each member), an address, or a CIDR (one packet from its first address stands for the range)')
+    .option('--port <port>', 'destination port, 1-65535 (required with tcp and udp)')
+    .option('--sport <port>', 'source port, 1-65535 (default 32768, the first port a Linux client picks)')
     .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp', 'icmp']).default('tcp'))
     .addOption(new Option('--via <side>', "which side of the host is addressed").choices(['public', 'private']))
     .addOption(new Option('--state <state>', 'conntrack state').choices(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID']).default('NEW'))
     .option('--ipv6', 'an IPv6 packet')
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addOption(new Option('--format <format>', 'output format (json: one object, or an array of them for a group)').choices(['text', 'json']).default('text'))
     .action((host, o) => run(cmdExplain(host, o)));
 
-  auditOption(sshOptions(inventoryOption(program.command('apply'))))
+  auditOption(sshOptions(inventoryOption(program.command('apply'), 'never')))
     .argument('[plan]', 'a plan saved by `fleetfw plan --out`: apply exactly it; refused when the inventory, the templates or a host\'s live rules changed since')
     .description('apply the rendered rules: bastion first, then a canary, then the rest, each inside an auto-rollback window')
     .option('--window <seconds>', 'auto-rollback window (default: inventory settings.window, 60)')
@@ -104,7 +123,7 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .option('--json', 'stream events and the summary as JSON lines on stdout')
     .action((planFile, o) => run(planFile ? cmdApplyPlan(planFile, o) : cmdApply(o)));
 
-  auditOption(sshOptions(inventoryOption(program.command('rollback'))))
+  auditOption(sshOptions(inventoryOption(program.command('rollback'), 'never')))
     .description('restore a previous generation of a host, through the same safety window')
     .argument('<host>', 'the host to roll back')
     .option('--to <generation>', 'generation number (default: the one before the current)')
@@ -114,24 +133,24 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .option('--json', 'JSON lines on stdout')
     .action((host, o) => run(cmdRollback(host, o)));
 
-  auditOption(sshOptions(inventoryOption(program.command('history'))))
+  auditOption(sshOptions(inventoryOption(program.command('history'), 'never')))
     .description("list a host's generations and recent transactions, with the local audit log's entries for it")
     .argument('<host>', 'the host')
     .option('--json', 'JSON output')
     .action((host, o) => run(cmdHistory(host, o)));
 
-  formatOption(sshOptions(inventoryOption(program.command('status'))))
+  formatOption(sshOptions(inventoryOption(program.command('status'), 'never')))
     .description('per host: in sync, drift or unreachable; generation; leftovers of interrupted transactions')
     .action((o) => run(cmdStatus(o)));
 
-  sshOptions(inventoryOption(program.command('show')))
+  sshOptions(inventoryOption(program.command('show'), 'never'))
     .description('live rules of a host with packet counters and line numbers (iptables -vnL --line-numbers, IPv4 and IPv6)')
     .argument('<host>', 'the host')
     .addOption(new Option('--table <table>', 'netfilter table').choices(['filter', 'nat', 'mangle', 'raw', 'security']).default('filter'))
     .option('--json', 'chains and rules with exact counters as JSON')
     .action((host, o) => run(cmdShow(host, o)));
 
-  sshOptions(inventoryOption(program.command('logs')))
+  sshOptions(inventoryOption(program.command('logs'), 'never'))
     .description("recent packets logged by a template's %log-drops, from the host's kernel log (journalctl -k or dmesg)")
     .argument('<host>', 'the host')
     .option('--since <duration>', 'how far back: 90s, 15m, 2h, 1d', '1h')
@@ -140,7 +159,7 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .option('--json', 'JSON output')
     .action((host, o) => run(cmdLogs(host, o)));
 
-  sshOptions(inventoryOption(program.command('discover')))
+  sshOptions(inventoryOption(program.command('discover'), 'never'))
     .description('list listening services (ss -ltnup) per host and check them against the rendered rules: blocked or exposed')
     .option('--json', 'JSON output')
     .action((o) => run(cmdDiscover(o)));

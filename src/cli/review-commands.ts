@@ -3,13 +3,14 @@
 // inventory or template refuses the whole plan (exit 8), a host whose live
 // rules changed is refused by name (checked before starting, and again by the
 // host script's prepare, which refuses a mismatching hash with exit 76).
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { UsageError, type ExitCodeValue } from '../errors.js';
 import type { Inventory } from '../model/inventory.js';
 import type { RenderedHost } from '../render/render.js';
 import { SessionPool } from '../apply/session-pool.js';
 import type { Plan } from '../plan/plan.js';
-import { buildSavedPlan, formatSavedPlan, parseSavedPlan, type SavedPlan } from '../plan/saved-plan.js';
+import { parseSavedPlan, savedPlanChunks, type SavedPlan } from '../plan/saved-plan.js';
+import { streamOf, type StreamedPlan } from '../plan/streamed-plan.js';
 import { selectWork } from '../engine/apply.js';
 import { checkPlanned, checkRendered } from '../engine/plan-fleet.js';
 import { checkSavedSources, recheckSaved, savedRules } from '../engine/saved-plan.js';
@@ -24,16 +25,33 @@ function inventoryArg(opts: InventoryOptions): string {
 }
 
 /** `plan --out FILE`: write the plan that was just printed, for `apply FILE`. */
-export function savePlanFile(file: string, plan: Plan, inv: Inventory, rendered: RenderedHost[], opts: InventoryOptions): void {
-  const saved = buildSavedPlan(plan, {
+export function savePlanFile(file: string, input: Plan | StreamedPlan, inv: Inventory, rendered: RenderedHost[], opts: InventoryOptions): void {
+  const plan = streamOf(input);
+  const chunks = savedPlanChunks(plan, {
     inventoryPath: inventoryArg(opts),
     inventoryText: readFileSync(inv.file),
     rendered,
     createdBy: operatorName(),
   });
-  // Whole file or nothing: a reviewer must never see half a plan.
+  // Whole file or nothing: a reviewer must never see half a plan. Written host by host: it can be gigabytes.
   const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, formatSavedPlan(saved));
+  const fd = openSync(tmp, 'w');
+  try {
+    let batch = '';
+    for (const chunk of chunks) {
+      batch += chunk;
+      if (batch.length >= 1 << 16) {
+        writeSync(fd, batch);
+        batch = '';
+      }
+    }
+    writeSync(fd, batch);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
   renameSync(tmp, file);
   const how = plan.mode === 'offline' ? 'an offline plan, for review only: apply needs a live plan' : `apply it with: fleetfw apply ${file}`;
   err(`fleetfw: saved the plan to ${file} (plan hash ${plan.planHash}; ${how})`);
@@ -68,7 +86,7 @@ export async function cmdApplyPlan(file: string, opts: ApplyOptions): Promise<Ex
   try {
     const { plan, refused } = await recheckSaved(saved, fleet.inv, transport, parallelOf(opts), pool);
     for (const r of refused) err(`fleetfw: refusing ${r.host}: ${r.why}`);
-    if (!opts.json) printPlan(plan, 'text', opts.color, false);
+    if (!opts.json) await printPlan(plan, 'text', opts.color, false);
     stopOnFindings(checkPlanned(fleet, plan, hosts, findings, rules), opts, 'pre-flight checks of the rules the hosts will run');
     const work = selectWork(plan, fleet.inv, false);
     await pool.release(new Set(work.todo.map((h) => h.host)));

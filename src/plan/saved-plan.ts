@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { formatIpSets } from '../render/ipsets.js';
 import type { RenderedHost } from '../render/render.js';
 import { PLAN_FORMAT, PLAN_VERSION, type Plan } from './plan.js';
+import { planJsonChunks, type StreamedPlan } from './streamed-plan.js';
 
 export const SAVED_PLAN_FORMAT = 'fleetfw-saved-plan';
 export const SAVED_PLAN_VERSION = 1;
@@ -35,11 +36,17 @@ export function renderHash(r: RenderedHost): string {
   return sha256(`${r.v4.text}\0${r.v6.text}${sets ? `\0${sets}` : ''}`);
 }
 
-export function buildSavedPlan(
-  plan: Plan,
-  source: { inventoryPath: string; inventoryText: string | Buffer; rendered: RenderedHost[]; createdBy: string; now?: Date },
-): SavedPlan {
-  const planned = new Set(plan.hosts.map((h) => h.host));
+export interface SavedPlanSource {
+  inventoryPath: string;
+  inventoryText: string | Buffer;
+  rendered: RenderedHost[];
+  createdBy: string;
+  now?: Date;
+}
+
+/** Everything of a saved plan but the plan itself, for the plan of `hosts`. */
+export function savedPlanHead(hosts: readonly string[], source: SavedPlanSource): Omit<SavedPlan, 'plan'> {
+  const planned = new Set(hosts);
   return {
     format: SAVED_PLAN_FORMAT,
     version: SAVED_PLAN_VERSION,
@@ -47,12 +54,26 @@ export function buildSavedPlan(
     createdBy: source.createdBy,
     inventory: { path: source.inventoryPath, sha256: sha256(source.inventoryText) },
     renders: Object.fromEntries(source.rendered.filter((r) => planned.has(r.host)).map((r) => [r.host, renderHash(r)])),
-    plan,
   };
+}
+
+export function buildSavedPlan(plan: Plan, source: SavedPlanSource): SavedPlan {
+  return { ...savedPlanHead(plan.hosts.map((h) => h.host), source), plan };
 }
 
 export function formatSavedPlan(saved: SavedPlan): string {
   return `${JSON.stringify(saved, null, 2)}\n`;
+}
+
+/**
+ * formatSavedPlan(buildSavedPlan(plan, source)) in pieces, one host at a time
+ * (the same bytes): a plan too large for one string is saved all the same.
+ */
+export function* savedPlanChunks(plan: StreamedPlan, source: SavedPlanSource): Generator<string> {
+  const head = JSON.stringify(savedPlanHead(plan.outlines.map((h) => h.host), source), null, 2);
+  yield `${head.slice(0, head.lastIndexOf('\n'))},\n  "plan": `;
+  yield* planJsonChunks(plan, '  ');
+  yield '\n}\n';
 }
 
 const familyDiff = z.object({ family: z.union([z.literal(4), z.literal(6)]), added: z.number(), removed: z.number(), patch: z.string() });

@@ -4,16 +4,21 @@ import type { IpSet } from '../model/ruleset.js';
 
 /** Canonical `ipset restore` text of a host's sets (members sorted), as shipped and as diffed. */
 export function formatIpSets(sets: readonly IpSet[]): string {
-  const out: string[] = [];
-  for (const s of [...sets].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) out.push(setLines(s));
+  const out = ipSetTexts(sets);
   return out.length > 0 ? `${out.join('\n')}\n` : '';
+}
+
+/** Each set's text (setLines), by set name: formatIpSets is them, each followed by a newline. */
+export function ipSetTexts(sets: readonly IpSet[]): string[] {
+  return [...sets].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map(setLines);
 }
 
 // A group's set is one object shared by every host that matches it: its text is
 // made once per run, not once per host (a 1,000-member set on 1,000 hosts).
 const linesOf = new WeakMap<IpSet, string>();
 
-function setLines(s: IpSet): string {
+/** One set's `create` and `add` lines, no final newline (made once per set and run). */
+export function setLines(s: IpSet): string {
   let text = linesOf.get(s);
   if (text === undefined) {
     const members = sortAddresses(s.members).map((m) => `add ${s.name} ${m}`);

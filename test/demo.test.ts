@@ -2,6 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { blocks, missingLines, readme } from '../src/cli/fixtures/readme.js';
 import { requireLabPrerequisites, ROOT } from './support.js';
 
 describe('npm run demo', () => {
@@ -34,6 +35,10 @@ describe('npm run demo', () => {
       expect(stdout).toMatch(line);
     }
     expect(stdout).not.toMatch(/FAIL/);
+    // The README's "Real output" of the demo is this output (times and ids aside).
+    const shown = blocks(readme()).find((b) => b.lines[0]?.startsWith('== '));
+    expect(shown, 'the README shows the demo').toBeDefined();
+    expect(missingLines(shown!.lines, stdout), `README line ${shown!.line}: the demo's output`).toEqual([]);
     console.log(`npm run demo: ${ms} ms`);
     // Nothing of the demo's lab is left behind.
     const prefix = /namespaces (ffw[0-9a-f]+)-\*/.exec(stdout)![1]!;

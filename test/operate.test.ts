@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadInventory } from '../src/inventory/load.js';
 import { labSpecFromInventory, startLab, type Lab } from '../src/lab/lab.js';
-import { fleetfw, inventoryPath, requireLabPrerequisites, scratchFleet } from './support.js';
+import { fleetfw, inventoryPath, requireLabPrerequisites, scratchFleet, withKernelLogAllNetns } from './support.js';
 
 let lab: Lab;
 let fleet: ReturnType<typeof scratchFleet>;
@@ -57,12 +57,7 @@ describe('fleetfw show', () => {
 
 describe('fleetfw logs', () => {
   it('reads a dropped probe back from the kernel log (nf_log_all_netns set for this test only)', async () => {
-    // The kernel logs netfilter LOG from network namespaces other than the
-    // first only with this machine-wide switch: set it here, restore it after.
-    const sysctl = '/proc/sys/net/netfilter/nf_log_all_netns';
-    const old = readFileSync(sysctl, 'utf8').trim();
-    writeFileSync(sysctl, '1');
-    try {
+    await withKernelLogAllNetns(async () => {
       const port = 4000 + Math.floor(Math.random() * 900);
       expect(await lab.probe('intruder', '192.0.2.14', 'tcp', port)).toBe('timeout');
       const r = await fleetfw(lab, ['logs', 'mysql-1', '--inventory', fleet.inventory, '--since', '5m', '--lines', '5000', '--json']);
@@ -78,10 +73,7 @@ describe('fleetfw logs', () => {
       const text = await fleetfw(lab, ['logs', 'mysql-1', '--inventory', fleet.inventory, '--since', '5m', '--lines', '5000', '--prefix', 'fleetfw DROP:']);
       expect(text.stdout).toMatch(/^TIME +PREFIX +IN +OUT +SRC +DST +PROTO +SPT +DPT$/m);
       expect(text.stdout).toMatch(new RegExp(`fleetfw DROP: +eth1 +- +192\\.0\\.2\\.250 +192\\.0\\.2\\.14 +TCP +\\d+ +${port}$`, 'm'));
-    } finally {
-      writeFileSync(sysctl, old);
-    }
-    expect(readFileSync(sysctl, 'utf8').trim()).toBe(old);
+    });
   });
 
   it('refuses a bad --since', async () => {

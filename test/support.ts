@@ -1,7 +1,7 @@
 // Shared by the end-to-end suites: run the real fleetfw CLI from the lab's
 // operator namespace, and small helpers over the lab.
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -121,4 +121,34 @@ export async function startInventoryLab(inventory: string, opts: { applied?: boo
     expect(r.code, r.stdout + r.stderr).toBe(0);
   }
   return lab;
+}
+
+/**
+ * The kernel logs netfilter LOG from namespaces other than the first only with
+ * this machine-wide switch: on for `fn`, then back to what it was. One test at a
+ * time holds it (a lock folder), so two tests never restore it under each other.
+ */
+export async function withKernelLogAllNetns<T>(fn: () => Promise<T>): Promise<T> {
+  const sysctl = '/proc/sys/net/netfilter/nf_log_all_netns';
+  const lock = join(tmpdir(), 'fleetfw-test-nf-log-all-netns.lock');
+  await waitFor(
+    async () => {
+      try {
+        mkdirSync(lock);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    120_000,
+    `the lock ${lock} (left by a killed test run? remove it)`,
+  );
+  const old = readFileSync(sysctl, 'utf8').trim();
+  try {
+    writeFileSync(sysctl, '1');
+    return await fn();
+  } finally {
+    writeFileSync(sysctl, old);
+    rmSync(lock, { recursive: true, force: true });
+  }
 }

@@ -7,10 +7,9 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stripVTControlCharacters } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FOLDER, INVENTORY_CASES, TEMPLATE_CASES, USAGE_CASES, type BrokenCase } from './fixtures/broken-inputs.js';
-import { runCli } from './program.js';
+import { run } from './fixtures/run-cli.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const scratch = mkdtempSync(join(tmpdir(), 'fleetfw-broken-'));
@@ -32,27 +31,6 @@ function workspace(c: BrokenCase, n: number): { dir: string; read: (path: string
     }
   }
   return { dir, read: (path) => readFileSync(join(dir, path), 'utf8') };
-}
-
-/** Run the CLI in-process; stdout and stderr together, colour codes removed. */
-async function run(args: string[]): Promise<{ code: number; output: string }> {
-  const chunks: string[] = [];
-  const capture = ((chunk: string | Uint8Array) => {
-    chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
-    return true;
-  }) as typeof process.stdout.write;
-  const { write: stdout } = process.stdout;
-  const { write: stderr } = process.stderr;
-  process.stdout.write = capture;
-  process.stderr.write = capture;
-  let code: number;
-  try {
-    code = await runCli(['node', 'fleetfw', ...args]);
-  } finally {
-    process.stdout.write = stdout;
-    process.stderr.write = stderr;
-  }
-  return { code, output: stripVTControlCharacters(chunks.join('')) };
 }
 
 const COMMANDS = [['render', '--out', '$OUT'], ['verify'], ['plan', '--offline'], ['apply', '--yes']];

@@ -98,7 +98,8 @@ export function printFindings(findings: FleetFinding[], color?: boolean): void {
 }
 
 /** Receives every plan a plan command makes (`plan --out` saves it). */
-export type PlanSink = (plan: StreamedPlan, inv: Inventory, rendered: RenderedHost[]) => void;
+/** Saves the plan (before it is printed: the markdown names the file) and returns what to say after it. */
+export type PlanSink = (plan: StreamedPlan, inv: Inventory, rendered: RenderedHost[]) => string;
 
 /** The options of `plan` that shape its output. */
 export interface PlanOutputOptions {
@@ -141,10 +142,11 @@ export async function cmdPlanOffline(opts: InventoryOptions & PlanOutputOptions 
   const planHost = (name: string) => planOfflineHost(byName.get(name)!, { v4: read(join(dir, name, 'rules.v4')), v6: read(join(dir, name, 'rules.v6')), ipsets: read(join(dir, name, 'ipsets')) });
   const sshPort = sshPortOf(inv);
   const plan = streamPlan('offline', display, [...byName.keys()], planHost, { sshPort });
-  sink?.(plan, inv, rendered);
+  const saved = sink?.(plan, inv, rendered);
   const code = planExitCode(plan, findings);
   await printPlan(plan, format, opts.color, code === ExitCode.changes, { limit: markdownLimit, fullPlan: opts.out, sshPort });
   printFindings(findings, opts.color);
+  if (saved) err(saved);
   return code;
 }
 

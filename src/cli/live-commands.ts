@@ -30,10 +30,11 @@ export async function cmdPlanLive(opts: LiveOptions & PlanOutputOptions, sink?: 
     const plan = await planFleet(fleet, hosts, transport, parallelOf(opts));
     const all = [...findings, ...checkPlanned(fleet, plan, hosts, findings)];
     const sshPort = sshPortOf(fleet.inv);
-    sink?.(streamOf(plan, { sshPort }), fleet.inv, fleet.rendered);
+    const saved = sink?.(streamOf(plan, { sshPort }), fleet.inv, fleet.rendered);
     const code = planExitCode(plan, all);
     await printPlan(plan, format, opts.color, code === ExitCode.changes, { limit: markdownLimit, fullPlan: opts.out, sshPort });
     printFindings(all, opts.color);
+    if (saved) err(saved);
     return code;
   } finally {
     await transport.close();

@@ -24,8 +24,8 @@ function inventoryArg(opts: InventoryOptions): string {
   return opts.inventory ?? process.env.FLEETFW_INVENTORY ?? EMBEDDED_INVENTORY;
 }
 
-/** `plan --out FILE`: write the plan that was just printed, for `apply FILE`. */
-export function savePlanFile(file: string, input: Plan | StreamedPlan, inv: Inventory, rendered: RenderedHost[], opts: InventoryOptions): void {
+/** `plan --out FILE`: write the plan about to be printed, for `apply FILE`; returns the line that says so. */
+export function savePlanFile(file: string, input: Plan | StreamedPlan, inv: Inventory, rendered: RenderedHost[], opts: InventoryOptions): string {
   const plan = streamOf(input);
   const chunks = savedPlanChunks(plan, {
     inventoryPath: inventoryArg(opts),
@@ -54,7 +54,7 @@ export function savePlanFile(file: string, input: Plan | StreamedPlan, inv: Inve
   closeSync(fd);
   renameSync(tmp, file);
   const how = plan.mode === 'offline' ? 'an offline plan, for review only: apply needs a live plan' : `apply it with: fleetfw apply ${file}`;
-  err(`fleetfw: saved the plan to ${file} (plan hash ${plan.planHash}; ${how})`);
+  return `fleetfw: saved the plan to ${file} (plan hash ${plan.planHash}; ${how})`;
 }
 
 export function readSavedPlan(file: string): SavedPlan {

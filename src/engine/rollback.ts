@@ -54,7 +54,7 @@ export async function planRollback(fleet: Fleet, host: HostSpec, to: number | un
     ipsets: parseIpSets(stored.ipsets ?? ''),
   };
   // Every table of the generation, and the live tables it lacks emptied (see planLiveHost).
-  const hostPlan = planLiveHost(asRendered, { ...facts, canonical: undefined }, inv.preserve);
+  const hostPlan = planLiveHost(asRendered, { ...facts, canonical: undefined }, inv.preserve, `generation ${target}`);
   if (!hostPlan.desired) throw new FleetError(`${host.name}: ${hostPlan.error ?? 'cannot plan the rollback'}`, ExitCode.hostsFailed);
   // The generation as it will run: its own rules with today's preserved chains merged in.
   const planned = parseRuleSet(hostPlan.desired.v4, { family: 4, file: `${host.name} generation ${target}` }).ruleSet;

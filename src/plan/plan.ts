@@ -134,7 +134,8 @@ function desiredText(text: string, want: RuleSet, emptied: Table[], foreign: For
 }
 
 /** Compare one host's live facts with its rendered rules. */
-export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve: readonly string[]): HostPlan {
+/** `wanted` names the rules the host should run in the diff: the render, or a generation for a rollback. */
+export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve: readonly string[], wanted = 'rendered'): HostPlan {
   const plan: HostPlan = {
     host: rendered.host,
     status: 'in-sync',
@@ -179,12 +180,12 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
     const live = parseOrThrow(facts.live[key], family, `${rendered.host} live ${key}`);
     const { managed, foreign } = splitForeign(live, preserve);
     plan.preserved.push(...describeForeign(foreign).map((d) => `${d} (${key})`));
-    const d = diffText(`${rendered.host}/rules.${key}`, formatComparable(managed), formatComparable(want), ['live', 'rendered']);
+    const d = diffText(`${rendered.host}/rules.${key}`, formatComparable(managed), formatComparable(want), ['live', wanted]);
     if (d.patch) plan.diffs.push({ family, ...d });
     desired[key] = desiredText(rendered[key].text, want, tablesToEmpty(managed, want), foreign);
   }
   const liveSets = formatIpSets(parseIpSets(facts.ipsets ?? ''));
-  const setDiff = diffText(`${rendered.host}/ipsets`, liveSets, ipsets, ['live', 'rendered']);
+  const setDiff = diffText(`${rendered.host}/ipsets`, liveSets, ipsets, ['live', wanted]);
   if (setDiff.patch) plan.diffs.push({ family: 4, what: 'ipsets', ...setDiff });
   plan.desired = ipsets ? { ...desired, ipsets } : desired;
   if (plan.diffs.length > 0) plan.status = 'changes';

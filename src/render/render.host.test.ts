@@ -24,7 +24,7 @@ describe('real iptables-restore -t accepts every rendered rule set', () => {
     execFileSync('ip', ['netns', 'add', ns]);
     try {
       let checked = 0;
-      for (const file of readdirSync(INVENTORIES).filter((f) => f.endsWith('.yaml'))) {
+      for (const file of readdirSync(INVENTORIES).filter((f) => f.endsWith('.yaml') && f !== 'bad.yaml')) {
         for (const host of renderExample(file)) {
           for (const [tool, key] of [['iptables-restore', 'v4'], ['ip6tables-restore', 'v6']] as const) {
             const r = spawnSync('ip', ['netns', 'exec', ns, tool, '-t'], { input: host[key].text, encoding: 'utf8' });

@@ -11,7 +11,7 @@ import { parseTemplate } from './template.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const INVENTORIES = join(ROOT, 'inventories');
-const examples = readdirSync(INVENTORIES).filter((f) => f.endsWith('.yaml'));
+const examples = readdirSync(INVENTORIES).filter((f) => f.endsWith('.yaml') && f !== 'bad.yaml');
 
 function renderExample(file: string): RenderedHost[] {
   const inv = loadInventory(join(INVENTORIES, file), { displayPath: `inventories/${file}` });

@@ -60,7 +60,7 @@ function cached<T>(memo: WeakMap<RuleSet, T>, rs: RuleSet, make: () => T): T {
 }
 
 /** Where port matches of `rs` start and stop (first port inside, first port after). */
-function portBoundaries(rs: RuleSet): number[] {
+export function portBoundaries(rs: RuleSet): number[] {
   return cached(portCuts, rs, () => {
     const set = new Set<number>();
     for (const r of rulesOf(rs)) for (const m of [r.sport, r.dport, r.ports]) if (m) for (const [a, b] of m.ranges) set.add(a).add(b + 1);
@@ -69,7 +69,7 @@ function portBoundaries(rs: RuleSet): number[] {
 }
 
 /** Where address matches of `rs` start and stop: networks, and every member of a set it matches. */
-function addressBoundaries(rs: RuleSet): bigint[] {
+export function addressBoundaries(rs: RuleSet): bigint[] {
   return cached(addrCuts, rs, () => {
     const set = new Set<bigint>();
     for (const r of rulesOf(rs)) {

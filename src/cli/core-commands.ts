@@ -18,8 +18,10 @@ import { TCP_FLAG } from '../analyze/netfilter-names.js';
 import { verifyIntents } from '../analyze/intents.js';
 import { planOfflineHost, type Plan } from '../plan/plan.js';
 import { outlinesOf, streamPlan, type StreamedPlan } from '../plan/streamed-plan.js';
-import { checkFleet, parseFleet, type FleetFinding } from '../plan/checks.js';
-import { formatPlanMarkdown, MARKDOWN_LIMIT, MARKDOWN_MIN_LIMIT, planJson, planTextChunks, type MarkdownOptions } from '../plan/report.js';
+import { planReach, type RulesBefore } from '../plan/reach-plan.js';
+import { formatReachLine } from '../plan/reach-report.js';
+import { checkFleet, fleetFindings, parseFleet, type FleetFinding } from '../plan/checks.js';
+import { formatPlanMarkdown, MARKDOWN_LIMIT, MARKDOWN_MIN_LIMIT, planJson, planTextChunks, type MarkdownOptions, type PlanReach } from '../plan/report.js';
 import { chalkFor, colorFor, err, out, writeChunks } from './io.js';
 import { hostNamed, loadFleet, PLAN_OFFLINE, selectHosts, type InventoryOptions } from './context.js';
 
@@ -57,14 +59,14 @@ export function defaultSnapshotDir(inv: Inventory): string {
  * Print a plan on stdout. Text and JSON are written host by host as they are
  * made (a plan of 10,000 new hosts is gigabytes); markdown is cut to its limit.
  */
-export async function printPlan(plan: Plan | StreamedPlan, format: Format, color?: boolean, exitHint = true, markdown: MarkdownOptions = {}): Promise<void> {
-  if (format === 'json') await writeChunks(process.stdout, jsonLines(plan));
-  else if (format === 'markdown') out(formatPlanMarkdown(plan, markdown));
-  else await writeChunks(process.stdout, planTextChunks(plan, { color: colorFor(process.stdout, color), exitHint }));
+export async function printPlan(plan: Plan | StreamedPlan, format: Format, color?: boolean, exitHint = true, opts: MarkdownOptions = {}): Promise<void> {
+  if (format === 'json') await writeChunks(process.stdout, jsonLines(plan, opts.reach));
+  else if (format === 'markdown') out(formatPlanMarkdown(plan, opts));
+  else await writeChunks(process.stdout, planTextChunks(plan, { color: colorFor(process.stdout, color), exitHint, ...(opts.reach ? { reach: opts.reach } : {}) }));
 }
 
-function* jsonLines(plan: Plan | StreamedPlan): Generator<string> {
-  yield* planJson(plan);
+function* jsonLines(plan: Plan | StreamedPlan, reach?: PlanReach): Generator<string> {
+  yield* planJson(plan, reach);
   yield '\n';
 }
 
@@ -97,13 +99,21 @@ export function printFindings(findings: FleetFinding[], color?: boolean): void {
   }
 }
 
-/** Receives every plan a plan command makes (`plan --out` saves it). */
+/** `--require-intents`: an opened flow no intent mentions fails the plan. */
+export function reachFindings(reach: PlanReach, opts: { requireIntents?: boolean }): FleetFinding[] {
+  if (!opts.requireIntents || reach.uncovered.length === 0) return [];
+  const n = reach.uncovered.length;
+  return [{ host: 'fleet', severity: 'error', code: 'uncovered-flows', message: `${n} opened flow${n === 1 ? '' : 's'} no intent covers (--require-intents): ${reach.uncovered.slice(0, 3).map(formatReachLine).join('; ')}${n > 3 ? '; …' : ''}` }];
+}
+
 /** Saves the plan (before it is printed: the markdown names the file) and returns what to say after it. */
 export type PlanSink = (plan: StreamedPlan, inv: Inventory, rendered: RenderedHost[]) => string;
 
 /** The options of `plan` that shape its output. */
 export interface PlanOutputOptions {
   format?: string;
+  /** `--require-intents`. */
+  requireIntents?: boolean;
   color?: boolean;
   /** `--markdown-limit`. */
   markdownLimit?: string;
@@ -131,11 +141,13 @@ export async function cmdPlanOffline(opts: InventoryOptions & PlanOutputOptions 
   const format = parseFormat(opts.format);
   const markdownLimit = markdownLimitOf(opts.markdownLimit);
   const { inv, display, rendered } = loadFleet({ ...opts, withoutInventory: PLAN_OFFLINE });
-  const findings = checkFleet(inv, parseFleet(rendered));
+  const parsed = parseFleet(rendered);
   const dir = opts.against ?? defaultSnapshotDir(inv);
   if (opts.against !== undefined) checkStoredRender(opts.against, inv);
   else if (!existsSync(dir)) err(`fleetfw: no stored render at ${dir}: every host is new (write one with \`fleetfw render --out ${dir}\`, or name one with --against)`);
   const selected = new Set(selectHosts(inv, opts.limit).map((h) => h.name));
+  // The same checks as a live plan's: management paths, lint, and every intent a planned host is an end of.
+  const findings = fleetFindings(inv, parsed, selected);
   const read = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8') : undefined);
   const byName = new Map(rendered.filter((r) => selected.has(r.host)).map((r) => [r.host, r]));
   // Each host's plan is made when it is needed and dropped when written: no plan is too large.
@@ -143,8 +155,20 @@ export async function cmdPlanOffline(opts: InventoryOptions & PlanOutputOptions 
   const sshPort = sshPortOf(inv);
   const plan = streamPlan('offline', display, [...byName.keys()], planHost, { sshPort });
   const saved = sink?.(plan, inv, rendered);
+  // Made only for hosts with a stored render: a new host's sets can name the whole fleet.
+  const byHost = new Map(rendered.map((r) => [r.host, r]));
+  const texts = (h: string) => {
+    const r = byHost.get(h);
+    return r && { v4: r.v4.text, v6: r.v6.text, ipsets: formatIpSets(r.ipsets ?? []) };
+  };
+  const reach = planReach(inv, parsed, texts, (h): RulesBefore => {
+    if (!selected.has(h)) return 'same';
+    const v4 = read(join(dir, h, 'rules.v4'));
+    return v4 === undefined ? 'absent' : { v4, v6: read(join(dir, h, 'rules.v6')) ?? '', ipsets: read(join(dir, h, 'ipsets')) ?? '' };
+  });
+  findings.push(...reachFindings(reach, opts));
   const code = planExitCode(plan, findings);
-  await printPlan(plan, format, opts.color, code === ExitCode.changes, { limit: markdownLimit, fullPlan: opts.out, sshPort });
+  await printPlan(plan, format, opts.color, code === ExitCode.changes, { limit: markdownLimit, fullPlan: opts.out, sshPort, reach });
   printFindings(findings, opts.color);
   if (saved) err(saved);
   return code;

@@ -5,14 +5,15 @@ import type { HostSpec, Inventory } from '../model/inventory.js';
 import { readFacts } from '../apply/transaction.js';
 import { SessionPool } from '../apply/session-pool.js';
 import { summaryLine } from '../plan/report.js';
-import { checkPlanned, checkRendered, planFleet } from '../engine/plan-fleet.js';
+import { checkPlanned, checkRendered, planFleet, planReachLive } from '../engine/plan-fleet.js';
 import { selectWork } from '../engine/apply.js';
 import { planRollback } from '../engine/rollback.js';
 import { readHistory } from '../engine/history.js';
 import { CheckError } from '../errors.js';
 import { chalkFor, err, out } from './io.js';
 import { loadFleet, openTransport, selectHosts } from './context.js';
-import { markdownLimitOf, parseFormat, planExitCode, printFindings, printPlan, sshPortOf, type PlanOutputOptions, type PlanSink } from './core-commands.js';
+import { markdownLimitOf, parseFormat, planExitCode, printFindings, printPlan, reachFindings, sshPortOf, type PlanOutputOptions, type PlanSink } from './core-commands.js';
+import type { RulesBefore } from '../plan/reach-plan.js';
 import { streamOf } from '../plan/streamed-plan.js';
 import { describeAuditMatch, formatHostAudit, readHostAudit, type AuditCliOptions } from './audit-log.js';
 import { maxFailuresOf, parallelOf, runPlanned, stopOnFindings, windowOf, type ApplyOptions, type LiveOptions } from './apply-run.js';
@@ -27,12 +28,14 @@ export async function cmdPlanLive(opts: LiveOptions & PlanOutputOptions, sink?: 
   const findings = checkRendered(fleet, hosts);
   const transport = await openTransport(fleet.inv, opts);
   try {
-    const plan = await planFleet(fleet, hosts, transport, parallelOf(opts));
-    const all = [...findings, ...checkPlanned(fleet, plan, hosts, findings)];
+    const current = new Map<string, RulesBefore>();
+    const plan = await planFleet(fleet, hosts, transport, parallelOf(opts), undefined, current);
+    const reach = planReachLive(fleet, plan, current);
+    const all = [...findings, ...checkPlanned(fleet, plan, hosts, findings), ...reachFindings(reach, opts)];
     const sshPort = sshPortOf(fleet.inv);
     const saved = sink?.(streamOf(plan, { sshPort }), fleet.inv, fleet.rendered);
     const code = planExitCode(plan, all);
-    await printPlan(plan, format, opts.color, code === ExitCode.changes, { limit: markdownLimit, fullPlan: opts.out, sshPort });
+    await printPlan(plan, format, opts.color, code === ExitCode.changes, { limit: markdownLimit, fullPlan: opts.out, sshPort, reach });
     printFindings(all, opts.color);
     if (saved) err(saved);
     return code;
@@ -51,8 +54,9 @@ export async function cmdApply(opts: ApplyOptions): Promise<ExitCodeValue> {
   const transport = await openTransport(fleet.inv, opts);
   const pool = new SessionPool();
   try {
-    const plan = await planFleet(fleet, hosts, transport, parallelOf(opts), pool);
-    if (!opts.json) await printPlan(plan, 'text', opts.color, false);
+    const current = new Map<string, RulesBefore>();
+    const plan = await planFleet(fleet, hosts, transport, parallelOf(opts), pool, current);
+    if (!opts.json) await printPlan(plan, 'text', opts.color, false, { reach: planReachLive(fleet, plan, current) });
     // What the live rules' preserved chains change is only known now: checked before anything is sent.
     stopOnFindings(checkPlanned(fleet, plan, hosts, findings), opts, 'pre-flight checks of the rules the hosts will run');
     const work = selectWork(plan, fleet.inv, Boolean(opts.force));

@@ -86,6 +86,7 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .option('--against <dir>', 'with --offline: the stored render, a folder that must exist (default: <inventory>.rendered/ beside the inventory)')
     .option('--out <file>', 'also save the full plan (versioned JSON) for `fleetfw apply FILE`, which applies exactly it; a cut markdown plan names it')
     .option('--markdown-limit <chars>', 'with --format markdown: at most this many characters; a longer plan shows its most important hosts first, then "and N more hosts" (GitHub refuses comments over 65,536)', String(MARKDOWN_LIMIT))
+    .option('--require-intents', 'fail (exit 4) when the change opens a flow that no intent mentions')
     .action((o) => {
       if (o.against !== undefined && !o.offline) throw new UsageError('--against is for --offline: a live plan compares with the hosts themselves');
       // The saved plan names the inventory as it was found (./fleetfw.yaml stays relative for `apply FILE`).

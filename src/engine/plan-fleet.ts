@@ -11,10 +11,12 @@ import { isFormatExact } from '../analyze/format.js';
 import { assemblePlan, failedHostPlan, planLiveHost, type HostPlan, type Plan } from '../plan/plan.js';
 import { fleetFindings, parseFleet, plannedRuleSets, type FleetFinding } from '../plan/checks.js';
 import { addListenerWarnings } from '../plan/listeners.js';
+import { planReach, type RulesBefore } from '../plan/reach-plan.js';
+import type { PlanReach } from '../plan/report.js';
 import type { Fleet } from './fleet.js';
 
 /** Read every selected host (bounded concurrency) and diff it against its render. With a pool, each host's session stays open for its transaction. */
-export async function planFleet(fleet: Fleet, hosts: HostSpec[], transport: Transport, parallel: number, pool?: SessionPool): Promise<Plan> {
+export async function planFleet(fleet: Fleet, hosts: HostSpec[], transport: Transport, parallel: number, pool?: SessionPool, current?: Map<string, RulesBefore>): Promise<Plan> {
   const { inv, display, rendered } = fleet;
   const limit = pLimit(parallel);
   const byHost = new Map(rendered.map((r) => [r.host, r]));
@@ -31,6 +33,7 @@ export async function planFleet(fleet: Fleet, hosts: HostSpec[], transport: Tran
         const r = byHost.get(h.name)!;
         try {
           const facts = await readFacts(transport, h, { v4: r.v4.text, v6: r.v6.text, ipsets: formatIpSets(r.ipsets ?? []), exact: exact(h.name) }, pool);
+          current?.set(h.name, { v4: facts.live.v4, v6: facts.live.v6, ipsets: facts.ipsets ?? '' });
           return addListenerWarnings(planLiveHost(r, facts, inv.preserve), inv, r, facts.listeners);
         } catch (e) {
           // Only a host that could not be reached is unreachable; one that answered something unusable is an error.
@@ -40,6 +43,16 @@ export async function planFleet(fleet: Fleet, hosts: HostSpec[], transport: Tran
     ),
   );
   return assemblePlan('live', display, plans);
+}
+
+/**
+ * Who can reach whom now (the live rules planFleet read into `current`) against
+ * what the hosts will run; hosts not read (not selected, unreachable) count as unchanged.
+ */
+export function planReachLive(fleet: Fleet, plan: Plan, current: ReadonlyMap<string, RulesBefore>): PlanReach {
+  const planned = plannedRuleSets(parseFleet(fleet.rendered), plan, fleet.rendered, fleet.inv.preserve);
+  const desired = new Map(plan.hosts.flatMap((h) => (h.desired ? [[h.host, h.desired] as const] : [])));
+  return planReach(fleet.inv, planned, (h) => desired.get(h), (h) => (desired.has(h) ? current.get(h) ?? 'same' : 'same'));
 }
 
 /** The checks of the render (and the intents touching `hosts`), before any host is read. */

@@ -4,6 +4,13 @@ import { UsageError } from '../errors.js';
 import type { HostPlan, Plan } from './plan.js';
 import { compareWeights } from './importance.js';
 import { planJsonChunks, streamOf, type StreamedPlan } from './streamed-plan.js';
+import { formatReachMarkdown, formatReachText, type ReachReport } from './reach-report.js';
+
+/** A plan's reachability diff, and what could not be compared. */
+export type PlanReach = ReachReport & { notes: string[]; skipped?: boolean };
+
+/** The markdown's reachability section gets at most this share of the comment. */
+const REACH_SHARE = 0.3;
 
 function paint(color: boolean) {
   return new Chalk({ level: color ? 1 : 0 });
@@ -34,6 +41,8 @@ export interface TextOptions {
   showInSync?: boolean;
   /** `false` inside apply, where the plan's own exit code does not apply. */
   exitHint?: boolean;
+  /** The reachability diff, printed after the hosts. */
+  reach?: PlanReach;
 }
 
 /** The plan as text for a terminal (formatPlanText), in pieces: one per host. */
@@ -68,6 +77,14 @@ export function* planTextChunks(input: Plan | StreamedPlan, opts: TextOptions): 
       line(c.yellow(`    leftover transaction ${l.id} (${l.state}, watchdog ${l.watchdogAlive ? 'armed' : 'gone'}, by ${l.user} at ${l.started})`));
     }
     if (out) yield out;
+  }
+  if (opts.reach) {
+    yield '\n';
+    for (const n of opts.reach.notes) yield `${c.yellow(`note: ${n}`)}\n`;
+    yield formatReachText(opts.reach)
+      .split('\n')
+      .map((l) => (l.startsWith('  +') ? c.green(l) : l.startsWith('  -') ? c.red(l) : l.startsWith('  ?') ? c.yellow(l) : l))
+      .join('\n');
   }
   const tail = ['', summaryLine(plan), c.dim(`plan hash ${plan.planHash}`)];
   if (plan.summary.changes > 0 && opts.exitHint !== false) tail.push(c.dim('exit code 2: changes to apply'));
@@ -104,6 +121,8 @@ export interface MarkdownOptions {
   fullPlan?: string;
   /** A host's SSH port, for the order of importance (default 22). */
   sshPort?: (host: string) => number | undefined;
+  /** The reachability diff: the comment's first section. */
+  reach?: PlanReach;
 }
 
 /**
@@ -120,7 +139,8 @@ export function formatPlanMarkdown(input: Plan | StreamedPlan, opts: MarkdownOpt
     .filter((h) => h.status !== 'in-sync')
     .map((h) => ({ host: h.host, outline: h, weight: plan.weights.get(h.host) ?? { concern: 'other' as const, size: 0 } }))
     .sort(compareWeights);
-  const head = [`### fleetfw plan for ${markdownCode(plan.inventory)}`, '', `**${summaryLine(plan)}**`, ''].join('\n') + '\n';
+  const reach = opts.reach ? formatReachMarkdown(opts.reach, Math.floor(limit * REACH_SHARE)) : '';
+  const head = [`### fleetfw plan for ${markdownCode(plan.inventory)}`, '', `**${summaryLine(plan)}**`, ''].join('\n') + '\n' + reach;
   const hidden = plan.summary.inSync;
   const foot = `<sub>${hidden} unchanged host${hidden === 1 ? '' : 's'} hidden · ${plan.mode} plan · hash \`${plan.planHash}\`</sub>\n`;
   const tableHead = '| host | status | added | removed | notes |\n|---|---|---:|---:|---|\n';
@@ -232,13 +252,13 @@ function fenceFor(text: string): string {
   return '`'.repeat(Math.max(3, longestBacktickRun(text) + 1));
 }
 
-/** The plan as JSON (the `fleetfw-plan` version 1 format), in pieces: one per host. */
-export function planJson(plan: Plan | StreamedPlan): Generator<string> {
-  return planJsonChunks(streamOf(plan));
+/** The plan as JSON (the `fleetfw-plan` version 1 format), in pieces: one per host; with its reachability diff when given. */
+export function planJson(plan: Plan | StreamedPlan, reach?: PlanReach): Generator<string> {
+  return planJsonChunks(streamOf(plan), '', reach ? { reachability: reach } : undefined);
 }
 
-export function formatPlanJson(plan: Plan | StreamedPlan): string {
-  return `${[...planJson(plan)].join('')}\n`;
+export function formatPlanJson(plan: Plan | StreamedPlan, reach?: PlanReach): string {
+  return `${[...planJson(plan, reach)].join('')}\n`;
 }
 
 /** indent(colorPatch(patch)) without colour (each line indented, empty lines dropped), at about copy speed. */

@@ -89,7 +89,7 @@ export function outlinesOf(plan: Plan | StreamedPlan): readonly HostPlan[] {
  * (the `fleetfw-plan` version 1 format). `indent` places it inside another
  * document (a saved plan holds the plan one level down).
  */
-export function* planJsonChunks(plan: StreamedPlan, indent = ''): Generator<string> {
+export function* planJsonChunks(plan: StreamedPlan, indent = '', extra?: Record<string, unknown>): Generator<string> {
   const nest = (json: string, by: string) => (by ? json.replace(/\n/g, `\n${by}`) : json);
   const { format, version, mode, inventory, planHash, summary } = plan;
   const head = JSON.stringify({ format, version, mode, inventory, planHash }, null, 2);
@@ -108,5 +108,6 @@ export function* planJsonChunks(plan: StreamedPlan, indent = ''): Generator<stri
     first = false;
   }
   yield first ? `,\n${indent}  "hosts": []` : `\n${indent}  ]`;
+  for (const [key, value] of Object.entries(extra ?? {})) yield `,\n${indent}  ${JSON.stringify(key)}: ${nest(JSON.stringify(value, null, 2), `${indent}  `)}`;
   yield `,\n${indent}  "summary": ${nest(JSON.stringify(summary, null, 2), `${indent}  `)}\n${indent}}`;
 }

@@ -1,0 +1,108 @@
+// The reachability diff of an offline plan, on S1 against its stored render: a
+// seventh WordPress host shows exactly the flows it adds; a MySQL rule widened to
+// a CIDR is flagged as wider than any group; a removed role shows the flows lost.
+// Golden files (fixtures/reach/) hold the text, markdown and JSON of the seventh
+// host; `UPDATE_GOLDEN=1` rewrites them after a reviewed change.
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { run } from './fixtures/run-cli.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '../..');
+const GOLDEN = join(HERE, 'fixtures/reach');
+const scratch = mkdtempSync(join(tmpdir(), 'fleetfw-reach-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** S1's templates, inventory and stored render, with edits. */
+function s1(name: string, edit: { inventory?: (t: string) => string; templates?: Record<string, (t: string) => string> } = {}): string {
+  const dir = join(scratch, name);
+  cpSync(join(ROOT, 'templates'), join(dir, 'templates'), { recursive: true });
+  mkdirSync(join(dir, 'inventories'));
+  cpSync(join(ROOT, 'inventories/s1.rendered'), join(dir, 'inventories/s1.rendered'), { recursive: true });
+  const inv = join(dir, 'inventories/s1.yaml');
+  writeFileSync(inv, (edit.inventory ?? ((t) => t))(readFileSync(join(ROOT, 'inventories/s1.yaml'), 'utf8')));
+  for (const [file, change] of Object.entries(edit.templates ?? {})) writeFileSync(join(dir, 'templates', file), change(readFileSync(join(dir, 'templates', file), 'utf8')));
+  return inv;
+}
+
+const SEVENTH = (t: string) => t.replace('  mysql-1:\n', '  wordpress-3:\n    public: 203.0.113.16\n    private: 192.0.2.16\n    roles: [backend, wordpress]\n  mysql-1:\n');
+
+/** The reachability section of a text plan. */
+function reachSection(output: string): string {
+  const start = output.indexOf('Reachability:');
+  const end = output.indexOf('\nPlan: ', start);
+  return output.slice(start, end).trimEnd();
+}
+
+function golden(name: string, actual: string): void {
+  const file = join(GOLDEN, name);
+  if (process.env.UPDATE_GOLDEN || !existsSync(file)) {
+    mkdirSync(GOLDEN, { recursive: true });
+    writeFileSync(file, actual);
+  }
+  expect(actual).toBe(readFileSync(file, 'utf8'));
+}
+
+describe('the reachability diff of a plan', () => {
+  it('S1 against its own stored render: nothing opened or closed', async () => {
+    const r = await run(['plan', '--offline', '-i', s1('same')]);
+    expect(r.code, r.output).toBe(0);
+    expect(r.output).toContain('Reachability: no flow opened or closed.');
+  });
+
+  it('a seventh WordPress host: exactly the flows it adds (text, markdown, JSON golden files)', async () => {
+    const inv = s1('seventh', { inventory: SEVENTH });
+    const text = await run(['plan', '--offline', '-i', inv]);
+    expect(text.code, text.output).toBe(2);
+    const section = reachSection(text.output);
+    // The new host with the backends (GlusterFS and MySQL go through the backend whitelist), HAProxy to it, its management path; nothing else.
+    expect(section.split('\n').filter((l) => /^ {2}[-+?] /.test(l)).slice(0, 4)).toEqual([
+      '  + wordpress-3 -> backend:*/tcp  (management path)',
+      '  + backend -> wordpress-3:*/tcp  (management path)',
+      '  + tunnel-1 -> wordpress-3:22/tcp  (management path)',
+      '  + haproxy-www -> wordpress-3:80/tcp',
+    ]);
+    golden('seventh-host.txt', `${section}\n`);
+
+    const md = await run(['plan', '--offline', '-i', inv, '--format', 'markdown']);
+    const head = md.output.slice(md.output.indexOf('### fleetfw plan'), md.output.indexOf('| host | status'));
+    expect(head.indexOf('#### Reachability')).toBeLessThan(head.indexOf('```diff'));
+    golden('seventh-host.md', head.replace(/`[^`]*s1\.yaml`/, '`s1.yaml`'));
+
+    const json = await run(['plan', '--offline', '-i', inv, '--format', 'json']);
+    const doc = JSON.parse(json.output.slice(json.output.indexOf('{'))) as { reachability: { format: string; version: number; lines: unknown[]; uncovered: unknown[]; notes: string[] } };
+    expect(doc.reachability).toMatchObject({ format: 'fleetfw-reachability', version: 1, notes: [] });
+    golden('seventh-host.json', `${JSON.stringify(doc.reachability, null, 2)}\n`);
+  });
+
+  it('a MySQL rule widened to the private network is flagged as wider than any group', async () => {
+    const inv = s1('wider', { templates: { 'roles/mysql.v4': (t) => `${t}*filter\n-A INPUT -i {{ self.if.private }} -p tcp -s 192.0.2.0/24 --dport 3306 -j ACCEPT\nCOMMIT\n` } });
+    const r = await run(['plan', '--offline', '-i', inv]);
+    const lines = reachSection(r.output).split('\n');
+    expect(lines).toContain('  + 192.0.2.0/24 -> mysql:3306/tcp  (wider than any group)');
+    // The hosts and externals it newly lets in by name; haproxy-www's own rules keep it out.
+    expect(lines).toContain('  + tunnel-1 -> mysql:3306/tcp');
+    expect(lines).toContain('  + intruder -> mysql:3306/tcp');
+    expect(lines.some((l) => l.includes('haproxy-www -> mysql'))).toBe(false);
+    // The intent `intruder -> all:3306 deny` no longer holds: a failed check, as in a live plan.
+    expect(r.code).toBe(4);
+    expect(r.output).toContain('error: mysql-1: intent "intruder -> all:3306 deny" fails for intruder -> mysql-1: allow');
+  });
+
+  it('a removed role: the flows it allowed are lost, and nothing else changes', async () => {
+    const inv = s1('removed', { inventory: (t) => t.replace('    private: 192.0.2.13\n    roles: [backend, wordpress]', '    private: 192.0.2.13\n    roles: [backend]') });
+    const r = await run(['plan', '--offline', '-i', inv]);
+    expect(reachSection(r.output)).toBe('Reachability: 0 opened, 1 closed; 0 opened flows no intent covers.\n  - haproxy-www -> wordpress-2:80/tcp');
+  });
+
+  it('--require-intents fails a plan that opens a flow no intent mentions, and only then', async () => {
+    const seventh = await run(['plan', '--offline', '-i', s1('require-seventh', { inventory: SEVENTH }), '--require-intents']);
+    expect(seventh.code, seventh.output).toBe(4);
+    expect(seventh.output).toMatch(/error: fleet: 2 opened flows no intent covers \(--require-intents\): \+ wordpress-3 -> backend:\*\/tcp/);
+    const removed = await run(['plan', '--offline', '-i', s1('require-removed', { inventory: (t) => t.replace('    private: 192.0.2.13\n    roles: [backend, wordpress]', '    private: 192.0.2.13\n    roles: [backend]') }), '--require-intents']);
+    expect(removed.code, removed.output).toBe(2);
+  });
+});

@@ -70,6 +70,12 @@ describe('the README', () => {
     }
   });
 
+  it('shows the reachability diff of a seventh WordPress host as the golden file has it', () => {
+    const shown = blocks(README).find((b) => b.lines[0]?.startsWith('Reachability: '));
+    expect(shown, 'the README shows a reachability diff').toBeDefined();
+    expect(`${shown!.lines.join('\n')}\n`).toBe(readFileSync(join(ROOT, 'src/cli/fixtures/reach/seventh-host.txt'), 'utf8'));
+  });
+
   it('plan --offline --limit with a typo: exit 64 and the "did you mean" it shows', async () => {
     await runShown("fleetfw plan --offline --limit 'wordpress,!wordpres-2'", ROOT, 64);
   });

@@ -81,7 +81,11 @@ describe('S1 with 30 backends: the whitelist as an ipset', () => {
     const r = await fleetfw(lab, ['plan', '--inventory', S31, '--limit', 'mysql-1']);
     expect(r.code, r.stdout + r.stderr).toBe(2);
     expect(r.stdout).toMatch(/^\s*\+add fleetfw-backend-private 192\.0\.2\.126$/m);
-    expect(r.stdout.split('\n').filter((l) => /^\s*[+-](?![+-])/.test(l))).toHaveLength(1);
+    const [diff = '', reach = ''] = r.stdout.split('\nReachability: ');
+    expect(diff.split('\n').filter((l) => /^\s*[+-](?![+-])/.test(l))).toHaveLength(1);
+    // What it means: the new member's host may now reach mysql-1.
+    expect(reach).toMatch(/^1 opened, 0 closed; /);
+    expect(reach).toMatch(/^ {2}\+ \S+ -> mysql-1:\*\/tcp/m);
   });
 
   it('reverts the set with the rules when the change is not confirmed', async () => {

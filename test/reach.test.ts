@@ -35,7 +35,7 @@ describe('the live plan says who can now reach whom', () => {
     expect(r.code, r.stdout + r.stderr).toBe(2);
     const section = r.stdout.slice(r.stdout.indexOf('Reachability:'), r.stdout.indexOf('\nPlan: '));
     expect(section.split('\n').filter((l) => l.startsWith('  ')).slice(0, 3)).toEqual([
-      '  + any -> haproxy-www:8080/tcp  (newly exposed to the internet; wider than any group)',
+      '  + any other address -> haproxy-www:8080/tcp  (newly exposed to the internet; wider than any group)',
       '  + internet -> haproxy-www:8080/tcp  (newly exposed to the internet)',
       '  + all -> haproxy-www:8080/tcp  (via public)',
     ]);

@@ -156,7 +156,8 @@ function changesOf(before: Half, after: Half): Record<ReachChange['change'], Arr
     const y = after[j]!;
     const lo = Math.max(x.ports[0], y.ports[0]);
     const hi = Math.min(x.ports[1], y.ports[1]);
-    if (lo <= hi && x.v !== y.v) {
+    // Undecided on either side is said, also when it was undecided before: the rules changed.
+    if (lo <= hi && (x.v !== y.v || x.v === 'unknown')) {
       const kind = x.v === 'unknown' || y.v === 'unknown' ? 'unknown' : y.v === 'allow' ? 'open' : 'close';
       out[kind].push([lo, hi]);
     }
@@ -167,18 +168,6 @@ function changesOf(before: Half, after: Half): Record<ReachChange['change'], Arr
 }
 
 const portsKey = (ps: Array<Interval<number>>) => ps.map(([a, b]) => `${a}-${b}`).join(',');
-
-/** Index of the piece holding `x` (pieces sorted, covering x). */
-function pieceOf(pieces: ReadonlyArray<Interval<bigint>>, x: bigint): number {
-  let lo = 0;
-  let hi = pieces.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (pieces[mid]![0] <= x) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
 
 type When = 'before' | 'after';
 
@@ -234,7 +223,9 @@ export function reachChanges(input: ReachInput): ReachChange[] {
     const a = after.get(name);
     return !b || !a || b.v4 !== a.v4 || b.v6 !== a.v6;
   };
-  const changedHosts = new Set(inv.hosts.filter((h) => differs(h.name)).map((h) => h.name));
+  // A host in neither map is not in this comparison at all.
+  const present = (name: string) => before.has(name) || after.has(name);
+  const changedHosts = new Set(inv.hosts.filter((h) => present(h.name) && differs(h.name)).map((h) => h.name));
   if (changedHosts.size === 0) return [];
   const n = inv.hosts.length;
   const pairs = changedHosts.size * (n - 1) + (n - changedHosts.size) * changedHosts.size;
@@ -245,16 +236,23 @@ export function reachChanges(input: ReachInput): ReachChange[] {
     if (++proofs > MAX_HALVES) throw new ReachTooLarge(`more than ${MAX_HALVES} distinct classes of flows to prove`);
     return make();
   };
-  const named: Record<Family, string[]> = {
-    4: [...inv.hosts.flatMap((h) => ownAddresses(h).filter((a) => !a.includes(':'))), ...inv.externals.map((e) => e.address)],
-    6: [...inv.hosts.flatMap((h) => ownAddresses(h).filter((a) => a.includes(':'))), ...inv.externals.flatMap((e) => (e.address6 ? [e.address6] : []))],
-  };
-  const fillers: Record<Family, Array<Interval<bigint>>> = {
-    4: mergeAddresses([...NEVER_A_SOURCE[4], ...named[4]].map((c) => cidrBounds(c))),
-    6: mergeAddresses([...NEVER_A_SOURCE[6], ...named[6]].map((c) => cidrBounds(c))),
+  // The addresses evaluated by name on each side (hosts there, externals of that side):
+  // every other address is "any other address" there, named elsewhere or not.
+  const sideNamed = (side: Side, family: Family): string[] => [
+    ...inv.hosts.filter((h) => present(h.name)).flatMap((h) => h[addressKey(side, family)] ?? []),
+    ...inv.externals.filter((e) => e.side === side).flatMap((e) => (family === 4 ? e.address : e.address6) ?? []),
+  ];
+  const perSide = new Map<string, { other: Array<Interval<bigint>>; fillers: Array<Interval<bigint>> }>();
+  const sideRanges = (side: Side, family: Family) => {
+    const key = `${side}|${family}`;
+    let r = perSide.get(key);
+    if (!r) {
+      const named = sideNamed(side, family);
+      perSide.set(key, (r = { other: otherAddresses(family, named), fillers: mergeAddresses([...NEVER_A_SOURCE[family], ...named].map((c) => cidrBounds(c))) }));
+    }
+    return r;
   };
   const whole: Record<Family, Array<Interval<bigint>>> = { 4: [cidrBounds(WHOLE[4])], 6: [cidrBounds(WHOLE[6])] };
-  const other: Record<Family, Array<Interval<bigint>>> = { 4: otherAddresses(4, named[4]), 6: otherAddresses(6, named[6]) };
 
   // The client half of a host towards a destination address: per piece of the address
   // space its rules tell apart. Kept by rule set: a host whose rules did not change
@@ -285,7 +283,7 @@ export function reachChanges(input: ReachInput): ReachChange[] {
     return h;
   };
 
-  for (const dst of inv.hosts) {
+  for (const dst of inv.hosts.filter((h) => present(h.name))) {
     const dstChanged = changedHosts.has(dst.name);
     for (const family of [4, 6] as const) {
       for (const side of SIDES) {
@@ -295,20 +293,29 @@ export function reachChanges(input: ReachInput): ReachChange[] {
         };
         if (!server.after && !server.before) continue;
         const pieces = addressPieces(whole[family], [server.before?.rs, server.after?.rs]);
+        const { other, fillers: sideFillers } = sideRanges(side, family);
+        // A host never takes a packet claiming one of its own addresses as source.
+        const own = ownAddresses(dst).filter((a) => a.includes(':') === (family === 6));
+        const others = splitIntervals(subtractAddresses(other, own), pieces.slice(1).map((p) => p[0]));
+        const fillers = mergeAddresses([...sideFillers, ...own.map((a) => cidrBounds(a))]);
         // The server half for a piece of source addresses (a machine with no rules of its
         // own sending), kept by rule set like the client's.
         const serverHalves = new Map<RuleSet, Map<string, Half>>();
-        const serverHalf = (when: When, proto: ReachProto, index: number, host: boolean): Half => {
+        const serverHalf = (when: When, proto: ReachProto, srcs: Array<Interval<bigint>>, host: boolean): Half => {
           const end = server[when];
           if (!end) return DENY_ALL;
           if (!end.rs) return ALLOW_ALL;
           let memo = serverHalves.get(end.rs);
           if (!memo) serverHalves.set(end.rs, (memo = new Map()));
-          const piece = pieces[index]!;
-          const key = `${proto}|${host}|${signatureOf(end.rs)(piece[0])}`;
+          // Proven for exactly these sources; kept for any with the same signature (no rule tells them apart).
+          const key = `${proto}|${host}|${signatureOf(end.rs)(srcs[0]![0])}`;
           let h = memo.get(key);
-          if (!h) memo.set(key, (h = intern(budgeted(() => half(family, proto, { name: host ? 'host' : 'any', addr: addressOfValue(piece[0], family) }, end, end.rs!, [piece])))));
+          if (!h) memo.set(key, (h = intern(budgeted(() => half(family, proto, { name: host ? 'host' : 'any', addr: addressOfValue(srcs[0]![0], family) }, end, end.rs!, srcs)))));
           return h;
+        };
+        const one = (addr: string): Array<Interval<bigint>> => {
+          const v = addressValue(addr);
+          return [[v, v]];
         };
         const emit = (from: ReachSource, proto: ReachProto, b: Half, a: Half) => {
           const c = changesOf(b, a);
@@ -319,16 +326,16 @@ export function reachChanges(input: ReachInput): ReachChange[] {
         for (const proto of PROTOS) {
           // Other hosts, on this side.
           for (const src of inv.hosts) {
-            if (src.name === dst.name || (!dstChanged && !changedHosts.has(src.name))) continue;
+            if (src.name === dst.name || !present(src.name) || (!dstChanged && !changedHosts.has(src.name))) continue;
             const addr = src[addressKey(side, family)];
             if (!addr || !hostEnd(src, after.get(src.name), side, family)) continue;
-            const index = pieceOf(pieces, addressValue(addr));
-            const sb = serverHalf('before', proto, index, true);
-            const sa = serverHalf('after', proto, index, true);
+            const sb = serverHalf('before', proto, one(addr), true);
+            const sa = serverHalf('after', proto, one(addr), true);
             if (sb === sa && !changedHosts.has(src.name)) continue;
             const target = (server.after ?? server.before)!;
             const targetValue = addressValue(target.addr);
-            const cb = before.has(src.name) ? clientHalf(src, 'before', side, family, proto, target, targetValue) : ALLOW_ALL;
+            // A host that did not exist reached nothing.
+            const cb = before.has(src.name) ? clientHalf(src, 'before', side, family, proto, target, targetValue) : DENY_ALL;
             const ca = clientHalf(src, 'after', side, family, proto, target, targetValue);
             if (sb === sa && cb === ca) continue;
             emit({ kind: 'host', name: src.name }, proto, combine(cb, sb), combine(ca, sa));
@@ -338,16 +345,13 @@ export function reachChanges(input: ReachInput): ReachChange[] {
           for (const ext of inv.externals.filter((e) => e.side === side)) {
             const addr = family === 4 ? ext.address : ext.address6;
             if (!addr) continue;
-            const index = pieceOf(pieces, addressValue(addr));
-            emit({ kind: 'external', name: ext.name }, proto, serverHalf('before', proto, index, false), serverHalf('after', proto, index, false));
+            emit({ kind: 'external', name: ext.name }, proto, serverHalf('before', proto, one(addr), false), serverHalf('after', proto, one(addr), false));
           }
           // Any other address, piece by piece, pieces that change alike reported together.
           const byChange = new Map<string, { from: Array<Interval<bigint>>; b: Half; a: Half }>();
-          const others = splitIntervals(other[family], pieces.slice(1).map((p) => p[0]));
           for (const piece of others) {
-            const index = pieceOf(pieces, piece[0]);
-            const b = serverHalf('before', proto, index, false);
-            const a = serverHalf('after', proto, index, false);
+            const b = serverHalf('before', proto, [piece], false);
+            const a = serverHalf('after', proto, [piece], false);
             const c = changesOf(b, a);
             if (c.open.length + c.close.length + c.unknown.length === 0) continue;
             const key = `${portsKey(c.open)}|${portsKey(c.close)}|${portsKey(c.unknown)}`;
@@ -358,11 +362,21 @@ export function reachChanges(input: ReachInput): ReachChange[] {
           for (const { from, b, a } of byChange.values()) {
             const merged = mergeAddresses(from);
             const ranges = merged.map(([x, y]): Interval<string> => [addressOfValue(x, family), addressOfValue(y, family)]);
-            emit({ kind: 'any', ranges, cidrs: describeRanges(merged, fillers[family], family) }, proto, b, a);
+            emit({ kind: 'any', ranges, cidrs: describeRanges(merged, fillers, family) }, proto, b, a);
           }
         }
       }
     }
+  }
+  return out;
+}
+
+/** Ranges without the given addresses. */
+function subtractAddresses(ranges: Array<Interval<bigint>>, addrs: readonly string[]): Array<Interval<bigint>> {
+  let out = ranges;
+  for (const a of addrs) {
+    const v = addressValue(a);
+    out = out.flatMap(([lo, hi]): Array<Interval<bigint>> => (v < lo || v > hi ? [[lo, hi]] : [...(v > lo ? [[lo, v - 1n] as Interval<bigint>] : []), ...(v < hi ? [[v + 1n, hi] as Interval<bigint>] : [])]));
   }
   return out;
 }
@@ -379,21 +393,33 @@ function mergeAddresses(xs: Array<Interval<bigint>>): Array<Interval<bigint>> {
 }
 
 /**
- * Ranges of other addresses as CIDRs, with the gaps between them (and at their
- * ends) that only named or impossible addresses fill closed: `192.0.2.0/24` rather
- * than the dozen pieces around the hosts in it; `any` for the whole space.
+ * Ranges of other addresses as CIDRs, with the gaps between them that only named
+ * or impossible addresses fill closed (`192.0.2.0/24` rather than the dozen pieces
+ * around the hosts in it; `any` for the whole space); the named hosts have lines of
+ * their own.
  */
 function describeRanges(ranges: Array<Interval<bigint>>, fillers: Array<Interval<bigint>>, family: Family): string[] {
-  const filled = (x: bigint): Interval<bigint> | undefined => fillers.find(([a, b]) => a <= x && x <= b);
+  const inside = (set: Array<Interval<bigint>>, x: bigint) => set.find(([a, b]) => a <= x && x <= b);
+  const never = mergeAddresses(NEVER_A_SOURCE[family].map((c) => cidrBounds(c)));
   const top = cidrBounds(WHOLE[family])[1];
+  // A gap the named (or impossible) addresses fill entirely.
+  const covered = (from: bigint, to: bigint): boolean => {
+    for (let x = from; x <= to; ) {
+      const f = inside(fillers, x);
+      if (!f) return false;
+      x = f[1] + 1n;
+    }
+    return true;
+  };
   const out: Array<Interval<bigint>> = [];
   for (const [lo0, hi0] of ranges) {
     let lo = lo0;
     let hi = hi0;
-    for (let f = lo > 0n ? filled(lo - 1n) : undefined; f && f[0] < lo; f = lo > 0n ? filled(lo - 1n) : undefined) lo = f[0];
-    for (let f = hi < top ? filled(hi + 1n) : undefined; f && f[1] > hi; f = hi < top ? filled(hi + 1n) : undefined) hi = f[1];
+    // The ends grow only over addresses no packet carries: a named host at an end is not claimed.
+    for (let f = lo > 0n ? inside(never, lo - 1n) : undefined; f && f[0] < lo; f = lo > 0n ? inside(never, lo - 1n) : undefined) lo = f[0];
+    for (let f = hi < top ? inside(never, hi + 1n) : undefined; f && f[1] > hi; f = hi < top ? inside(never, hi + 1n) : undefined) hi = f[1];
     const last = out[out.length - 1];
-    if (last && lo <= last[1] + 1n) last[1] = last[1] > hi ? last[1] : hi;
+    if (last && (lo <= last[1] + 1n || covered(last[1] + 1n, lo - 1n))) last[1] = last[1] > hi ? last[1] : hi;
     else out.push([lo, hi]);
   }
   const cidrs = out.flatMap(([a, b]) => rangeToCidrs(addressOfValue(a, family), addressOfValue(b, family)));

@@ -162,9 +162,11 @@ export async function cmdPlanOffline(opts: InventoryOptions & PlanOutputOptions 
     return r && { v4: r.v4.text, v6: r.v6.text, ipsets: formatIpSets(r.ipsets ?? []) };
   };
   const reach = planReach(inv, parsed, texts, (h): RulesBefore => {
-    if (!selected.has(h)) return 'same';
     const v4 = read(join(dir, h, 'rules.v4'));
-    return v4 === undefined ? 'absent' : { v4, v6: read(join(dir, h, 'rules.v6')) ?? '', ipsets: read(join(dir, h, 'ipsets')) ?? '' };
+    const stored = v4 === undefined ? undefined : { v4, v6: read(join(dir, h, 'rules.v6')) ?? '', ipsets: read(join(dir, h, 'ipsets')) ?? '' };
+    // A host left out by --limit keeps what it has: its stored render, or nothing yet.
+    if (!selected.has(h)) return stored ? { kept: stored } : 'gone';
+    return stored ?? 'absent';
   });
   findings.push(...reachFindings(reach, opts));
   const code = planExitCode(plan, findings);

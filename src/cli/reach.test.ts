@@ -58,11 +58,14 @@ describe('the reachability diff of a plan', () => {
     const text = await run(['plan', '--offline', '-i', inv]);
     expect(text.code, text.output).toBe(2);
     const section = reachSection(text.output);
-    // The new host with the backends (GlusterFS and MySQL go through the backend whitelist), HAProxy to it, its management path; nothing else.
-    expect(section.split('\n').filter((l) => /^ {2}[-+?] /.test(l)).slice(0, 4)).toEqual([
+    // The new host with the backends (GlusterFS and MySQL go through the backend whitelist), HAProxy to it,
+    // its management path, and the public services a new machine can now reach; nothing else.
+    expect(section.split('\n').filter((l) => /^ {2}[-+?] /.test(l)).slice(0, 6)).toEqual([
       '  + wordpress-3 -> backend:*/tcp  (management path)',
+      '  + wordpress-3 -> tunnel-1:22/tcp  (via public; management path)',
       '  + backend -> wordpress-3:*/tcp  (management path)',
       '  + tunnel-1 -> wordpress-3:22/tcp  (management path)',
+      '  + wordpress-3 -> haproxy-www:80/tcp  (via public)',
       '  + haproxy-www -> wordpress-3:80/tcp',
     ]);
     golden('seventh-host.txt', `${section}\n`);
@@ -82,7 +85,7 @@ describe('the reachability diff of a plan', () => {
     const inv = s1('wider', { templates: { 'roles/mysql.v4': (t) => `${t}*filter\n-A INPUT -i {{ self.if.private }} -p tcp -s 192.0.2.0/24 --dport 3306 -j ACCEPT\nCOMMIT\n` } });
     const r = await run(['plan', '--offline', '-i', inv]);
     const lines = reachSection(r.output).split('\n');
-    expect(lines).toContain('  + 192.0.2.0/24 -> mysql:3306/tcp  (wider than any group)');
+    expect(lines).toContain('  + other addresses in 192.0.2.0/24 -> mysql:3306/tcp  (wider than any group)');
     // The hosts and externals it newly lets in by name; haproxy-www's own rules keep it out.
     expect(lines).toContain('  + tunnel-1 -> mysql:3306/tcp');
     expect(lines).toContain('  + intruder -> mysql:3306/tcp');
@@ -98,10 +101,29 @@ describe('the reachability diff of a plan', () => {
     expect(reachSection(r.output)).toBe('Reachability: 0 opened, 1 closed; 0 opened flows no intent covers.\n  - haproxy-www -> wordpress-2:80/tcp');
   });
 
+  it('an anti-spoofing rule (addrtype LOCAL) does not hide a port opened to the internet; deny intents cover nothing', async () => {
+    const inv = s1('spoof', {
+      templates: { 'roles/mysql.v4': (t) => `${t}*filter\n-A INPUT -m addrtype --src-type LOCAL ! -i lo -j DROP\n-A INPUT -i {{ self.if.public }} -p tcp --dport 3306 -j ACCEPT\nCOMMIT\n` },
+    });
+    const r = await run(['plan', '--offline', '-i', inv]);
+    const section = reachSection(r.output);
+    expect(section).toContain('  + internet -> mysql:3306/tcp  (newly exposed to the internet)');
+    // `internet -> mysql:3306 deny` names the flow, but does not cover it: it fails.
+    expect(section.slice(section.indexOf('Not covered by any intent:'))).toContain('  + internet -> mysql:3306/tcp  (newly exposed to the internet)');
+    expect(r.code).toBe(4);
+  });
+
+  it('--limit: hosts left out keep their stored rules on both sides; a new one left out is not there yet, its address is anyone\'s', async () => {
+    const r = await run(['plan', '--offline', '-i', s1('limit', { inventory: SEVENTH }), '--limit', 'mysql-1']);
+    expect(reachSection(r.output)).toBe(
+      'Reachability: 1 opened, 0 closed; 1 opened flow no intent covers.\n  + other addresses in 192.0.2.16/32 -> mysql-1:*/tcp  (management path; wider than any group)\nNot covered by any intent:\n  + other addresses in 192.0.2.16/32 -> mysql-1:*/tcp  (management path; wider than any group)',
+    );
+  });
+
   it('--require-intents fails a plan that opens a flow no intent mentions, and only then', async () => {
     const seventh = await run(['plan', '--offline', '-i', s1('require-seventh', { inventory: SEVENTH }), '--require-intents']);
     expect(seventh.code, seventh.output).toBe(4);
-    expect(seventh.output).toMatch(/error: fleet: 2 opened flows no intent covers \(--require-intents\): \+ wordpress-3 -> backend:\*\/tcp/);
+    expect(seventh.output).toMatch(/error: fleet: 4 opened flows no intent covers \(--require-intents\): \+ wordpress-3 -> backend:\*\/tcp/);
     const removed = await run(['plan', '--offline', '-i', s1('require-removed', { inventory: (t) => t.replace('    private: 192.0.2.13\n    roles: [backend, wordpress]', '    private: 192.0.2.13\n    roles: [backend]') }), '--require-intents']);
     expect(removed.code, removed.output).toBe(2);
   });

@@ -52,7 +52,15 @@ export async function planFleet(fleet: Fleet, hosts: HostSpec[], transport: Tran
 export function planReachLive(fleet: Fleet, plan: Plan, current: ReadonlyMap<string, RulesBefore>): PlanReach {
   const planned = plannedRuleSets(parseFleet(fleet.rendered), plan, fleet.rendered, fleet.inv.preserve);
   const desired = new Map(plan.hosts.flatMap((h) => (h.desired ? [[h.host, h.desired] as const] : [])));
-  return planReach(fleet.inv, planned, (h) => desired.get(h), (h) => (desired.has(h) ? current.get(h) ?? 'same' : 'same'));
+  const status = new Map(plan.hosts.map((h) => [h.host, h.status]));
+  const reach = planReach(fleet.inv, planned, (h) => desired.get(h), (h) => {
+    // In sync: it runs what it will run. Not read (not selected, unreachable): taken as running its render, said below.
+    if (status.get(h) === 'in-sync' || !desired.has(h)) return 'same';
+    return current.get(h) ?? 'same';
+  });
+  const unread = fleet.inv.hosts.filter((h) => !desired.has(h.name)).length;
+  if (unread > 0) reach.notes.push(`${unread} host${unread === 1 ? '' : 's'} not read in this plan (not selected or not reachable) ${unread === 1 ? 'is' : 'are'} taken as running ${unread === 1 ? 'its' : 'their'} render`);
+  return reach;
 }
 
 /** The checks of the render (and the intents touching `hosts`), before any host is read. */

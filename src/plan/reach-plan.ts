@@ -8,13 +8,24 @@ import { formatIpSets, parseIpSets } from '../render/ipsets.js';
 import type { ParsedFleet } from './checks.js';
 import { reachReport, type ReachReport } from './reach-report.js';
 
-/** What a host runs before the change: its rules as text, or `absent` (no such host yet), or `same` (not planned). */
-export type RulesBefore = { v4: string; v6: string; ipsets?: string } | 'absent' | 'same';
+/** A host's rules as text. */
+export interface RulesText {
+  v4: string;
+  v6: string;
+  ipsets?: string;
+}
 
 /**
- * The report for `after` (what every host will run) against `before`. A host
- * whose current rules fleetfw cannot read is left out, with a note: no flow to it
- * or from it is claimed either way.
+ * What a host runs before the change: its rules as text, `absent` (no such host
+ * yet), `same` (already runs what it will run), `kept` (not in this change: runs
+ * these rules before and after), or `gone` (not in this change and not there).
+ */
+export type RulesBefore = RulesText | 'absent' | 'same' | { kept: RulesText } | 'gone';
+
+/**
+ * The report for `after` (what every planned host will run) against `before`. A
+ * host whose current rules fleetfw cannot read is taken as already running its
+ * planned rules, and a note says so.
  */
 export function planReach(
   inv: Inventory,
@@ -29,6 +40,19 @@ export function planReach(
     const a = after.get(h.name);
     if (!a) continue;
     const b = before(h.name);
+    if (b === 'gone') continue;
+    if (typeof b === 'object' && 'kept' in b) {
+      const kept = parseText(h.name, b.kept);
+      if (typeof kept === 'string') {
+        notes.push(`${h.name}: its current rules cannot be read (${kept}): flows to and from it are compared as if it ran its render`);
+        now.set(h.name, a);
+        was.set(h.name, a);
+      } else {
+        now.set(h.name, kept);
+        was.set(h.name, kept);
+      }
+      continue;
+    }
     if (b === 'absent') {
       now.set(h.name, a);
       continue;
@@ -52,7 +76,7 @@ export function planReach(
     const v4 = parse(b.v4, 4, a.v4);
     const v6 = parse(b.v6, 6, a.v6);
     if (typeof v4 === 'string' || typeof v6 === 'string') {
-      notes.push(`${h.name}: its current rules cannot be read (${typeof v4 === 'string' ? v4 : v6}): flows to and from it are not compared`);
+      notes.push(`${h.name}: its current rules cannot be read (${typeof v4 === 'string' ? v4 : v6}): it is taken as already running its planned rules`);
       now.set(h.name, a);
       was.set(h.name, a);
       continue;
@@ -68,4 +92,16 @@ export function planReach(
     notes.push(`reachability not compared: the change touches ${e.message}; plan fewer hosts at a time (--limit) to see it`);
     return { ...reachReport(inv, []), notes, skipped: true };
   }
+}
+
+/** Rules as text, parsed (with their sets), or the first problem. */
+function parseText(host: string, t: RulesText): HostRuleSets | string {
+  const sets = new Map(parseIpSets(t.ipsets ?? '').map((x) => [x.name, x]));
+  const out: Partial<HostRuleSets> = {};
+  for (const family of [4, 6] as const) {
+    const { ruleSet, problems } = parseRuleSet(family === 4 ? t.v4 : t.v6, { family, file: `${host} rules.v${family}` });
+    if (problems.length > 0) return problems[0]!.message;
+    out[family === 4 ? 'v4' : 'v6'] = sets.size > 0 ? { ...ruleSet, sets } : ruleSet;
+  }
+  return out as HostRuleSets;
 }

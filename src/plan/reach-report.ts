@@ -40,29 +40,47 @@ export function formatPorts(ports: ReadonlyArray<Interval<number>>): string {
   return ports.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',');
 }
 
+type Compress = (names: ReadonlySet<string>, self?: string) => string[];
+
 /** Names as few as possible: whole groups (a member equal to `self` may be missing), then hosts. */
-function compress(inv: Inventory, names: ReadonlySet<string>, self?: string): string[] {
+function compressor(inv: Inventory): Compress {
   const hostNames = new Set(inv.hosts.map((h) => h.name));
-  const covers = (members: readonly string[]) => members.every((m) => names.has(m) || m === self) && members.some((m) => names.has(m));
   const all = inv.hosts.map((h) => h.name);
-  if (all.length > 1 && covers(all) && names.size > 1) return ['all'];
-  const groups = new Map<string, string[]>();
-  for (const h of inv.hosts) for (const g of h.groups) if (g !== 'all' && !hostNames.has(g)) groups.set(g, [...(groups.get(g) ?? []), h.name]);
-  const left = new Set(names);
-  const out: string[] = [];
-  for (const [g, members] of [...groups].sort((a, b) => b[1].length - a[1].length || (a[0] < b[0] ? -1 : 1))) {
-    if (members.length < 2 || !covers(members) || !members.every((m) => left.has(m) || m === self)) continue;
-    out.push(g);
-    for (const m of members) left.delete(m);
+  const byGroup = new Map<string, string[]>();
+  for (const h of inv.hosts) {
+    for (const g of h.groups) {
+      if (g === 'all' || hostNames.has(g)) continue;
+      let members = byGroup.get(g);
+      if (!members) byGroup.set(g, (members = []));
+      members.push(h.name);
+    }
   }
-  return [...out, ...[...left].sort()];
+  const groups = [...byGroup].filter(([, m]) => m.length >= 2).sort((a, b) => b[1].length - a[1].length || (a[0] < b[0] ? -1 : 1));
+  return (names, self) => {
+    const covers = (members: readonly string[]) => members.every((m) => names.has(m) || m === self) && members.some((m) => names.has(m));
+    if (all.length > 1 && names.size > 1 && covers(all)) return ['all'];
+    const left = new Set(names);
+    const out: string[] = [];
+    for (const [g, members] of groups) {
+      if (!members.every((m) => left.has(m) || m === self) || !members.some((m) => left.has(m))) continue;
+      out.push(g);
+      for (const m of members) left.delete(m);
+    }
+    return [...out, ...[...left].sort()];
+  };
 }
 
+/** Hosts and externals by name; any other address as the ranges it was proven for. */
 function sourceName(c: ReachChange): string {
   if (c.from.kind !== 'any') return c.from.name;
   const { cidrs } = c.from;
-  if (cidrs.length > 4) return `${cidrs.slice(0, 3).join(',')} and ${cidrs.length - 3} more ranges`;
-  return cidrs.join(',');
+  return cidrs.length === 1 && cidrs[0] === 'any' ? 'any other address' : `other addresses in ${cidrs.join(',')}`;
+}
+
+/** A long list of ranges cut for reading (the JSON keeps it whole). */
+function shortSource(from: string): string {
+  const list = from.startsWith('other addresses in ') ? from.slice('other addresses in '.length).split(',') : [];
+  return list.length > 4 ? `other addresses in ${list.slice(0, 3).join(',')} and ${list.length - 3} more ranges` : from;
 }
 
 function marksOf(inv: Inventory, c: ReachChange, hostOf: Map<string, HostSpec>): ReachMark[] {
@@ -76,12 +94,19 @@ function marksOf(inv: Inventory, c: ReachChange, hostOf: Map<string, HostSpec>):
   return marks;
 }
 
-/** Does some intent mention this flow (its source, destination, protocol and port)? */
-function coveredPorts(inv: Inventory, c: ReachChange, members: (name: string) => Set<string>): Array<Interval<number>> {
+/** The ports of this flow that an allow intent names (its source, destination, protocol, family and side). */
+function coveredPorts(inv: Inventory, c: ReachChange, members: (name: string) => Set<string>, hostOf: Map<string, HostSpec>): Array<Interval<number>> {
   if (c.from.kind === 'any') return [];
   const from = c.from.name;
+  const external = inv.externals.find((e) => e.name === from);
+  const sideOf = (i: IntentSpec): string => {
+    if (i.via) return i.via;
+    if (external) return external.side;
+    const priv = (h: HostSpec | undefined) => (i.family === 4 ? h?.private : h?.private6);
+    return priv(hostOf.get(from)) && priv(hostOf.get(c.to)) ? 'private' : 'public';
+  };
   const ports = inv.intents
-    .filter((i: IntentSpec) => i.proto === c.proto && i.family === c.family && i.port !== undefined && members(i.from).has(from) && members(i.to).has(c.to))
+    .filter((i: IntentSpec) => i.expect === 'allow' && i.proto === c.proto && i.family === c.family && i.port !== undefined && members(i.from).has(from) && members(i.to).has(c.to) && sideOf(i) === c.side)
     .map((i) => i.port!);
   return [...new Set(ports)].sort((a, b) => a - b).map((p) => [p, p]);
 }
@@ -95,7 +120,7 @@ function subtract(ports: ReadonlyArray<Interval<number>>, minus: ReadonlyArray<I
 }
 
 /** Summarise: destinations of one source into groups, then sources of one destination. */
-function summarise(inv: Inventory, changes: readonly ReachChange[], hostOf: Map<string, HostSpec>): ReachLine[] {
+function summarise(inv: Inventory, changes: readonly ReachChange[], hostOf: Map<string, HostSpec>, compress: Compress): ReachLine[] {
   type Draft = Omit<ReachLine, 'to'> & { to: Set<string> };
   const byFrom = new Map<string, Draft>();
   for (const c of changes) {
@@ -109,7 +134,7 @@ function summarise(inv: Inventory, changes: readonly ReachChange[], hostOf: Map<
   const byTo = new Map<string, { line: Omit<ReachLine, 'from'>; from: Set<string>; fromKind: Draft['fromKind'] }>();
   for (const d of byFrom.values()) {
     const self = d.fromKind === 'host' ? d.from : undefined;
-    for (const to of compress(inv, d.to, self)) {
+    for (const to of compress(d.to, self)) {
       const { to: _to, ...rest } = d;
       const { fromKind } = d;
       const line = { ...rest, to };
@@ -122,7 +147,7 @@ function summarise(inv: Inventory, changes: readonly ReachChange[], hostOf: Map<
   const lines: ReachLine[] = [];
   for (const e of byTo.values()) {
     const self = hostOf.has(e.line.to) ? e.line.to : undefined;
-    const froms = e.fromKind === 'host' ? compress(inv, e.from, self) : [...e.from];
+    const froms = e.fromKind === 'host' ? compress(e.from, self) : [...e.from];
     for (const from of froms) lines.push({ ...e.line, from });
   }
   return lines.sort(compareLines);
@@ -157,9 +182,10 @@ export function reachReport(inv: Inventory, changes: readonly ReachChange[]): Re
   };
   const uncovered = changes
     .filter((c) => c.change === 'open')
-    .map((c) => ({ ...c, ports: subtract(c.ports, coveredPorts(inv, c, members)) }))
+    .map((c) => ({ ...c, ports: subtract(c.ports, coveredPorts(inv, c, members, hostOf)) }))
     .filter((c) => c.ports.length > 0);
-  return { format: REACH_FORMAT, version: REACH_VERSION, lines: summarise(inv, changes, hostOf), uncovered: summarise(inv, uncovered, hostOf) };
+  const compress = compressor(inv);
+  return { format: REACH_FORMAT, version: REACH_VERSION, lines: summarise(inv, changes, hostOf, compress), uncovered: summarise(inv, uncovered, hostOf, compress) };
 }
 
 /** One line: `+ wordpress-3 -> mysql:3306/tcp  (newly exposed to the internet)`. */
@@ -169,7 +195,7 @@ export function formatReachLine(l: ReachLine): string {
   const how = [l.side === 'public' && !external && !l.marks.includes('internet') ? 'via public' : '', l.family === 6 ? 'IPv6' : ''].filter(Boolean).join(', ');
   const marks = l.marks.map((m) => MARK_TEXT[m]);
   const notes = [how, ...marks].filter(Boolean);
-  return `${SIGN[l.change]} ${l.from} -> ${l.to}:${l.ports}/${l.proto}${notes.length ? `  (${notes.join('; ')})` : ''}`;
+  return `${SIGN[l.change]} ${shortSource(l.from)} -> ${l.to}:${l.ports}/${l.proto}${notes.length ? `  (${notes.join('; ')})` : ''}`;
 }
 
 export function reachCounts(r: ReachReport): string {

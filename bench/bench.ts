@@ -1,13 +1,14 @@
 // fleetfw's benchmark (issue 5). Two modes:
-//   npm run bench -- --hosts N [--parallel P] [--repeat R] [--clean-home] [--json FILE] [--ipset-threshold T]
+//   npm run bench -- --hosts N [--parallel P] [--repeat R] [--machine-home] [--json FILE] [--ipset-threshold T]
 //       brings up an N-host S1-like lab (tunnel-1 + N-1 targets) and measures, at the same
-//       concurrency: the floor (bench/floor.ts), `fleetfw plan` and `fleetfw apply --yes`
-//       (wall time of the real CLI, run from the operator namespace), render + analysis
-//       in-process, and the CLI's peak RSS (GNU time). The lab is always torn down.
-//       Floor, plan and apply run R times (default 3), interleaved, hosts reset in
-//       between, and report their medians: on a shared 2-core machine one run of
-//       any of them varies by 10 %. --clean-home gives every lab
-//       host an empty /root, so its login shell reads no rc files (see PERFORMANCE.md).
+//       concurrency: the floor (bench/floor.ts), the safe-apply floor (bench/safe-floor.ts),
+//       `fleetfw plan` and `fleetfw apply --yes` (wall time of the real CLI, run from the
+//       operator namespace), render + analysis in-process, and the CLI's peak RSS (GNU
+//       time). The lab is always torn down. Each runs R times (default 3), interleaved,
+//       hosts reset in between, and reports its median: on a shared 2-core machine one
+//       run of any of them varies by 10 %. Every lab host gets an empty /root, so its
+//       login shell reads no rc files, as on a server; --machine-home keeps this
+//       machine's /root and its rc files instead (see PERFORMANCE.md).
 //   npm run bench -- --render 1000,10000 [--json FILE] [--ipset-threshold T]
 //       render + analysis of generated fleets without SSH: in a tsx process, phase by
 //       phase, then as a user runs it, the built CLI's `fleetfw verify` under GNU time.
@@ -21,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { loadInventory } from '../src/inventory/load.js';
 import { loadTemplates } from '../src/render/load-templates.js';
 import { renderFleet } from '../src/render/render.js';
+import { formatIpSets } from '../src/render/ipsets.js';
 import { checkFleet, parseFleet } from '../src/plan/checks.js';
 import { verifyIntents } from '../src/analyze/intents.js';
 import { labSpecFromInventory, OPERATOR, startLab, type Lab } from '../src/lab/lab.js';
@@ -33,6 +35,9 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'dist/cli/main.js');
 const TSX = join(ROOT, 'node_modules/.bin/tsx');
 const FLOOR = join(ROOT, 'bench/floor.ts');
+const SAFE_FLOOR = join(ROOT, 'bench/safe-floor.ts');
+/** The safe floor's revert window: it is always disarmed long before. */
+const SAFE_FLOOR_WINDOW = 120;
 const GNU_TIME = '/usr/bin/time';
 
 const { values: args } = parseArgs({
@@ -46,6 +51,7 @@ const { values: args } = parseArgs({
     rules: { type: 'string' },
     repeat: { type: 'string' },
     'clean-home': { type: 'boolean' },
+    'machine-home': { type: 'boolean' },
   },
 });
 const threshold = args['ipset-threshold'] === undefined ? undefined : Number(args['ipset-threshold']);
@@ -221,6 +227,30 @@ async function floor(lab: Lab, bastion: string, targets: string[], parallel: num
   return { seconds: out.seconds, host_cpu_s: round(hostCpu(lab) - cpu0) };
 }
 
+/** The safe-apply floor on every target, with the rules fleetfw renders for it (written under `rulesDir`). */
+async function safeFloor(lab: Lab, bastion: string, targets: Array<{ name: string; addr: string }>, rulesDir: string, parallel: number): Promise<{ seconds: number; host_cpu_s: number }> {
+  const cpu0 = hostCpu(lab);
+  const r = await run([
+    'ip', 'netns', 'exec', lab.netnsOf(OPERATOR), TSX, SAFE_FLOOR, bastion, lab.identityFile, String(parallel), String(SAFE_FLOOR_WINDOW), rulesDir,
+    ...targets.map((t) => `${t.name}=${t.addr}`),
+  ]);
+  if (r.code !== 0) throw new Error(`safe floor failed: ${r.stderr}`);
+  const out = JSON.parse(r.stdout.trim()) as { seconds: number; ok: number; failed: number };
+  if (out.failed > 0) throw new Error(`safe floor: ${out.failed} targets failed:\n${r.stderr}`);
+  return { seconds: out.seconds, host_cpu_s: round(hostCpu(lab) - cpu0) };
+}
+
+/** Each host's rules as fleetfw sends them, as files the safe floor reads. */
+function writeRules(file: string, dir: string): void {
+  const inv = loadInventory(file);
+  for (const r of renderFleet(inv, loadTemplates(inv))) {
+    mkdirSync(join(dir, r.host), { recursive: true });
+    writeFileSync(join(dir, r.host, 'rules.v4'), r.v4.text);
+    writeFileSync(join(dir, r.host, 'rules.v6'), r.v6.text);
+    writeFileSync(join(dir, r.host, 'ipsets'), formatIpSets(r.ipsets ?? []));
+  }
+}
+
 const median = <T>(xs: T[], key: (x: T) => number): T => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
 
 // Back to a host as the lab made it: no rules (policies ACCEPT), no sets, no
@@ -250,6 +280,9 @@ async function hostsMode(n: number, parallel: number, repeat: number, cleanHome:
   const core = renderAndAnalyse(file);
   const bastion = inv.hosts.find((h) => h.name === 'tunnel-1')!;
   const targets = inv.hosts.filter((h) => h !== bastion).map((h) => h.private!);
+  const safeTargets = inv.hosts.filter((h) => h !== bastion).map((h) => ({ name: h.name, addr: h.private! }));
+  const rulesDir = join(dirname(file), 'safe-floor-rules');
+  writeRules(file, rulesDir);
   const lab = await startLab(labSpecFromInventory(inv));
   try {
     if (cleanHome) {
@@ -267,6 +300,7 @@ async function hostsMode(n: number, parallel: number, repeat: number, cleanHome:
     // three alike; every round but the first starts from fresh hosts again.
     const common = ['--inventory', file, '--parallel', String(parallel), '--no-color'];
     const floors: Array<{ seconds: number; host_cpu_s: number }> = [];
+    const safeFloors: Array<{ seconds: number; host_cpu_s: number }> = [];
     const plans: CliRun[] = [];
     const applies: CliRun[] = [];
     for (let i = 0; i < repeat; i++) {
@@ -280,9 +314,12 @@ async function hostsMode(n: number, parallel: number, repeat: number, cleanHome:
       const a = await cli(lab, ['apply', ...common, '--yes', '--json']);
       if (a.code !== 0) throw new Error(`apply: exit ${a.code}:\n${a.stderr.slice(-2000)}${a.stdout.slice(-2000)}`);
       applies.push(a);
+      // The same rules again, the least safe way: a load of what runs costs what a first load costs.
+      safeFloors.push(await safeFloor(lab, bastion.public!, safeTargets, rulesDir, parallel));
     }
     const fl = median(floors, (f) => f.seconds);
     const floor_s = fl.seconds;
+    const sf = median(safeFloors, (f) => f.seconds);
     const plan = median(plans, (p) => p.wall_s);
     const apply = median(applies, (a) => a.wall_s);
     const insync = await cli(lab, ['plan', ...common, '--format', 'json']);
@@ -295,25 +332,29 @@ async function hostsMode(n: number, parallel: number, repeat: number, cleanHome:
       repeat,
       login_shell: cleanHome ? 'clean /root (no rc files)' : 'as on this machine',
       floor_runs_s: floors.map((f) => round(f.seconds)),
+      safe_floor_runs_s: safeFloors.map((f) => round(f.seconds)),
       plan_runs_s: plans.map((p) => round(p.wall_s)),
       apply_runs_s: applies.map((a) => round(a.wall_s)),
       roles: countBy(fleetRoles(n).map((h) => h.roles.at(-1)!)),
       floor_s: round(floor_s),
+      safe_floor_s: round(sf.seconds),
+      safe_floor_ratio: round(sf.seconds / floor_s),
       plan_s: round(plan.wall_s),
       apply_s: round(apply.wall_s),
       plan_insync_s: round(insync.wall_s),
       plan_ratio: round(plan.wall_s / floor_s),
       apply_ratio: round(apply.wall_s / floor_s),
+      apply_vs_safe_floor: round(apply.wall_s / sf.seconds),
       render_analysis_s: round(core.total_s),
       peak_rss_mb: Math.max(plan.peak_rss_mb, apply.peak_rss_mb, insync.peak_rss_mb),
       // Where the time goes: CPU of fleetfw itself and of all lab hosts (sshd + host script), per run.
-      cpu_s: { fleetfw_plan: plan.cpu_s, fleetfw_apply: apply.cpu_s, hosts_floor: fl.host_cpu_s, hosts_plan: plan.host_cpu_s, hosts_apply: apply.host_cpu_s },
+      cpu_s: { fleetfw_plan: plan.cpu_s, fleetfw_apply: apply.cpu_s, hosts_floor: fl.host_cpu_s, hosts_safe_floor: sf.host_cpu_s, hosts_plan: plan.host_cpu_s, hosts_apply: apply.host_cpu_s },
       rules_per_host_max: core.rules_per_host_max,
       load: loadavg(),
     };
     table(
-      ['hosts', 'parallel', 'floor s', 'plan s', 'apply s', 'plan (in sync) s', 'plan ratio', 'apply ratio', 'render+analysis s', 'peak RSS MB'],
-      [[n, parallel, result.floor_s, result.plan_s, result.apply_s, result.plan_insync_s, result.plan_ratio, result.apply_ratio, result.render_analysis_s, result.peak_rss_mb]],
+      ['hosts', 'parallel', 'floor s', 'safe floor s', 'plan s', 'apply s', 'plan (in sync) s', 'plan/floor', 'apply/safe floor', 'apply/floor', 'render+analysis s', 'peak RSS MB'],
+      [[n, parallel, result.floor_s, result.safe_floor_s, result.plan_s, result.apply_s, result.plan_insync_s, result.plan_ratio, result.apply_vs_safe_floor, result.apply_ratio, result.render_analysis_s, result.peak_rss_mb]],
     );
     writeJson(result);
   } finally {
@@ -352,8 +393,9 @@ if (args['render-one']) {
   const repeat = Number(args.repeat ?? 3);
   if (!Number.isInteger(n) || n < 4) throw new Error('--hosts must be an integer >= 4');
   if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat must be an integer >= 1');
-  await hostsMode(n, parallel, repeat, Boolean(args['clean-home']));
+  // A clean /root is the default (a server's root has no rc files); --clean-home is kept as the same.
+  await hostsMode(n, parallel, repeat, !args['machine-home']);
 } else {
-  console.error('usage: npm run bench -- --hosts N [--parallel P] [--repeat R] [--clean-home] [--json FILE] | --render 1000,10000 [--json FILE] | --rules 100,1000');
+  console.error('usage: npm run bench -- --hosts N [--parallel P] [--repeat R] [--machine-home] [--json FILE] | --render 1000,10000 [--json FILE] | --rules 100,1000');
   process.exit(64);
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Debian packages fleetfw's tests and lab need: real sshd, real netfilter,
 # iptables-persistent (+ ipset-persistent: sets load at boot before the rules),
-# a listener for probes, sudo for the non-root lab user, GNU time for the benchmark.
+# a listener for probes, sudo for the non-root lab user, GNU time for the benchmark,
+# headless Chromium for the HTML plan's browser test (about 500 MB, ~15 s).
 set -eu
 # Root installs packages: as root (containers, minimal images) it runs as is;
 # otherwise it runs itself again through sudo.
@@ -17,4 +18,4 @@ printf '%s\n' \
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   openssh-server openssh-client iptables iptables-persistent netfilter-persistent \
-  ipset ipset-persistent time iproute2 socat netcat-openbsd sudo shellcheck procps util-linux ca-certificates >/dev/null
+  ipset ipset-persistent time iproute2 socat netcat-openbsd sudo shellcheck procps util-linux ca-certificates chromium >/dev/null

@@ -120,6 +120,8 @@ describe('rollback', () => {
       expect(rolled.code, rolled.stdout + rolled.stderr).toBe(0);
       expect(rolled.stdout).toContain('rolling wordpress-1 back from generation 2 to 1');
       expect(await lab.probe('tunnel-1', '192.0.2.12', 'tcp', 8080)).toBe('timeout');
+      // verify --live leaves no listener: one of the test's own answers on port 80.
+      await lab.listen('wordpress-1', 'tcp', 80);
       expect(await lab.probe('haproxy-www', '192.0.2.12', 'tcp', 80)).toBe('open');
 
       const history = await fleetfw(lab, ['history', 'wordpress-1', '--inventory', S1]);

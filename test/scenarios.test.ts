@@ -57,7 +57,7 @@ async function applyConfirmed(lab: Lab, label: string, file: string, extra: stri
 async function expectMatrix(lab: Lab, label: string, inv: Inventory): Promise<ProbeRow[]> {
   const t0 = Date.now();
   // Well above the default: most probes of a matrix are denied ones idly waiting out their timeout.
-  const rows = await probeIntents(lab, inv, { concurrency: 24 });
+  const rows = await probeIntents(lab, inv);
   const failed = failedRows(rows);
   console.log(`${label}: ${rows.length} probes, ${failed.length} failed, ${Date.now() - t0} ms`);
   recordResult('probe', label, { ok: failed.length === 0, detail: `${rows.length} probes, ${failed.length} failed` });

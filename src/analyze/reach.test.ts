@@ -5,7 +5,7 @@
 // both hosts' rules together, proves every connection to it admitted.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Family, HostSpec, Side } from '../model/inventory.js';
+import type { Family, HostSpec, Inventory, Side } from '../model/inventory.js';
 import { loadInventory } from '../inventory/load.js';
 import { loadTemplates } from '../render/load-templates.js';
 import { renderFleet } from '../render/render.js';
@@ -13,7 +13,25 @@ import { parseFleet } from '../plan/checks.js';
 import type { FlowEnd } from './flow.js';
 import { localOf } from './lockout.js';
 import { LINUX_CLIENT_PORTS, OPEN_CONNECT, proveFlow } from './prove.js';
-import { rangeToCidrs, reachChanges, ReachTooLarge, type HostRuleSets, type ReachProto } from './reach.js';
+import { addressOfValue, addressValue, cidrBounds } from './cidr.js';
+import { ownAddresses } from './lockout.js';
+import { splitIntervals, type Interval } from './prove.js';
+import {
+  addressPieces,
+  changesOf,
+  combine,
+  DENY_ALL,
+  half,
+  hostEnd,
+  otherAddresses,
+  rangeToCidrs,
+  reachChanges,
+  subtractAddresses,
+  type Half,
+  type HostRuleSets,
+  type ReachChange,
+  type ReachProto,
+} from './reach.js';
 
 const INVENTORIES = join(import.meta.dirname, '../../inventories');
 const PORTS: Record<ReachProto, number[]> = { tcp: [1, 21, 22, 23, 80, 443, 3306, 8080, 24007, 65535], udp: [53, 123, 1194, 51820] };
@@ -54,12 +72,16 @@ describe('reachChanges against the whole-flow proof', () => {
     });
   }
 
-  it('refuses to compare more pairs than it can, rather than taking minutes', () => {
+  it('refuses to compare more pairs or flows than it can, rather than taking minutes', () => {
     const inv = loadInventory(join(INVENTORIES, 's1.yaml'));
     const sets = parseFleet(renderFleet(inv, loadTemplates(inv)));
-    const many = { ...inv, hosts: Array.from({ length: 400 }, (_, i) => ({ ...inv.hosts[1]!, name: `h${i}` })) };
-    const after = new Map(many.hosts.map((h) => [h.name, sets.get('wordpress-1')!]));
-    expect(() => reachChanges({ inv: many, before: new Map(), after })).toThrow(ReachTooLarge);
+    // n copies of one host, new: every pair of them opens flows.
+    const fleet = (n: number) => {
+      const many = { ...inv, hosts: Array.from({ length: n }, (_, i) => ({ ...inv.hosts[1]!, name: `h${i}` })) };
+      return { inv: many, before: new Map(), after: new Map(many.hosts.map((h) => [h.name, sets.get('wordpress-1')!])) };
+    };
+    expect(() => reachChanges(fleet(2100))).toThrow(/pairs of hosts/);
+    expect(() => reachChanges(fleet(400))).toThrow(/flows that change/);
   });
 });
 
@@ -70,4 +92,120 @@ describe('rangeToCidrs', () => {
     expect(rangeToCidrs('0.0.0.0', '255.255.255.255')).toEqual(['0.0.0.0/0']);
     expect(rangeToCidrs('2001:db8::', '2001:db8::ffff')).toEqual(['2001:db8::/112']);
   });
+});
+
+describe('reachChanges grouped against pair by pair', () => {
+  // The diff classes hosts by signature on both ends, shares proofs between rule sets
+  // of one shape and skips what did not change. The reference here proves every pair,
+  // external and piece of other addresses afresh, with its own addresses, and nothing shared.
+  const ungrouped = (inv: Inventory, before: ReadonlyMap<string, HostRuleSets>, after: ReadonlyMap<string, HostRuleSets>) => {
+    const out: string[] = [];
+    const same = (x: Half, y: Half) => JSON.stringify(x) === JSON.stringify(y);
+    const record = (from: string, to: string, side: Side, family: Family, proto: ReachProto, c: ReturnType<typeof changesOf>, at?: Array<Interval<bigint>>) => {
+      for (const change of ['open', 'close', 'unknown'] as const) if (c[change].length) out.push(`${from} -> ${to} ${side} ${family} ${proto} ${change} ${JSON.stringify(c[change])}${at ? ` ${at.map(([x, y]) => `${x}-${y}`).join(',')}` : ''}`);
+    };
+    const changed = (h: string) => before.get(h)?.v4 !== after.get(h)?.v4 || before.get(h)?.v6 !== after.get(h)?.v6;
+    for (const dst of inv.hosts) {
+      for (const family of [4, 6] as const) {
+        for (const side of ['private', 'public'] as const) {
+          const server = { b: before.has(dst.name) ? hostEnd(dst, before.get(dst.name), side, family) : undefined, a: hostEnd(dst, after.get(dst.name), side, family) };
+          if (!server.a && !server.b) continue;
+          const serverHalf = (end: FlowEnd | undefined, proto: ReachProto, lo: bigint, srcs?: Array<Interval<bigint>>, name = 'host') => (end ? half(family, proto, { name, addr: addressOfValue(lo, family) }, end, end.rs!, srcs) : DENY_ALL);
+          for (const proto of ['tcp', 'udp'] as const) {
+            for (const src of inv.hosts) {
+              const addr = src[`${side}${family === 6 ? '6' : ''}` as 'public' | 'private' | 'public6' | 'private6'];
+              if (src === dst || !addr || (!changed(src.name) && !changed(dst.name))) continue;
+              const v = addressValue(addr);
+              const [sb, sa] = [serverHalf(server.b, proto, v), serverHalf(server.a, proto, v)];
+              const client = (sets: HostRuleSets | undefined) => {
+                const end = sets && hostEnd(src, sets, side, family);
+                return end ? half(family, proto, end, { name: dst.name, addr: (server.a ?? server.b)!.addr }, end.rs!) : DENY_ALL;
+              };
+              const [cb, ca] = [client(before.get(src.name)), client(after.get(src.name))];
+              if (same(sb, sa) && same(cb, ca)) continue;
+              record(src.name, dst.name, side, family, proto, changesOf(combine(cb, sb), combine(ca, sa)));
+            }
+            if (!changed(dst.name)) continue;
+            const bySide = <T extends { side: Side }>(xs: readonly T[]) => xs.filter((x) => x.side === side);
+            for (const ext of bySide(inv.externals)) {
+              const addr = family === 4 ? ext.address : ext.address6;
+              if (!addr) continue;
+              const v = addressValue(addr);
+              const [b, a] = [serverHalf(server.b, proto, v, [[v, v]], 'any'), serverHalf(server.a, proto, v, [[v, v]], 'any')];
+              if (!same(b, a)) record(ext.name, dst.name, side, family, proto, changesOf(b, a));
+            }
+            // Any other address: each piece no rule of either rule set tells apart, one by one.
+            const named = [...inv.hosts.flatMap((h) => h[`${side}${family === 6 ? '6' : ''}` as 'public'] ?? []), ...bySide(inv.externals).flatMap((e) => (family === 4 ? e.address : e.address6) ?? [])];
+            const own = ownAddresses(dst).filter((x) => x.includes(':') === (family === 6));
+            const cuts = addressPieces([cidrBounds(family === 4 ? '0.0.0.0/0' : '::/0')], [server.b?.rs, server.a?.rs]).slice(1).map((p) => p[0]);
+            for (const piece of splitIntervals(subtractAddresses(otherAddresses(family, named), own), cuts)) {
+              const [b, a] = [serverHalf(server.b, proto, piece[0], [piece], 'any'), serverHalf(server.a, proto, piece[0], [piece], 'any')];
+              if (!same(b, a)) record('any', dst.name, side, family, proto, changesOf(b, a), [piece]);
+            }
+          }
+        }
+      }
+    }
+    return out;
+  };
+  // The grouped diff in the same words: other addresses as the single pieces they cover.
+  const words = (inv: Inventory, changes: ReachChange[]) =>
+    changes.flatMap((c) => {
+      const head = (from: string) => `${from} -> ${c.to} ${c.side} ${c.family} ${c.proto} ${c.change} ${JSON.stringify(c.ports)}`;
+      if (c.from.kind !== 'any') return [head(c.from.name)];
+      return c.from.ranges.map(([x, y]: Interval<string>) => `${head('any')} ${addressValue(x)}-${addressValue(y)}`);
+    });
+  const pairwise = (inv: Inventory, before: ReadonlyMap<string, HostRuleSets>, after: ReadonlyMap<string, HostRuleSets>) => {
+    const merged = (lines: string[]) => {
+      // Adjacent pieces of one change read as one range.
+      const byHead = new Map<string, Array<Interval<bigint>>>();
+      const plain: string[] = [];
+      for (const l of lines) {
+        const m = /^(any -> .*) (\d+)-(\d+)$/.exec(l);
+        if (!m) plain.push(l);
+        else byHead.set(m[1]!, [...(byHead.get(m[1]!) ?? []), [BigInt(m[2]!), BigInt(m[3]!)]]);
+      }
+      const ranges = [...byHead].flatMap(([h, xs]) => {
+        const out: Array<Interval<bigint>> = [];
+        for (const [x, y] of xs.sort((p, q) => (p[0] < q[0] ? -1 : 1))) {
+          const last = out.at(-1);
+          if (last && x <= last[1] + 1n) last[1] = y > last[1] ? y : last[1];
+          else out.push([x, y]);
+        }
+        return out.map(([x, y]) => `${h} ${x}-${y}`);
+      });
+      return [...plain, ...ranges].sort();
+    };
+    const want = merged(ungrouped(inv, before, after));
+    expect(merged(words(inv, reachChanges({ inv, before, after })))).toEqual(want);
+    return want.length;
+  };
+  const render = (inv: Inventory) => parseFleet(renderFleet(inv, loadTemplates(inv)));
+
+  for (const name of ['s1', 's2', 's3', 's4']) {
+    const inv = loadInventory(join(INVENTORIES, `${name}.yaml`));
+    // Groups of two or more as ipsets: one set per group, shared by the hosts that match it.
+    const sets = { ...inv, settings: { ...inv.settings, ipsetThreshold: 2 } };
+    const after = render(sets);
+
+    it(`${name}: a host added (every set gains a member, the same rules otherwise)`, () => {
+      // The last host whose fleet still renders without it (a bastion or a group's only member is needed).
+      const without = (gone: string) => ({ ...sets, hosts: sets.hosts.filter((h) => h.name !== gone), intents: sets.intents.filter((i) => i.from !== gone && i.to !== gone) });
+      const renders = (gone: string) => {
+        try {
+          return render(without(gone));
+        } catch {
+          return undefined;
+        }
+      };
+      const before = sets.hosts.map((h) => renders(h.name)).findLast((r) => r !== undefined)!;
+      expect(pairwise(sets, before, after)).toBeGreaterThan(0);
+    });
+
+    it(`${name}: half the hosts from one rule per member to sets, the others unchanged`, () => {
+      const perMember = render(inv);
+      const before = new Map([...after].map(([h, rs], i) => [h, i % 2 === 0 ? perMember.get(h)! : rs]));
+      pairwise(sets, before, after);
+    });
+  }
 });

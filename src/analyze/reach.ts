@@ -46,10 +46,13 @@ export interface ReachChange {
 type Verdict = 'allow' | 'deny' | 'unknown';
 
 /** Past this many distinct halves to prove, the diff is not computed (and the plan says so). */
-const MAX_HALVES = 50_000;
+export const MAX_HALVES = 50_000;
 
-/** Past this many pairs of hosts to compare, likewise. */
-const MAX_PAIRS = 100_000;
+/** Past this many pairs of hosts to compare, likewise (a pair costs a few array reads; about 2,000 hosts all changing). */
+const MAX_PAIRS = 4_000_000;
+
+/** Past this many flows that change (each an object), likewise. */
+const MAX_CHANGES = 100_000;
 
 export class ReachTooLarge extends RangeError {}
 
@@ -62,12 +65,12 @@ const NEVER_A_SOURCE: Record<Family, string[]> = {
   4: ['0.0.0.0/8', '127.0.0.0/8', '224.0.0.0/4', '240.0.0.0/4'],
   6: ['::/127', '::ffff:0:0/96', 'ff00::/8'],
 };
-const WHOLE: Record<Family, string> = { 4: '0.0.0.0/0', 6: '::/0' };
+export const WHOLE: Record<Family, string> = { 4: '0.0.0.0/0', 6: '::/0' };
 
-const addressKey = (side: Side, family: Family) => `${side}${family === 6 ? '6' : ''}` as 'public' | 'private' | 'public6' | 'private6';
+export const addressKey = (side: Side, family: Family) => `${side}${family === 6 ? '6' : ''}` as 'public' | 'private' | 'public6' | 'private6';
 
 /** The whole address space of a family without the addresses given (and those no packet carries). */
-function otherAddresses(family: Family, named: readonly string[]): Array<Interval<bigint>> {
+export function otherAddresses(family: Family, named: readonly string[]): Array<Interval<bigint>> {
   let out: Array<Interval<bigint>> = [cidrBounds(WHOLE[family])];
   for (const m of [...NEVER_A_SOURCE[family], ...named]) {
     const [a, b] = cidrBounds(m);
@@ -85,7 +88,7 @@ function portPieces(sets: ReadonlyArray<RuleSet | undefined>): Array<Interval<nu
   return splitIntervals([ALL_PORTS], cuts);
 }
 
-function addressPieces(ranges: Array<Interval<bigint>>, sets: ReadonlyArray<RuleSet | undefined>): Array<Interval<bigint>> {
+export function addressPieces(ranges: Array<Interval<bigint>>, sets: ReadonlyArray<RuleSet | undefined>): Array<Interval<bigint>> {
   const cuts = [...new Set(sets.flatMap((rs) => (rs ? addressBoundaries(rs) : [])))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return splitIntervals(ranges, cuts);
 }
@@ -95,13 +98,13 @@ function addressPieces(ranges: Array<Interval<bigint>>, sets: ReadonlyArray<Rule
  * passes the server's; each host sees the same packets whatever the other does, so
  * the two halves are proven apart and combined. A half is a verdict per port range.
  */
-type Half = Array<{ ports: Interval<number>; v: Verdict }>;
+export type Half = Array<{ ports: Interval<number>; v: Verdict }>;
 
-const ALLOW_ALL: Half = [{ ports: ALL_PORTS, v: 'allow' }];
-const DENY_ALL: Half = [{ ports: ALL_PORTS, v: 'deny' }];
+export const ALLOW_ALL: Half = [{ ports: ALL_PORTS, v: 'allow' }];
+export const DENY_ALL: Half = [{ ports: ALL_PORTS, v: 'deny' }];
 
 /** One half: `end` with its rules, the other end a machine that accepts everything. */
-function half(family: Family, proto: ReachProto, client: FlowEnd, server: FlowEnd, own: RuleSet, srcs?: Array<Interval<bigint>>): Half {
+export function half(family: Family, proto: ReachProto, client: FlowEnd, server: FlowEnd, own: RuleSet, srcs?: Array<Interval<bigint>>): Half {
   const sports = client.rs || client.name !== 'any' ? LINUX_CLIENT_PORTS : ANY_CLIENT_PORTS;
   return portPieces([own]).map((ports) => {
     const proof = proveFlow({ family, proto, port: ports[0], client, server }, { sports: [sports], open: OPEN_CONNECT, mode: 'allow', ...(srcs ? { srcs } : {}) }, (r) => r.outcome === 'allow');
@@ -110,7 +113,7 @@ function half(family: Family, proto: ReachProto, client: FlowEnd, server: FlowEn
 }
 
 /** Both halves: denied if either denies, unknown if either cannot tell, else allowed; per port. */
-function combine(a: Half, b: Half): Half {
+export function combine(a: Half, b: Half): Half {
   if (b === ALLOW_ALL) return a;
   if (a === ALLOW_ALL) return b;
   const out: Half = [];
@@ -128,14 +131,14 @@ function combine(a: Half, b: Half): Half {
   return out;
 }
 
-function hostEnd(h: HostSpec, sets: HostRuleSets | undefined, side: Side, family: Family): FlowEnd | undefined {
+export function hostEnd(h: HostSpec, sets: HostRuleSets | undefined, side: Side, family: Family): FlowEnd | undefined {
   const addr = h[addressKey(side, family)];
   if (!addr) return undefined;
   return { name: h.name, addr, iface: h.interfaces[side], ...(sets ? { rs: family === 4 ? sets.v4 : sets.v6 } : {}), local: localOf(h) };
 }
 
 /** Merge sorted, possibly touching intervals. */
-function merge(xs: Array<Interval<number>>): Array<Interval<number>> {
+export function merge(xs: Array<Interval<number>>): Array<Interval<number>> {
   const out: Array<Interval<number>> = [];
   for (const [lo, hi] of xs) {
     const last = out[out.length - 1];
@@ -146,7 +149,7 @@ function merge(xs: Array<Interval<number>>): Array<Interval<number>> {
 }
 
 /** What changed between two verdicts per port. */
-function changesOf(before: Half, after: Half): Record<ReachChange['change'], Array<Interval<number>>> {
+export function changesOf(before: Half, after: Half): Record<ReachChange['change'], Array<Interval<number>>> {
   const out: Record<ReachChange['change'], Array<Interval<number>>> = { open: [], close: [], unknown: [] };
   if (before === after) return out;
   let i = 0;
@@ -174,40 +177,206 @@ type When = 'before' | 'after';
 /** Ranges where `-m addrtype` answers change (loopback, multicast, broadcast). */
 const ADDRTYPE_RANGES = ['127.0.0.0/8', '224.0.0.0/4', '255.255.255.255/32'].map((c) => cidrBounds(c));
 
-const signatures = new WeakMap<RuleSet, (x: bigint) => string>();
+/** A rule set's address tests: the networks its rules match and the sets they match against (their members). */
+interface AddressTests {
+  ranges: Array<Interval<bigint>>;
+  sets: Array<readonly string[]>;
+}
 
-/**
- * Which of the rule set's address tests an address passes: every network a rule
- * matches (source or destination), every set it matches against, the address
- * types. Two addresses with the same signature are told apart by no rule, so a
- * proof for one is a proof for the other: a fleet's hosts in one ipset share one.
- */
-function signatureOf(rs: RuleSet): (x: bigint) => string {
-  let sig = signatures.get(rs);
-  if (sig) return sig;
+const addressTestsOf = new WeakMap<RuleSet, AddressTests>();
+
+/** Every network a rule matches (source or destination), the address types, and every set a rule matches against. */
+function addressTests(rs: RuleSet): AddressTests {
+  let tests = addressTestsOf.get(rs);
+  if (tests) return tests;
   const ranges = new Map<string, Interval<bigint>>();
-  const sets = new Map<string, Set<bigint>>();
+  const sets = new Map<string, readonly string[]>();
   for (const t of rs.tables) {
     for (const c of t.chains) {
       for (const r of c.rules) {
         for (const m of [r.src, r.dst]) if (m && !ranges.has(m.cidr)) ranges.set(m.cidr, cidrBounds(m.cidr));
-        for (const m of [r.srcSet, r.dstSet]) {
-          if (!m || sets.has(m.name)) continue;
-          sets.set(m.name, new Set((rs.sets?.get(m.name)?.members ?? []).map((a) => addressValue(a))));
-        }
+        for (const m of [r.srcSet, r.dstSet]) if (m && !sets.has(m.name)) sets.set(m.name, rs.sets?.get(m.name)?.members ?? []);
       }
     }
   }
-  const tests = [...ranges.values(), ...(rs.family === 4 ? ADDRTYPE_RANGES : [])];
-  const members = [...sets.values()];
+  tests = { ranges: [...ranges.values(), ...(rs.family === 4 ? ADDRTYPE_RANGES : [])], sets: [...sets.values()] };
+  addressTestsOf.set(rs, tests);
+  return tests;
+}
+
+const valuesOf = new WeakMap<readonly string[], Set<bigint>>();
+
+/** A set's members as numbers, once per member list (the hosts of a group share theirs). */
+function memberValues(members: readonly string[]): Set<bigint> {
+  let values = valuesOf.get(members);
+  if (!values) valuesOf.set(members, (values = new Set(members.map((a) => addressValue(a)))));
+  return values;
+}
+
+const signatures = new WeakMap<RuleSet, (x: bigint) => string>();
+
+/**
+ * Which of the rule set's address tests an address passes. Two addresses with the
+ * same signature are told apart by no rule, so a proof for one is a proof for the
+ * other: a fleet's hosts in one ipset share one.
+ */
+export function signatureOf(rs: RuleSet): (x: bigint) => string {
+  let sig = signatures.get(rs);
+  if (sig) return sig;
+  const { ranges } = addressTests(rs);
+  const sets = addressTests(rs).sets.map(memberValues);
   const seen = new Map<bigint, string>();
   sig = (x) => {
     let s = seen.get(x);
-    if (s === undefined) seen.set(x, (s = tests.map(([a, b]) => (a <= x && x <= b ? '1' : '0')).join('') + members.map((m) => (m.has(x) ? '1' : '0')).join('')));
+    if (s === undefined) seen.set(x, (s = ranges.map(([a, b]) => (a <= x && x <= b ? '1' : '0')).join('') + sets.map((m) => (m.has(x) ? '1' : '0')).join('')));
     return s;
   };
   signatures.set(rs, sig);
   return sig;
+}
+
+/** The present hosts with an address on one side and family, in inventory order: the ends of host pairs there. */
+interface SideHosts {
+  specs: HostSpec[];
+  values: bigint[];
+  /** Position in `specs` by host name. */
+  index: Map<string, number>;
+  /** Positions ordered by address, and those addresses. */
+  byAddress: number[];
+  sortedValues: bigint[];
+  /** Positions by canonical address, as a set's members are written and matched. */
+  positionsOf: Map<string, number[]>;
+  /** The positions of each set's members, by the set's member list. */
+  memberPositions: Map<readonly string[], number[]>;
+}
+
+function sideHosts(hosts: readonly HostSpec[], side: Side, family: Family): SideHosts {
+  const specs = hosts.filter((h) => h[addressKey(side, family)]);
+  const values = specs.map((h) => addressValue(h[addressKey(side, family)]!));
+  const byAddress = values.map((_, i) => i).sort((i, j) => (values[i]! < values[j]! ? -1 : values[i]! > values[j]! ? 1 : i - j));
+  const positionsOf = new Map<string, number[]>();
+  values.forEach((v, i) => {
+    const text = addressOfValue(v, family);
+    positionsOf.set(text, [...(positionsOf.get(text) ?? []), i]);
+  });
+  const index = new Map(specs.map((h, i) => [h.name, i]));
+  return { specs, values, index, byAddress, sortedValues: byAddress.map((i) => values[i]!), positionsOf, memberPositions: new Map() };
+}
+
+/** Positions of the hosts whose address is in [lo, hi]. */
+function hostsWithin(h: SideHosts, lo: bigint, hi: bigint): number[] {
+  let i = 0;
+  let j = h.sortedValues.length;
+  while (i < j) {
+    const mid = (i + j) >> 1;
+    if (h.sortedValues[mid]! < lo) i = mid + 1;
+    else j = mid;
+  }
+  const out: number[] = [];
+  for (; i < h.sortedValues.length && h.sortedValues[i]! <= hi; i++) out.push(h.byAddress[i]!);
+  return out;
+}
+
+function hostsAmong(h: SideHosts, members: readonly string[]): number[] {
+  let out = h.memberPositions.get(members);
+  if (!out) h.memberPositions.set(members, (out = members.flatMap((m) => h.positionsOf.get(m) ?? [])));
+  return out;
+}
+
+/** The hosts classed by a rule set: `of` each host's class, each class's signature (tests passed, in `addressTests` order) and first host. */
+interface HostClasses {
+  of: Int32Array;
+  signatures: string[];
+  first: number[];
+}
+
+/**
+ * The hosts' addresses classed by signature in `rs`, without a signature per
+ * address: every test splits the classes of the hosts it holds. Classes are
+ * numbered 0, 1, … in order of first host.
+ */
+function hostClasses(rs: RuleSet, h: SideHosts): HostClasses {
+  const { ranges, sets } = addressTests(rs);
+  const tests = [...ranges.map(([lo, hi]) => hostsWithin(h, lo, hi)), ...sets.map((members) => hostsAmong(h, members))];
+  const of = new Int32Array(h.values.length);
+  let next = 1;
+  for (const inside of tests) {
+    const fresh = new Map<number, number>();
+    for (const i of inside) {
+      let c = fresh.get(of[i]!);
+      if (c === undefined) fresh.set(of[i]!, (c = next++));
+      of[i] = c;
+    }
+  }
+  const dense = new Map<number, number>();
+  const first: number[] = [];
+  for (let i = 0; i < of.length; i++) {
+    let c = dense.get(of[i]!);
+    if (c === undefined) {
+      dense.set(of[i]!, (c = dense.size));
+      first.push(i);
+    }
+    of[i] = c;
+  }
+  const bits = first.map(() => new Uint8Array(tests.length));
+  tests.forEach((inside, t) => inside.forEach((i) => (bits[of[i]!]![t] = 1)));
+  return { of, signatures: bits.map((b) => b.join('')), first };
+}
+
+const shapes = new WeakMap<RuleSet, string>();
+
+/**
+ * Everything of a rule set a proof reads but its sets' members: two rule sets of one
+ * shape give one verdict to addresses of one signature (the members decide only
+ * the signature), so a host's halves before and after a change of members are one.
+ */
+function shapeOf(rs: RuleSet): string {
+  let shape = shapes.get(rs);
+  if (shape === undefined) {
+    const rules = JSON.stringify(rs.tables, (k, v: unknown) => (k === 'origin' || k === 'source' ? undefined : v));
+    shapes.set(rs, (shape = `${rs.family}|${[...(rs.sets?.keys() ?? [])].sort().join(',')}|${rules}`));
+  }
+  return shape;
+}
+
+/**
+ * The addresses of two rule sets of one shape whose signatures may differ: the
+ * members of a tested set in one and not in the other. Undefined for two shapes.
+ */
+function movedMembers(a: RuleSet, b: RuleSet): bigint[] | undefined {
+  if (a !== b && shapeOf(a) !== shapeOf(b)) return undefined;
+  const setsB = addressTests(b).sets;
+  return addressTests(a).sets.flatMap((x, i) => symmetricDifference(x, setsB[i]!));
+}
+
+const differences = new WeakMap<readonly string[], WeakMap<readonly string[], bigint[]>>();
+
+/** Members of one list and not the other, once per pair of lists. */
+function symmetricDifference(x: readonly string[], y: readonly string[]): bigint[] {
+  if (x === y) return [];
+  let byY = differences.get(x);
+  if (!byY) differences.set(x, (byY = new WeakMap()));
+  let out = byY.get(y);
+  if (!out) {
+    const [inX, inY] = [memberValues(x), memberValues(y)];
+    byY.set(y, (out = [...[...inX].filter((v) => !inY.has(v)), ...[...inY].filter((v) => !inX.has(v))]));
+  }
+  return out;
+}
+
+/**
+ * `ranges` cut where either rule set tells addresses apart, for a server's rules
+ * before and after. Of one shape, only a moved member can change (see
+ * `movedMembers`), and both cut around it: the pieces to compare are those members.
+ */
+function otherPieces(ranges: Array<Interval<bigint>>, before: RuleSet | undefined, after: RuleSet | undefined): Array<Interval<bigint>> {
+  const moved = before && after ? movedMembers(before, after) : undefined;
+  if (moved) {
+    const inside = [...new Set(moved)].filter((v) => ranges.some(([lo, hi]) => lo <= v && v <= hi));
+    return inside.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)).map((v): Interval<bigint> => [v, v]);
+  }
+  const cut = (xs: Array<Interval<bigint>>, rs: RuleSet | undefined) => (rs ? splitIntervals(xs, addressBoundaries(rs)) : xs);
+  return cut(cut(ranges, before), after);
 }
 
 /**
@@ -225,12 +394,16 @@ export function reachChanges(input: ReachInput): ReachChange[] {
   };
   // A host in neither map is not in this comparison at all.
   const present = (name: string) => before.has(name) || after.has(name);
-  const changedHosts = new Set(inv.hosts.filter((h) => present(h.name) && differs(h.name)).map((h) => h.name));
+  const presentHosts = inv.hosts.filter((h) => present(h.name));
+  const changedHosts = new Set(presentHosts.filter((h) => differs(h.name)).map((h) => h.name));
   if (changedHosts.size === 0) return [];
   const n = inv.hosts.length;
   const pairs = changedHosts.size * (n - 1) + (n - changedHosts.size) * changedHosts.size;
   if (pairs > MAX_PAIRS) throw new ReachTooLarge(`${pairs} pairs of hosts (${changedHosts.size} of ${n} hosts change), more than ${MAX_PAIRS}`);
   const out: ReachChange[] = [];
+  const add = (c: ReachChange) => {
+    if (out.push(c) > MAX_CHANGES) throw new ReachTooLarge(`more than ${MAX_CHANGES} flows that change`);
+  };
   let proofs = 0;
   const budgeted = (make: () => Half): Half => {
     if (++proofs > MAX_HALVES) throw new ReachTooLarge(`more than ${MAX_HALVES} distinct classes of flows to prove`);
@@ -239,24 +412,9 @@ export function reachChanges(input: ReachInput): ReachChange[] {
   // The addresses evaluated by name on each side (hosts there, externals of that side):
   // every other address is "any other address" there, named elsewhere or not.
   const sideNamed = (side: Side, family: Family): string[] => [
-    ...inv.hosts.filter((h) => present(h.name)).flatMap((h) => h[addressKey(side, family)] ?? []),
+    ...presentHosts.flatMap((h) => h[addressKey(side, family)] ?? []),
     ...inv.externals.filter((e) => e.side === side).flatMap((e) => (family === 4 ? e.address : e.address6) ?? []),
   ];
-  const perSide = new Map<string, { other: Array<Interval<bigint>>; fillers: Array<Interval<bigint>> }>();
-  const sideRanges = (side: Side, family: Family) => {
-    const key = `${side}|${family}`;
-    let r = perSide.get(key);
-    if (!r) {
-      const named = sideNamed(side, family);
-      perSide.set(key, (r = { other: otherAddresses(family, named), fillers: mergeAddresses([...NEVER_A_SOURCE[family], ...named].map((c) => cidrBounds(c))) }));
-    }
-    return r;
-  };
-  const whole: Record<Family, Array<Interval<bigint>>> = { 4: [cidrBounds(WHOLE[4])], 6: [cidrBounds(WHOLE[6])] };
-
-  // The client half of a host towards a destination address: per piece of the address
-  // space its rules tell apart. Kept by rule set: a host whose rules did not change
-  // gives the same half before and after, and the pair is skipped.
   // Halves with the same verdicts are one object: equal halves are then compared by identity.
   const interned = new Map<string, Half>();
   const intern = (h: Half): Half => {
@@ -266,24 +424,135 @@ export function reachChanges(input: ReachInput): ReachChange[] {
     interned.set(key, h);
     return h;
   };
-  type ClientSide = { end: FlowEnd; rs: RuleSet; sig: (x: bigint) => string; halves: Record<ReachProto, Map<string, Half>> } | undefined;
-  const clients = new Map<string, ClientSide>();
-  const clientHalf = (src: HostSpec, when: When, side: Side, family: Family, proto: ReachProto, dst: FlowEnd, dstValue: bigint): Half => {
-    const id = `${src.name}|${when}|${side}|${family}`;
-    let c = clients.get(id);
-    if (c === undefined && !clients.has(id)) {
-      const end = hostEnd(src, rulesOf(when, src.name), side, family);
-      c = end?.rs ? { end, rs: end.rs, sig: signatureOf(end.rs), halves: { tcp: new Map(), udp: new Map() } } : undefined;
-      clients.set(id, c);
+  // A half is known by its proof's key before it is proven: one end, its rules' shape
+  // and the other end's signature in them. Equal keys, equal halves: a pair whose keys
+  // did not change is skipped unproven. Keys are numbered; the ends without rules have their own.
+  const DENIED = -1;
+  const ACCEPTED = -2;
+  const UNKNOWN = -3;
+  const shapeIds = new Map<string, number>();
+  const shapeIdOf = new Map<RuleSet, number>();
+  const keyIds = new Map<string, number>();
+  const keyOf = (rs: RuleSet, signature: string): number => {
+    let shape = shapeIdOf.get(rs);
+    if (shape === undefined) {
+      const text = shapeOf(rs);
+      shape = shapeIds.get(text);
+      if (shape === undefined) shapeIds.set(text, (shape = shapeIds.size));
+      shapeIdOf.set(rs, shape);
     }
-    if (!c) return ALLOW_ALL;
-    const key = c.sig(dstValue);
-    let h = c.halves[proto].get(key);
-    if (!h) c.halves[proto].set(key, (h = intern(budgeted(() => half(family, proto, c!.end, { name: dst.name, addr: dst.addr }, c!.rs)))));
+    const key = `${shape}|${signature}`;
+    let id = keyIds.get(key);
+    if (id === undefined) keyIds.set(key, (id = keyIds.size));
+    return id;
+  };
+  const proven = (memo: Map<number, Half>, key: number, prove: () => Half): Half => {
+    if (key === DENIED) return DENY_ALL;
+    if (key === ACCEPTED) return ALLOW_ALL;
+    let h = memo.get(key);
+    if (!h) memo.set(key, (h = intern(budgeted(prove))));
     return h;
   };
 
-  for (const dst of inv.hosts.filter((h) => present(h.name))) {
+  /**
+   * An end's keys towards the side's hosts: `keys[of[i]]` for host `i` (its class's
+   * key, worked out when first asked), or `fixed` for an end without rules.
+   */
+  type EndKeys = { fixed: number; of: Int32Array; keys: Int32Array; classes?: HostClasses & { rs: RuleSet } };
+  const NO_HOSTS = new Int32Array(0);
+  const fixedKeys = (fixed: number): EndKeys => ({ fixed, of: NO_HOSTS, keys: NO_HOSTS });
+  const endKey = (e: EndKeys, i: number): number => {
+    if (e.fixed !== UNKNOWN) return e.fixed;
+    const k = e.of[i]!;
+    const key = e.keys[k]!;
+    return key === UNKNOWN ? (e.keys[k] = keyOf(e.classes!.rs, e.classes!.signatures[k]!)) : key;
+  };
+
+  // Per side and family: the hosts there, the other addresses, each rule set's classes of hosts.
+  interface SideState {
+    side: Side;
+    family: Family;
+    hosts: SideHosts;
+    /** Positions of the hosts whose rules change, and whether each does. */
+    changing: number[];
+    changed: Uint8Array;
+    other: Array<Interval<bigint>>;
+    fillers: Array<Interval<bigint>>;
+    classes: Map<RuleSet, EndKeys>;
+    /** Each host as a client: its ends, their keys, its halves by key (before and after alike). */
+    clients: Array<{ end: Record<When, FlowEnd | undefined>; keys: Record<When, EndKeys>; halves: Record<ReachProto, Map<number, Half>> } | undefined>;
+  }
+  const perSide = new Map<string, SideState>();
+  const sideState = (side: Side, family: Family): SideState => {
+    const id = `${side}|${family}`;
+    let st = perSide.get(id);
+    if (!st) {
+      const named = sideNamed(side, family);
+      const hosts = sideHosts(presentHosts, side, family);
+      const changing = hosts.specs.flatMap((h, i) => (changedHosts.has(h.name) ? [i] : []));
+      const changed = new Uint8Array(hosts.specs.length);
+      for (const i of changing) changed[i] = 1;
+      st = {
+        side,
+        family,
+        hosts,
+        changing,
+        changed,
+        other: otherAddresses(family, named),
+        fillers: mergeAddresses([...NEVER_A_SOURCE[family], ...named].map((c) => cidrBounds(c))),
+        classes: new Map(),
+        clients: [],
+      };
+      perSide.set(id, st);
+    }
+    return st;
+  };
+  /** The keys of an end's halves towards the side's hosts; none: it did not exist (it reached nothing). */
+  const endKeys = (st: SideState, end: FlowEnd | undefined): EndKeys => {
+    if (!end) return fixedKeys(DENIED);
+    const rs = end.rs;
+    if (!rs) return fixedKeys(ACCEPTED);
+    let c = st.classes.get(rs);
+    if (!c) {
+      const classes = hostClasses(rs, st.hosts);
+      st.classes.set(rs, (c = { fixed: UNKNOWN, of: classes.of, keys: new Int32Array(classes.first.length).fill(UNKNOWN), classes: { ...classes, rs } }));
+    }
+    return c;
+  };
+
+  // Host `i` as a client (towards host `d`, for its half). A host that did not exist reached nothing.
+  const clientOf = (st: SideState, i: number) => {
+    let c = st.clients[i];
+    if (!c) {
+      const spec = st.hosts.specs[i]!;
+      const end = (when: When) => (rulesOf(when, spec.name) ? hostEnd(spec, rulesOf(when, spec.name), st.side, st.family) : undefined);
+      const ends = { before: end('before'), after: end('after') };
+      st.clients[i] = c = { end: ends, keys: { before: endKeys(st, ends.before), after: endKeys(st, ends.after) }, halves: { tcp: new Map(), udp: new Map() } };
+    }
+    return c;
+  };
+  const clientHalf = (st: SideState, i: number, when: When, proto: ReachProto, d: number, key: number): Half => {
+    const c = clientOf(st, i);
+    const end = c.end[when]!;
+    const dst = st.hosts.specs[d]!;
+    return proven(c.halves[proto], key, () => half(st.family, proto, end, { name: dst.name, addr: dst[addressKey(st.side, st.family)]! }, end.rs!));
+  };
+  // A pair's changes depend only on its four halves: worked out once per combination.
+  const halfIds = new Map<Half, number>();
+  const idOf = (h: Half) => {
+    let id = halfIds.get(h);
+    if (id === undefined) halfIds.set(h, (id = halfIds.size));
+    return id;
+  };
+  const pairChanges = new Map<string, ReturnType<typeof changesOf>>();
+  const changesOfPair = (cb: Half, sb: Half, ca: Half, sa: Half) => {
+    const key = `${idOf(cb)},${idOf(sb)},${idOf(ca)},${idOf(sa)}`;
+    let c = pairChanges.get(key);
+    if (!c) pairChanges.set(key, (c = changesOf(combine(cb, sb), combine(ca, sa))));
+    return c;
+  };
+
+  for (const dst of presentHosts) {
     const dstChanged = changedHosts.has(dst.name);
     for (const family of [4, 6] as const) {
       for (const side of SIDES) {
@@ -292,78 +561,102 @@ export function reachChanges(input: ReachInput): ReachChange[] {
           after: hostEnd(dst, after.get(dst.name), side, family),
         };
         if (!server.after && !server.before) continue;
-        const pieces = addressPieces(whole[family], [server.before?.rs, server.after?.rs]);
-        const { other, fillers: sideFillers } = sideRanges(side, family);
-        // A host never takes a packet claiming one of its own addresses as source.
-        const own = ownAddresses(dst).filter((a) => a.includes(':') === (family === 6));
-        const others = splitIntervals(subtractAddresses(other, own), pieces.slice(1).map((p) => p[0]));
-        const fillers = mergeAddresses([...sideFillers, ...own.map((a) => cidrBounds(a))]);
-        // The server half for a piece of source addresses (a machine with no rules of its
-        // own sending), kept by rule set like the client's.
-        const serverHalves = new Map<RuleSet, Map<string, Half>>();
-        const serverHalf = (when: When, proto: ReachProto, srcs: Array<Interval<bigint>>, host: boolean): Half => {
-          const end = server[when];
-          if (!end) return DENY_ALL;
-          if (!end.rs) return ALLOW_ALL;
-          let memo = serverHalves.get(end.rs);
-          if (!memo) serverHalves.set(end.rs, (memo = new Map()));
-          // Proven for exactly these sources; kept for any with the same signature (no rule tells them apart).
-          const key = `${proto}|${host}|${signatureOf(end.rs)(srcs[0]![0])}`;
-          let h = memo.get(key);
-          if (!h) memo.set(key, (h = intern(budgeted(() => half(family, proto, { name: host ? 'host' : 'any', addr: addressOfValue(srcs[0]![0], family) }, end, end.rs!, srcs)))));
-          return h;
-        };
-        const one = (addr: string): Array<Interval<bigint>> => {
-          const v = addressValue(addr);
-          return [[v, v]];
-        };
-        const emit = (from: ReachSource, proto: ReachProto, b: Half, a: Half) => {
-          const c = changesOf(b, a);
+        const st = sideState(side, family);
+        const d = st.hosts.index.get(dst.name)!;
+        const emit = (from: ReachSource, proto: ReachProto, c: ReturnType<typeof changesOf>) => {
           for (const change of ['open', 'close', 'unknown'] as const) {
-            if (c[change].length > 0) out.push({ change, from, to: dst.name, side, family, proto, ports: c[change] });
+            if (c[change].length > 0) add({ change, from, to: dst.name, side, family, proto, ports: c[change].map(([a, b]): Interval<number> => [a, b]) });
           }
         };
-        for (const proto of PROTOS) {
-          // Other hosts, on this side.
-          for (const src of inv.hosts) {
-            if (src.name === dst.name || !present(src.name) || (!dstChanged && !changedHosts.has(src.name))) continue;
-            const addr = src[addressKey(side, family)];
-            if (!addr || !hostEnd(src, after.get(src.name), side, family)) continue;
-            const sb = serverHalf('before', proto, one(addr), true);
-            const sa = serverHalf('after', proto, one(addr), true);
-            if (sb === sa && !changedHosts.has(src.name)) continue;
-            const target = (server.after ?? server.before)!;
-            const targetValue = addressValue(target.addr);
-            // A host that did not exist reached nothing.
-            const cb = before.has(src.name) ? clientHalf(src, 'before', side, family, proto, target, targetValue) : DENY_ALL;
-            const ca = clientHalf(src, 'after', side, family, proto, target, targetValue);
-            if (sb === sa && cb === ca) continue;
-            emit({ kind: 'host', name: src.name }, proto, combine(cb, sb), combine(ca, sa));
+        // The server half for sources with no rules of their own sending (hosts, whose own
+        // rules make the client half; externals; any other address), by key.
+        const serverKey = (when: When, x: bigint): number => {
+          const end = server[when];
+          if (!end) return DENIED;
+          return end.rs ? keyOf(end.rs, signatureOf(end.rs)(x)) : ACCEPTED;
+        };
+        const serverHalves: Record<'host' | 'any', Record<ReachProto, Map<number, Half>>> = {
+          host: { tcp: new Map(), udp: new Map() },
+          any: { tcp: new Map(), udp: new Map() },
+        };
+        // Proven for exactly these sources; kept for any with the same key (no rule tells them apart).
+        const serverHalf = (when: When, proto: ReachProto, srcs: Array<Interval<bigint>>, key: number, host: boolean): Half => {
+          const end = server[when]!;
+          const [lo, hi] = srcs[0]!;
+          // One address is the client's own: no source range to cut.
+          const range = srcs.length > 1 || lo !== hi ? srcs : undefined;
+          return proven(serverHalves[host ? 'host' : 'any'][proto], key, () => half(family, proto, { name: host ? 'host' : 'any', addr: addressOfValue(lo, family) }, end, end.rs!, range));
+        };
+        const serverKeys: Record<When, EndKeys> = { before: endKeys(st, server.before), after: endKeys(st, server.after) };
+        // Sources without rules: the change of each, unproven when its keys did not change.
+        const changeFrom = (proto: ReachProto, srcs: Array<Interval<bigint>>) => {
+          const kb = serverKey('before', srcs[0]![0]);
+          const ka = serverKey('after', srcs[0]![0]);
+          return kb === ka ? undefined : changesOf(serverHalf('before', proto, srcs, kb, false), serverHalf('after', proto, srcs, ka, false));
+        };
+        let otherSources: { others: Array<Interval<bigint>>; fillers: Array<Interval<bigint>> } | undefined;
+        // Any other address, piece by piece, pieces that change alike reported together.
+        const emitOtherAddresses = (proto: ReachProto): void => {
+          if (!otherSources) {
+            // A host never takes a packet claiming one of its own addresses as source.
+            const own = ownAddresses(dst).filter((a) => a.includes(':') === (family === 6));
+            otherSources = { others: otherPieces(subtractAddresses(st.other, own), server.before?.rs, server.after?.rs), fillers: mergeAddresses([...st.fillers, ...own.map((a) => cidrBounds(a))]) };
           }
+          const { others, fillers } = otherSources;
+          const byChange = new Map<string, { from: Array<Interval<bigint>>; c: ReturnType<typeof changesOf> }>();
+          for (const piece of others) {
+            const c = changeFrom(proto, [piece]);
+            if (!c || c.open.length + c.close.length + c.unknown.length === 0) continue;
+            const key = `${portsKey(c.open)}|${portsKey(c.close)}|${portsKey(c.unknown)}`;
+            const seen = byChange.get(key);
+            if (seen) seen.from.push(piece);
+            else byChange.set(key, { from: [piece], c });
+          }
+          for (const { from, c } of byChange.values()) {
+            const merged = mergeAddresses(from);
+            const ranges = merged.map(([x, y]): Interval<string> => [addressOfValue(x, family), addressOfValue(y, family)]);
+            emit({ kind: 'any', ranges, cidrs: describeRanges(merged, fillers, family) }, proto, c);
+          }
+        };
+        // Other hosts, on this side: all of them to a host that changes, else those that
+        // change; those whose four keys did not change are skipped unproven.
+        const sources: number[] = [];
+        const keys: number[] = [];
+        const consider = (i: number) => {
+          if (i === d) return;
+          const kb = endKey(serverKeys.before, i);
+          const ka = endKey(serverKeys.after, i);
+          if (kb === ka && st.changed[i] === 0) return;
+          const c = clientOf(st, i);
+          const ckb = endKey(c.keys.before, d);
+          const cka = endKey(c.keys.after, d);
+          if (kb === ka && ckb === cka) return;
+          sources.push(i);
+          keys.push(kb, ka, ckb, cka);
+        };
+        if (dstChanged) for (let i = 0; i < st.hosts.specs.length; i++) consider(i);
+        else for (const i of st.changing) consider(i);
+        for (const proto of PROTOS) {
+          sources.forEach((i, j) => {
+            const [kb, ka, ckb, cka] = keys.slice(4 * j, 4 * j + 4) as [number, number, number, number];
+            const v = st.hosts.values[i]!;
+            const sb = serverHalf('before', proto, [[v, v]], kb, true);
+            const sa = serverHalf('after', proto, [[v, v]], ka, true);
+            const cb = clientHalf(st, i, 'before', proto, d, ckb);
+            const ca = clientHalf(st, i, 'after', proto, d, cka);
+            if (sb === sa && cb === ca) return;
+            emit({ kind: 'host', name: st.hosts.specs[i]!.name }, proto, changesOfPair(cb, sb, ca, sa));
+          });
           if (!dstChanged) continue;
           // Externals on this side: machines outside the fleet, no rules of their own.
           for (const ext of inv.externals.filter((e) => e.side === side)) {
             const addr = family === 4 ? ext.address : ext.address6;
             if (!addr) continue;
-            emit({ kind: 'external', name: ext.name }, proto, serverHalf('before', proto, one(addr), false), serverHalf('after', proto, one(addr), false));
+            const v = addressValue(addr);
+            const c = changeFrom(proto, [[v, v]]);
+            if (c) emit({ kind: 'external', name: ext.name }, proto, c);
           }
-          // Any other address, piece by piece, pieces that change alike reported together.
-          const byChange = new Map<string, { from: Array<Interval<bigint>>; b: Half; a: Half }>();
-          for (const piece of others) {
-            const b = serverHalf('before', proto, [piece], false);
-            const a = serverHalf('after', proto, [piece], false);
-            const c = changesOf(b, a);
-            if (c.open.length + c.close.length + c.unknown.length === 0) continue;
-            const key = `${portsKey(c.open)}|${portsKey(c.close)}|${portsKey(c.unknown)}`;
-            const seen = byChange.get(key);
-            if (seen) seen.from.push(piece);
-            else byChange.set(key, { from: [piece], b, a });
-          }
-          for (const { from, b, a } of byChange.values()) {
-            const merged = mergeAddresses(from);
-            const ranges = merged.map(([x, y]): Interval<string> => [addressOfValue(x, family), addressOfValue(y, family)]);
-            emit({ kind: 'any', ranges, cidrs: describeRanges(merged, fillers, family) }, proto, b, a);
-          }
+          emitOtherAddresses(proto);
         }
       }
     }
@@ -372,7 +665,7 @@ export function reachChanges(input: ReachInput): ReachChange[] {
 }
 
 /** Ranges without the given addresses. */
-function subtractAddresses(ranges: Array<Interval<bigint>>, addrs: readonly string[]): Array<Interval<bigint>> {
+export function subtractAddresses(ranges: Array<Interval<bigint>>, addrs: readonly string[]): Array<Interval<bigint>> {
   let out = ranges;
   for (const a of addrs) {
     const v = addressValue(a);

@@ -34,6 +34,8 @@ export interface ApplyOptions extends LiveOptions, AuditCliOptions {
   unsafeSkipChecks?: boolean;
   json?: boolean;
   installPersistent?: boolean;
+  verifyLive?: boolean;
+  timeout?: string;
 }
 
 export function parallelOf(opts: LiveOptions): number {

@@ -37,12 +37,16 @@ describe('GitHub Actions example', () => {
     expect(Object.keys(workflow.jobs)).toEqual(['plan', 'apply']);
   });
 
-  it('plan: offline plan as markdown, live plan saved with --out, the plan uploaded, one sticky comment', () => {
+  it('plan: offline plan as markdown and as an HTML page, live plan saved with --out, the plans uploaded, one sticky comment', () => {
     const plan = workflow.jobs.plan!;
     expect(plan.if).toBe("github.event.action != 'closed'");
     const scripts = runs(plan).join('\n');
     expect(scripts).toMatch(/fleetfw plan --offline --inventory "\$INVENTORY" --out plan-offline\.json --markdown-limit 30000 --format markdown > plan-offline\.md/);
     expect(scripts).toMatch(/fleetfw plan --inventory "\$INVENTORY" --out plan\.json --markdown-limit 30000 --format markdown > plan-live\.md/);
+    // The offline plan as one HTML page too, kept with the offline plan; its exit code judged the same way.
+    const page = plan.steps.find((s) => s.run?.includes('--format html'))!;
+    expect(page.if).toBe("steps.offline.outcome == 'success'");
+    expect(page.run).toMatch(/^set \+e\nnpx fleetfw plan --offline --inventory "\$INVENTORY" --format html > plan-offline\.html\ncode=\$\?\n\[ "\$code" -eq 0 \] \|\| \[ "\$code" -eq 2 \]\n$/);
     // Exit 2 (changes) is a good plan; anything but 0 or 2 fails the job.
     expect(scripts).toContain('[ "$code" -eq 0 ] || [ "$code" -eq 2 ]');
     const live = plan.steps.find((s) => s.id === 'live')!;
@@ -50,7 +54,7 @@ describe('GitHub Actions example', () => {
     expect(live.env).toMatchObject({ FLEETFW_IDENTITY: expect.any(String), FLEETFW_KNOWN_HOSTS: expect.any(String) });
     const uploads = plan.steps.filter((s) => s.uses?.startsWith('actions/upload-artifact@'));
     expect(uploads.map((u) => [u.if, u.with])).toEqual([
-      ["steps.offline.outcome == 'success'", expect.objectContaining({ name: 'fleetfw-plan-offline', path: 'plan-offline.json' })],
+      ["steps.offline.outcome == 'success'", expect.objectContaining({ name: 'fleetfw-plan-offline', path: 'plan-offline.json\nplan-offline.html\n' })],
       ["steps.live.outcome == 'success'", expect.objectContaining({ name: 'fleetfw-plan', path: 'plan.json' })],
     ]);
     const comment = stepUsing(plan, 'actions/github-script')!.with!.script as string;

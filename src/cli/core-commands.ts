@@ -20,16 +20,21 @@ import { planOfflineHost, type Plan } from '../plan/plan.js';
 import { outlinesOf, streamPlan, type StreamedPlan } from '../plan/streamed-plan.js';
 import { planReach, type RulesBefore } from '../plan/reach-plan.js';
 import { formatReachLine } from '../plan/reach-report.js';
+import { formatPlanHtml } from '../plan/reach-html.js';
 import { checkFleet, fleetFindings, parseFleet, type FleetFinding } from '../plan/checks.js';
 import { formatPlanMarkdown, MARKDOWN_LIMIT, MARKDOWN_MIN_LIMIT, planJson, planTextChunks, type MarkdownOptions, type PlanReach } from '../plan/report.js';
 import { chalkFor, colorFor, err, out, writeChunks } from './io.js';
 import { hostNamed, loadFleet, PLAN_OFFLINE, selectHosts, type InventoryOptions } from './context.js';
 
-export type Format = 'text' | 'markdown' | 'json';
+export type Format = 'text' | 'markdown' | 'json' | 'html';
 
-export function parseFormat(value: string | undefined): Format {
-  const f = value ?? 'text';
-  if (f !== 'text' && f !== 'markdown' && f !== 'json') throw new UsageError(`--format must be text, markdown or json, not "${f}"`);
+/** The formats of a report; `html` is a plan's alone (the commands' --format choices say which take it). */
+export const REPORT_FORMATS: readonly Format[] = ['text', 'markdown', 'json'];
+export const PLAN_FORMATS: readonly Format[] = [...REPORT_FORMATS, 'html'];
+
+export function parseFormat(value: string | undefined, allowed: readonly Format[] = PLAN_FORMATS): Format {
+  const f = (value ?? 'text') as Format;
+  if (!allowed.includes(f)) throw new UsageError(`--format must be ${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]}, not "${f}"`);
   return f;
 }
 
@@ -57,11 +62,13 @@ export function defaultSnapshotDir(inv: Inventory): string {
 
 /**
  * Print a plan on stdout. Text and JSON are written host by host as they are
- * made (a plan of 10,000 new hosts is gigabytes); markdown is cut to its limit.
+ * made (a plan of 10,000 new hosts is gigabytes); markdown is cut to its limit;
+ * HTML draws the who-can-reach-whom matrix, proven only when asked for.
  */
 export async function printPlan(plan: Plan | StreamedPlan, format: Format, color?: boolean, exitHint = true, opts: MarkdownOptions = {}): Promise<void> {
   if (format === 'json') await writeChunks(process.stdout, jsonLines(plan, opts.reach));
   else if (format === 'markdown') out(formatPlanMarkdown(plan, opts));
+  else if (format === 'html') process.stdout.write(formatPlanHtml(plan, opts.reach, opts.reach?.matrix?.()));
   else await writeChunks(process.stdout, planTextChunks(plan, { color: colorFor(process.stdout, color), exitHint, ...(opts.reach ? { reach: opts.reach } : {}) }));
 }
 
@@ -182,7 +189,7 @@ export function describeRule(rule: Rule): string {
 }
 
 export function cmdVerify(opts: InventoryOptions & { format?: string; color?: boolean }): ExitCodeValue {
-  const format = parseFormat(opts.format);
+  const format = parseFormat(opts.format, REPORT_FORMATS);
   const { inv, rendered } = loadFleet(opts);
   // A --limit that names nothing is a mistake to answer (verify still proves the whole fleet).
   selectHosts(inv, opts.limit);

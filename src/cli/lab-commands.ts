@@ -22,6 +22,8 @@ export function labEnv(lab: Lab): Record<string, string> {
     ...(lab.agentSocket ? { SSH_AUTH_SOCK: lab.agentSocket } : {}),
     // The operator's local state (audit log) stays in the lab too.
     XDG_STATE_HOME: join(lab.dir, 'operator-state'),
+    // verify --live probes the externals from their own namespaces.
+    FLEETFW_LAB: lab.dir,
   };
 }
 

@@ -11,6 +11,7 @@ import { planRollback } from '../engine/rollback.js';
 import { readHistory } from '../engine/history.js';
 import { CheckError } from '../errors.js';
 import { chalkFor, err, out } from './io.js';
+import { verifyAfterRollout } from './live-report.js';
 import { loadFleet, openTransport, selectHosts } from './context.js';
 import { markdownLimitOf, parseFormat, planExitCode, printFindings, printPlan, reachFindings, sshPortOf, type PlanOutputOptions, type PlanSink } from './core-commands.js';
 import type { RulesBefore } from '../plan/reach-plan.js';
@@ -61,7 +62,7 @@ export async function cmdApply(opts: ApplyOptions): Promise<ExitCodeValue> {
     stopOnFindings(checkPlanned(fleet, plan, hosts, findings), opts, 'pre-flight checks of the rules the hosts will run');
     const work = selectWork(plan, fleet.inv, Boolean(opts.force));
     await pool.release(new Set(work.todo.map((h) => h.host)));
-    return await runPlanned(
+    const code = await runPlanned(
       {
         ...fleet,
         plan,
@@ -75,6 +76,7 @@ export async function cmdApply(opts: ApplyOptions): Promise<ExitCodeValue> {
       },
       opts,
     );
+    return opts.verifyLive ? await verifyAfterRollout(fleet, transport, opts, code) : code;
   } finally {
     await pool.release();
     await transport.close();

@@ -41,8 +41,8 @@ describe('plan --format markdown of a large fleet', () => {
     expect(r.code).toBe(2);
     // out() ends the comment with one newline.
     expect(r.stdout.length).toBeLessThan(65_000);
-    // A whole new fleet is too many pairs to compare flow by flow: said in one line, then the hosts.
-    expect(r.stdout).toMatch(/^### fleetfw plan for `[^`]+s1-1000\.yaml`\n\n\*\*Plan: 1000 to change, 0 in sync\.\*\*\n\n#### Reachability: not compared\n\n- reachability not compared: the change touches 999000 pairs of hosts [^\n]+\n\nMost important first: /);
+    // A whole new fleet opens too many flows to list one by one: said in one line, then the hosts.
+    expect(r.stdout).toMatch(/^### fleetfw plan for `[^`]+s1-1000\.yaml`\n\n\*\*Plan: 1000 to change, 0 in sync\.\*\*\n\n#### Reachability: not compared\n\n- reachability not compared: the change touches more than 100000 flows that change[^\n]+\n\nMost important first: /);
     expect(r.stdout).toMatch(/\n\*\*… and \d+ more hosts\*\* \(\+\d+ -0 lines\), not listed\. The diffs of \d+ listed hosts are not shown\. The full plan: `fleetfw plan --offline --format text`, or `--out FILE` to save it\.\n/);
   });
 
@@ -82,5 +82,41 @@ describe('plan --format text and json of a large fleet', () => {
     expect(plan).toMatchObject({ format: 'fleetfw-plan', version: 1, summary: { hosts: 200, changes: 200 } });
     expect(plan.hosts).toHaveLength(200);
     expect(json.stdout.endsWith('}\n')).toBe(true);
+  });
+});
+
+describe('plan --format html', () => {
+  it('1,000 new hosts: the page says the matrix is not drawn, rather than proving a million pairs', async () => {
+    const t = performance.now();
+    const r = await run(['plan', '--offline', '-i', big, '--format', 'html']);
+    const took = performance.now() - t;
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/^<!DOCTYPE html>\n/);
+    expect(r.stdout).toContain('<p class="warn">The matrix is not drawn: 999000 pairs of hosts, more than 100000.');
+    expect(r.stdout).toContain('… and 800 more hosts');
+    expect(r.stdout.endsWith('</html>\n')).toBe(true);
+    expect(took).toBeLessThan(15_000);
+  });
+
+  it('200 new hosts with --out: the page drawn on stdout, the whole plan saved as JSON for apply', async () => {
+    const file = join(dirname(mid), 'plan-html.json');
+    const r = await run(['plan', '--offline', '-i', mid, '--format', 'html', '--out', file]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/^<!DOCTYPE html>\n[^]*<table class="matrix">[^]*<\/html>\n$/);
+    expect(r.stderr).toContain(`saved the plan to ${file}`);
+    const saved = parseSavedPlan(readFileSync(file, 'utf8'));
+    if ('error' in saved) throw new Error(saved.error);
+    expect(saved.saved.plan.summary).toMatchObject({ hosts: 200, changes: 200 });
+  });
+
+  it('only plan takes it: verify and status refuse --format html (exit 64), and only plan --help names it', async () => {
+    for (const cmd of ['verify', 'status']) {
+      const r = await run([cmd, '-i', mid, '--format', 'html']);
+      expect(r.code, cmd).toBe(64);
+      expect(r.stderr).toMatch(/argument 'html' is invalid\. Allowed choices are text, markdown, json\./);
+    }
+    const help = (await run(['plan', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(help).toMatch(/--format <format> output format \(html: one self-contained page[^(]*\(choices: "text", "markdown", "json", "html", default: "text"\)/);
+    expect((await run(['verify', '--help'])).stdout).not.toContain('html');
   });
 });

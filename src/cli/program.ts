@@ -2,12 +2,13 @@
 // main.ts runs it as a process; tests run it in-process (runCli).
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, FleetError, InputError, InternalError, UsageError, type ExitCodeValue } from '../errors.js';
-import { cmdExplain, cmdPlanOffline, cmdRender, cmdVerify } from './core-commands.js';
+import { cmdExplain, cmdPlanOffline, cmdRender, cmdVerify, PLAN_FORMATS, REPORT_FORMATS } from './core-commands.js';
 import { cmdApply, cmdHistory, cmdPlanLive, cmdRollback, cmdStatus, DEFAULT_PARALLEL } from './live-commands.js';
 import { cmdApplyPlan, savePlanFile } from './review-commands.js';
 import { addLabCommands } from './lab-commands.js';
 import { cmdDiscover, cmdLogs, cmdShow } from './operate-commands.js';
 import { cmdDemo } from './demo.js';
+import { cmdVerifyLive } from './verify-live.js';
 import { PLAN_OFFLINE, resolveInventory, type ExampleUse, type WithoutInventory } from './context.js';
 import { chalkFor, err, packageVersion } from './io.js';
 import type { StreamedPlan } from '../plan/streamed-plan.js';
@@ -62,8 +63,8 @@ function auditOption(cmd: Command): Command {
   return cmd.option('--audit-log <file>', 'local audit log, JSON lines (default: $XDG_STATE_HOME/fleetfw/audit.jsonl or ~/.local/state/fleetfw/audit.jsonl)');
 }
 
-function formatOption(cmd: Command): Command {
-  return cmd.addOption(new Option('--format <format>', 'output format').choices(['text', 'markdown', 'json']).default('text'));
+function formatOption(cmd: Command, choices: readonly string[] = REPORT_FORMATS, description = 'output format'): Command {
+  return cmd.addOption(new Option('--format <format>', description).choices(choices).default('text'));
 }
 
 export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) => void): Command {
@@ -80,7 +81,7 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .requiredOption('--out <dir>', 'output folder (DIR/<host>/rules.v4, rules.v6)')
     .action((o) => run(cmdRender(o)));
 
-  formatOption(sshOptions(inventoryOption(program.command('plan'), 'never')))
+  formatOption(sshOptions(inventoryOption(program.command('plan'), 'never')), PLAN_FORMATS, 'output format (html: one self-contained page, who can reach whom before and after, the changes highlighted: redirect it to a file)')
     .description('dry run: show, per host, the live rules against the rendered ones (exit 2 when there are changes)')
     .option('--offline', "compare with a stored render instead of the live hosts (no SSH; without an inventory, the embedded example inside fleetfw's own folder)")
     .option('--against <dir>', 'with --offline: the stored render, a folder that must exist (default: <inventory>.rendered/ beside the inventory)')
@@ -95,9 +96,12 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
       run(o.offline ? cmdPlanOffline(o, sink) : cmdPlanLive(o, sink));
     });
 
-  formatOption(inventoryOption(program.command('verify'), 'in-project'))
-    .description("check the inventory's intents (expected flows) and the safety checks against the rendered rules")
-    .action((o) => run(cmdVerify(o)));
+  formatOption(sshOptions(inventoryOption(program.command('verify'), 'in-project')))
+    .description("check the inventory's intents (expected flows) and the safety checks against the rendered rules; --live: with real packets on the hosts")
+    .option('--live', 'prove the intents on the real fleet: for every pair, a NEW connection from the source host to the destination, over SSH through the bastion, with a short-lived listener where nothing listens (exit 4: a pair contradicts its intent; 5: a pair could not be told)')
+    .option('--timeout <ms>', 'with --live: how long a probe waits for an answer before it counts as dropped', '1500')
+    // --live reads real hosts: like every such command, never from the embedded example.
+    .action((o) => run(o.live ? cmdVerifyLive({ ...o, withoutInventory: { command: 'verify --live', example: 'never' } }) : cmdVerify(o)));
 
   inventoryOption(program.command('explain'), 'in-project')
     .description('evaluate one incoming packet against a host\'s rendered rules, through every table in the kernel\'s order, and print the trace')
@@ -122,6 +126,8 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .option('--unsafe-skip-checks', 'apply even when the pre-flight safety checks fail (the host-side revert still protects you)')
     .option('--no-install-persistent', 'do not install iptables-persistent where it is missing (inventory: settings.install_persistent)')
     .option('--json', 'stream events and the summary as JSON lines on stdout')
+    .option('--verify-live', 'after a rollout that ended cleanly, prove the intents with real packets (as verify --live; exit 4 or 5 when it fails)')
+    .option('--timeout <ms>', 'with --verify-live: how long a probe waits for an answer before it counts as dropped', '1500')
     .action((planFile, o) => run(planFile ? cmdApplyPlan(planFile, o) : cmdApply(o)));
 
   auditOption(sshOptions(inventoryOption(program.command('rollback'), 'never')))

@@ -3,32 +3,21 @@
 // a CIDR is flagged as wider than any group; a removed role shows the flows lost.
 // Golden files (fixtures/reach/) hold the text, markdown and JSON of the seventh
 // host; `UPDATE_GOLDEN=1` rewrites them after a reviewed change.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { run } from './fixtures/run-cli.js';
+import { htmlOf, REMOVED_ROLE, s1Copy, SEVENTH, type S1Edit } from './fixtures/s1-edits.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = join(HERE, '../..');
 const GOLDEN = join(HERE, 'fixtures/reach');
 const scratch = mkdtempSync(join(tmpdir(), 'fleetfw-reach-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 /** S1's templates, inventory and stored render, with edits. */
-function s1(name: string, edit: { inventory?: (t: string) => string; templates?: Record<string, (t: string) => string> } = {}): string {
-  const dir = join(scratch, name);
-  cpSync(join(ROOT, 'templates'), join(dir, 'templates'), { recursive: true });
-  mkdirSync(join(dir, 'inventories'));
-  cpSync(join(ROOT, 'inventories/s1.rendered'), join(dir, 'inventories/s1.rendered'), { recursive: true });
-  const inv = join(dir, 'inventories/s1.yaml');
-  writeFileSync(inv, (edit.inventory ?? ((t) => t))(readFileSync(join(ROOT, 'inventories/s1.yaml'), 'utf8')));
-  for (const [file, change] of Object.entries(edit.templates ?? {})) writeFileSync(join(dir, 'templates', file), change(readFileSync(join(dir, 'templates', file), 'utf8')));
-  return inv;
-}
-
-const SEVENTH = (t: string) => t.replace('  mysql-1:\n', '  wordpress-3:\n    public: 203.0.113.16\n    private: 192.0.2.16\n    roles: [backend, wordpress]\n  mysql-1:\n');
+const s1 = (name: string, edit: S1Edit = {}): string => s1Copy(join(scratch, name), edit);
 
 /** The reachability section of a text plan. */
 function reachSection(output: string): string {
@@ -79,6 +68,38 @@ describe('the reachability diff of a plan', () => {
     const doc = JSON.parse(json.output.slice(json.output.indexOf('{'))) as { reachability: { format: string; version: number; lines: unknown[]; uncovered: unknown[]; notes: string[] } };
     expect(doc.reachability).toMatchObject({ format: 'fleetfw-reachability', version: 1, notes: [] });
     golden('seventh-host.json', `${JSON.stringify(doc.reachability, null, 2)}\n`);
+
+    const html = await run(['plan', '--offline', '-i', inv, '--format', 'html']);
+    expect(html.code, html.output).toBe(2);
+    golden('seventh-host.html', htmlOf(html.output).replace(/(fleetfw plan: )[^<]*s1\.yaml/g, '$1s1.yaml'));
+  });
+
+  it('HTML: the matrix highlights exactly the cells the seventh host changes, and the page refers to nothing outside itself', async () => {
+    const page = htmlOf((await run(['plan', '--offline', '-i', s1('html-seventh', { inventory: SEVENTH }), '--format', 'html'])).output);
+    // No address, link, script, stylesheet, font or image from anywhere: it is opened from disk.
+    expect(page).not.toMatch(/https?:|\/\/[a-z]|src=|href=|url\(|@import|<link|<script|<img|<iframe/i);
+    const rows = [...page.matchAll(/<tr><th scope="row"[^>]*>([^<]+)<small>[^<]*<\/small><\/th>(.*?)<\/tr>/gs)].map((m) => [m[1], [...m[2]!.matchAll(/<td class="cell (\w+)/g)].map((c) => c[1])]);
+    expect(Object.fromEntries(rows)).toEqual({
+      // Columns: backend, bastion, haproxy, mysql, wordpress.
+      'any other address (public)': ['none', 'same', 'same', 'none', 'none'],
+      'any other address (private)': ['none', 'none', 'none', 'none', 'none'],
+      internet: ['none', 'same', 'same', 'none', 'none'],
+      intruder: ['none', 'none', 'none', 'none', 'none'],
+      backend: ['open', 'open', 'open', 'open', 'open'],
+      bastion: ['open', 'na', 'same', 'same', 'open'],
+      haproxy: ['open', 'same', 'na', 'none', 'open'],
+      mysql: ['open', 'same', 'same', 'same', 'open'],
+      wordpress: ['open', 'open', 'open', 'open', 'open'],
+    });
+  });
+
+  it('HTML: a removed role closes exactly the cells of the flows it allowed', async () => {
+    const page = htmlOf((await run(['plan', '--offline', '-i', s1('html-removed', { inventory: REMOVED_ROLE }), '--format', 'html'])).output);
+    const changed = [...page.matchAll(/<td class="cell (open|close|unknown|mixed)" title="([^"\n]*)/g)].map((m) => `${m[1]} ${m[2]}`);
+    // Groups are the inventory's (after the change): wordpress-2 is no longer in wordpress, so the cell
+    // haproxy → wordpress holds wordpress-1 alone, unchanged; haproxy → backend loses wordpress-2's port 80.
+    expect(changed).toEqual(['close haproxy → backend']);
+    expect(page).toContain('<li class="close">- haproxy-www -&gt; wordpress-2:80/tcp</li>');
   });
 
   it('a MySQL rule widened to the private network is flagged as wider than any group', async () => {
@@ -96,7 +117,7 @@ describe('the reachability diff of a plan', () => {
   });
 
   it('a removed role: the flows it allowed are lost, and nothing else changes', async () => {
-    const inv = s1('removed', { inventory: (t) => t.replace('    private: 192.0.2.13\n    roles: [backend, wordpress]', '    private: 192.0.2.13\n    roles: [backend]') });
+    const inv = s1('removed', { inventory: REMOVED_ROLE });
     const r = await run(['plan', '--offline', '-i', inv]);
     expect(reachSection(r.output)).toBe('Reachability: 0 opened, 1 closed; 0 opened flows no intent covers.\n  - haproxy-www -> wordpress-2:80/tcp');
   });
@@ -124,7 +145,7 @@ describe('the reachability diff of a plan', () => {
     const seventh = await run(['plan', '--offline', '-i', s1('require-seventh', { inventory: SEVENTH }), '--require-intents']);
     expect(seventh.code, seventh.output).toBe(4);
     expect(seventh.output).toMatch(/error: fleet: 4 opened flows no intent covers \(--require-intents\): \+ wordpress-3 -> backend:\*\/tcp/);
-    const removed = await run(['plan', '--offline', '-i', s1('require-removed', { inventory: (t) => t.replace('    private: 192.0.2.13\n    roles: [backend, wordpress]', '    private: 192.0.2.13\n    roles: [backend]') }), '--require-intents']);
+    const removed = await run(['plan', '--offline', '-i', s1('require-removed', { inventory: REMOVED_ROLE }), '--require-intents']);
     expect(removed.code, removed.output).toBe(2);
   });
 });

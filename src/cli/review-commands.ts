@@ -16,6 +16,7 @@ import { checkPlanned, checkRendered } from '../engine/plan-fleet.js';
 import { checkSavedSources, recheckSaved, savedRules } from '../engine/saved-plan.js';
 import { EMBEDDED_INVENTORY, loadFleet, openTransport, type InventoryOptions } from './context.js';
 import { err } from './io.js';
+import { verifyAfterRollout } from './live-report.js';
 import { printPlan } from './core-commands.js';
 import { maxFailuresOf, operatorName, parallelOf, runPlanned, stopOnFindings, windowOf, type ApplyOptions } from './apply-run.js';
 
@@ -90,7 +91,7 @@ export async function cmdApplyPlan(file: string, opts: ApplyOptions): Promise<Ex
     stopOnFindings(checkPlanned(fleet, plan, hosts, findings, rules), opts, 'pre-flight checks of the rules the hosts will run');
     const work = selectWork(plan, fleet.inv, false);
     await pool.release(new Set(work.todo.map((h) => h.host)));
-    return await runPlanned(
+    const code = await runPlanned(
       {
         ...fleet,
         plan,
@@ -105,6 +106,7 @@ export async function cmdApplyPlan(file: string, opts: ApplyOptions): Promise<Ex
       },
       opts,
     );
+    return opts.verifyLive ? await verifyAfterRollout(fleet, transport, opts, code) : code;
   } finally {
     await pool.release();
     await transport.close();

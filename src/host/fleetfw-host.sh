@@ -1014,6 +1014,121 @@ cmd_kernel_log() { # SECONDS
   echo "--- end"
 }
 
+# verify --live: probes from this host and listeners on it (live-probe.pl says
+# what goes in and out). Perl does both in one process; without perl, each probe
+# is a socat of its own, else bash's /dev/tcp (tcp only), and listeners are socats.
+LIVE_PROBE_PL='#include live-probe.pl'
+
+probe_tool() {
+  tool=${FLEETFW_PROBE_TOOL:-}
+  [ -n "$tool" ] && return 0
+  if has perl; then tool=perl; elif has socat; then tool=socat; elif has bash && has timeout; then tool=bash; else tool=none; fi
+}
+
+probe_one() { # TOOL ID PROTO ADDR PORT MS
+  secs=$(printf '%d.%03d' $(($6 / 1000)) $(($6 % 1000)))
+  fam=4 host=$4
+  case $4 in *:*) fam=6 host="[$4]" ;; esac
+  v='' rc=0
+  case $1:$3 in
+    socat:tcp) out=$(socat -u OPEN:/dev/null "TCP$fam:$host:$5,connect-timeout=$secs" 2>&1) || rc=$? ;;
+    socat:udp)
+      out=$(printf 'fleetfw-probe\n' | socat -T"$secs" -t"$secs" - "UDP$fam:$host:$5" 2>&1) || rc=$?
+      case $out in *fleetfw-probe*) v=open ;; esac ;;
+    bash:tcp) out=$(timeout "$secs" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$4" "$5" 2>&1) || rc=$? ;;
+    *) v="error no-tool-for-$3" ;;
+  esac
+  if [ -z "$v" ]; then
+    case $out in
+      *'Connection refused'*) v=refused ;;
+      *'No route to host'*|*'unreachable'*) v=unreachable ;;
+      *'timed out'*|*'Operation not permitted'*) v=timeout ;;
+      *) if [ "$rc" = 124 ] || [ "$3" = udp ]; then v=timeout; elif [ "$rc" = 0 ]; then v=open; else v="error exit-$rc"; fi ;;
+    esac
+  fi
+  echo "$2 - $v"
+}
+
+probe_line_ok() { # ID PROTO ADDR PORT MS
+  case $1 in ''|*[!0-9]*) return 1 ;; esac
+  case $2 in tcp|udp|icmp) ;; *) return 1 ;; esac
+  case $3 in ''|*[!0-9a-fA-F.:]*) return 1 ;; esac
+  case $4 in -) [ "$2" = icmp ] ;; ''|*[!0-9]*) return 1 ;; esac
+  case $5 in ''|*[!0-9]*) return 1 ;; esac
+}
+
+cmd_probe() {
+  probe_tool
+  echo "tool=$tool"
+  echo "--- probes"
+  if [ "$tool" = perl ]; then
+    perl -e "$LIVE_PROBE_PL" probe
+  else
+    # One background probe each, their answers gathered in order.
+    SCRATCH=$(mktemp -d)
+    trap 'rm -rf "$SCRATCH"' EXIT
+    n=0
+    while read -r id proto addr port ms; do
+      probe_line_ok "$id" "$proto" "$addr" "$port" "$ms" || { echo "$id - error bad-probe"; continue; }
+      n=$((n + 1))
+      probe_one "$tool" "$id" "$proto" "$addr" "$port" "$ms" >"$SCRATCH/$n" &
+    done
+    wait
+    i=0
+    while [ "$i" -lt "$n" ]; do i=$((i + 1)); cat "$SCRATCH/$i"; done
+  fi
+  echo "--- end"
+}
+
+port_use() { # PROTO ADDR PORT: ours, existing (bound on ADDR or a wildcard), busy (elsewhere only) or free
+  case " $ours " in *" $1/$2/$3 "*) echo ours; return 0 ;; esac
+  use=free
+  has ss || { echo "$use"; return 0; }
+  for local in $(ss -Hln --"$1" "sport = :$3" 2>/dev/null | awk '{ print $4 }'); do
+    a=${local%:*}
+    a=${a#[}
+    case " $ours " in *" $1/${a%]}/$3 "*) continue ;; esac
+    case ${local%:*} in
+      '*'|0.0.0.0|'[::]'|"$2"|"[$2]"|"[::ffff:$2]") echo existing; return 0 ;;
+      *) use=busy ;;
+    esac
+  done
+  echo "$use"
+}
+
+cmd_listen() { # MAX_SECONDS
+  [ $# -eq 1 ] || die "$E_USAGE" "listen MAX_SECONDS"
+  case "$1" in ''|*[!0-9]*) die "$E_USAGE" "listen MAX_SECONDS" ;; esac
+  probe_tool
+  if [ "$tool" = perl ]; then exec perl -e "$LIVE_PROBE_PL" listen "$1"; fi
+  has socat || die "$E_TOOL" "neither perl nor socat on this host: no listener for verify --live"
+  pids='' ours=''
+  trap 'for p in $pids; do kill "$p" 2>/dev/null || true; done' EXIT HUP TERM
+  while read -r id proto addr port; do
+    [ "$id" = end ] && break
+    probe_line_ok "$id" "$proto" "$addr" "$port" 0 && [ "$proto" != icmp ] || { echo "$id error bad-listener"; continue; }
+    case $(port_use "$proto" "$addr" "$port") in
+      ours) echo "$id started"; continue ;;
+      existing) echo "$id existing"; continue ;;
+      busy) echo "$id busy"; continue ;;
+    esac
+    case $addr in *:*) a="6-LISTEN:$port,bind=[$addr],ipv6only=1" ;; *) a="4-LISTEN:$port,bind=$addr" ;; esac
+    if [ "$proto" = tcp ]; then
+      timeout "$1" socat "TCP$a,reuseaddr,fork" SYSTEM:true </dev/null >/dev/null 2>&1 &
+    else
+      timeout "$1" socat "UDP$(echo "$a" | sed 's/-LISTEN/-RECVFROM/'),reuseaddr,fork" PIPE </dev/null >/dev/null 2>&1 &
+    fi
+    pids="$pids $!" ours="$ours $proto/$addr/$port"
+    # Up once ss shows it (socat binds within milliseconds; at most 5 s).
+    i=0
+    while has ss && [ "$i" -lt 50 ] && [ -z "$(ss -Hln --"$proto" "sport = :$port" 2>/dev/null)" ]; do sleep 0.1; i=$((i + 1)); done
+    echo "$id started"
+  done
+  echo ready
+  cat >/dev/null
+  echo stopped
+}
+
 cmd_ensure_persistent() {
   if has netfilter-persistent || [ -d /usr/share/netfilter-persistent ]; then echo "present"; return; fi
   has apt-get || die "$E_TOOL" "iptables-persistent is missing and this host has no apt-get"
@@ -1044,6 +1159,8 @@ dispatch() {
     listeners) cmd_listeners ;;
     show) cmd_show "$@" ;;
     kernel-log) cmd_kernel_log "$@" ;;
+    probe) cmd_probe ;;
+    listen) cmd_listen "$@" ;;
     ping) echo pong ;;
     *) die "$E_USAGE" "unknown verb '$verb'" ;;
   esac

@@ -146,6 +146,8 @@ export class LabHandle implements Lab {
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new LabError(`listen: bad port ${port}`);
     if (addr !== undefined && !isIP(addr)) throw new LabError(`listen: bad address ${JSON.stringify(addr)}`);
     const anchor = this.anchor(node);
+    // Something listens there already (ours, from an earlier call): nothing to start.
+    if (isListening(anchor, proto, port)) return;
     const fam = addr === undefined ? '6' : isIPv6(addr) ? '6' : '4';
     const opts = [String(port), ...(addr === undefined ? ['ipv6only=0'] : [`bind=${fam === '6' ? `[${addr}]` : addr}`]), 'reuseaddr', 'fork'];
     // tcp: every connection is answered "ok\n"; udp: every datagram is echoed back.

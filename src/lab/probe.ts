@@ -4,11 +4,13 @@
 import { spawn } from 'node:child_process';
 import { isIPv6 } from 'node:net';
 import { LabError } from '../errors.js';
+import { buildEchoRequest, classifyIcmp } from '../model/icmp-echo.js';
+
+export { buildEchoRequest, classifyIcmp };
 
 export type ProbeResult = 'open' | 'refused' | 'timeout' | 'unreachable';
 export type ProbeProto = 'tcp' | 'udp' | 'icmp';
 
-const ECHO_PAYLOAD = Buffer.from('fleetfw-probe');
 
 /** argv (after the namespace-entering prefix) and stdin for one probe. */
 export function buildProbeCommand(addr: string, proto: ProbeProto, port: number | undefined, timeoutMs: number): { argv: string[]; input: Buffer } {
@@ -29,51 +31,12 @@ export function buildProbeCommand(addr: string, proto: ProbeProto, port: number 
   }
 }
 
-export function buildEchoRequest(v6: boolean): Buffer {
-  const b = Buffer.concat([Buffer.from([v6 ? 128 : 8, 0, 0, 0, 0x66, 0x66, 0, 1]), ECHO_PAYLOAD]);
-  // The kernel fills in the ICMPv6 checksum itself; ICMPv4 needs ours.
-  if (!v6) b.writeUInt16BE(inetChecksum(b), 2);
-  return b;
-}
-
-function inetChecksum(b: Buffer): number {
-  let sum = 0;
-  for (let i = 0; i < b.length; i += 2) sum += ((b[i] ?? 0) << 8) + (b[i + 1] ?? 0);
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return ~sum & 0xffff;
-}
-
 /** Classifies socat's error text (strerror of the failing call). */
 export function classifyError(stderr: string): ProbeResult | undefined {
   if (/Connection refused/i.test(stderr)) return 'refused';
   if (/No route to host|Network is unreachable|Host is unreachable/i.test(stderr)) return 'unreachable';
   // EPERM: the source's own OUTPUT chain dropped it, which is still a silent drop.
   if (/timed out|Operation not permitted/i.test(stderr)) return 'timeout';
-  return undefined;
-}
-
-/**
- * Finds the answer to our echo request in raw-socket output. The socket also
- * sees unrelated ICMP (neighbour discovery, our own request on loopback) and
- * reads may merge datagrams, so we search for our identifier and payload: in an
- * echo reply it follows the reply header; in an error it is quoted after the
- * error header and the original IP header.
- */
-export function classifyIcmp(data: Buffer, v6: boolean): ProbeResult | undefined {
-  const marker = Buffer.concat([Buffer.from([0x66, 0x66, 0, 1]), ECHO_PAYLOAD]);
-  const ipHeader = v6 ? 40 : 20;
-  for (let p = data.indexOf(marker); p >= 0; p = data.indexOf(marker, p + 1)) {
-    const type = data[p - 4];
-    if (type === (v6 ? 129 : 0)) return 'open';
-    if (type !== (v6 ? 128 : 8)) continue;
-    const err = p - 4 - ipHeader - 8;
-    if (err < 0) continue;
-    const errType = data[err];
-    const code = data[err + 1] ?? 0;
-    // Host/net unreachable (v4 codes 0,1; v6 codes 0,3) means no path; the rest (port, admin-prohibited…) is a REJECT.
-    if (!v6 && errType === 3) return code === 0 || code === 1 ? 'unreachable' : 'refused';
-    if (v6 && errType === 1) return code === 0 || code === 3 ? 'unreachable' : 'refused';
-  }
   return undefined;
 }
 

@@ -1,9 +1,10 @@
 // The reachability diff of a plan: the rules each host runs now (its live rules,
 // or the stored render offline) against the rules it will run.
 import type { Family, Inventory } from '../model/inventory.js';
-import type { RuleSet } from '../model/ruleset.js';
+import type { IpSet, RuleSet } from '../model/ruleset.js';
 import { parseRuleSet } from '../analyze/parse.js';
 import { reachChanges, ReachTooLarge, type HostRuleSets } from '../analyze/reach.js';
+import { reachMatrix, type ReachMatrix } from '../analyze/reach-matrix.js';
 import { formatIpSets, parseIpSets } from '../render/ipsets.js';
 import type { ParsedFleet } from './checks.js';
 import { reachReport, type ReachReport } from './reach-report.js';
@@ -22,6 +23,9 @@ export interface RulesText {
  */
 export type RulesBefore = RulesText | 'absent' | 'same' | { kept: RulesText } | 'gone';
 
+/** The who-can-reach-whom matrix of a plan, or why it was not drawn. */
+export type PlanMatrix = { matrix: ReachMatrix } | { tooLarge: string };
+
 /**
  * The report for `after` (what every planned host will run) against `before`. A
  * host whose current rules fleetfw cannot read is taken as already running its
@@ -32,17 +36,18 @@ export function planReach(
   after: ParsedFleet,
   afterText: (host: string) => { v4: string; v6: string; ipsets?: string } | undefined,
   before: (host: string) => RulesBefore,
-): ReachReport & { notes: string[]; skipped?: boolean } {
+): ReachReport & { notes: string[]; skipped?: boolean; matrix?: () => PlanMatrix } {
   const was = new Map<string, HostRuleSets>();
   const now = new Map<string, HostRuleSets>();
   const notes: string[] = [];
+  const setsOf = ipSetsParser();
   for (const h of inv.hosts) {
     const a = after.get(h.name);
     if (!a) continue;
     const b = before(h.name);
     if (b === 'gone') continue;
     if (typeof b === 'object' && 'kept' in b) {
-      const kept = parseText(h.name, b.kept);
+      const kept = parseText(h.name, b.kept, setsOf);
       if (typeof kept === 'string') {
         notes.push(`${h.name}: its current rules cannot be read (${kept}): flows to and from it are compared as if it ran its render`);
         now.set(h.name, a);
@@ -62,10 +67,9 @@ export function planReach(
       was.set(h.name, a);
       continue;
     }
-    const parsedSets = parseIpSets(b.ipsets ?? '');
-    const sets = new Map(parsedSets.map((s) => [s.name, s]));
+    const { sets, canonical } = setsOf(b.ipsets ?? '');
     const same = afterText(h.name);
-    const sameSets = formatIpSets(parsedSets) === (same?.ipsets ?? '');
+    const sameSets = canonical === (same?.ipsets ?? '');
     const parse = (text: string, family: Family, mine: RuleSet): RuleSet | string => {
       // The same rules and sets are the same rule set: the host's flows are then not evaluated twice.
       if (sameSets && text === same?.[family === 4 ? 'v4' : 'v6']) return mine;
@@ -84,19 +88,46 @@ export function planReach(
     now.set(h.name, a);
     was.set(h.name, v4 === a.v4 && v6 === a.v6 ? a : { v4, v6 });
   }
+  // Drawn only when asked for (--format html): it proves every pair, not only the changed ones.
+  const matrix = (): PlanMatrix => {
+    try {
+      return { matrix: reachMatrix({ inv, before: was, after: now }) };
+    } catch (e) {
+      if (!(e instanceof ReachTooLarge)) throw e;
+      return { tooLarge: e.message };
+    }
+  };
   try {
-    return { ...reachReport(inv, reachChanges({ inv, before: was, after: now })), notes };
+    return { ...reachReport(inv, reachChanges({ inv, before: was, after: now })), notes, matrix };
   } catch (e) {
     if (!(e instanceof ReachTooLarge)) throw e;
     // Said, not guessed: a plan too large to compare flow by flow shows no reachability diff at all.
     notes.push(`reachability not compared: the change touches ${e.message}; plan fewer hosts at a time (--limit) to see it`);
-    return { ...reachReport(inv, []), notes, skipped: true };
+    return { ...reachReport(inv, []), notes, skipped: true, matrix };
   }
 }
 
+type IpSetsParser = (text: string) => { sets: Map<string, IpSet>; canonical: string };
+
+/**
+ * Each distinct ipsets text parsed once: the hosts of a group then share their sets,
+ * and what the reachability diff works out per set (1,000 hosts with one 1,000-member set).
+ */
+function ipSetsParser(): IpSetsParser {
+  const seen = new Map<string, ReturnType<IpSetsParser>>();
+  return (text) => {
+    let p = seen.get(text);
+    if (!p) {
+      const parsed = parseIpSets(text);
+      seen.set(text, (p = { sets: new Map(parsed.map((x) => [x.name, x])), canonical: formatIpSets(parsed) }));
+    }
+    return p;
+  };
+}
+
 /** Rules as text, parsed (with their sets), or the first problem. */
-function parseText(host: string, t: RulesText): HostRuleSets | string {
-  const sets = new Map(parseIpSets(t.ipsets ?? '').map((x) => [x.name, x]));
+function parseText(host: string, t: RulesText, setsOf: IpSetsParser): HostRuleSets | string {
+  const { sets } = setsOf(t.ipsets ?? '');
   const out: Partial<HostRuleSets> = {};
   for (const family of [4, 6] as const) {
     const { ruleSet, problems } = parseRuleSet(family === 4 ? t.v4 : t.v6, { family, file: `${host} rules.v${family}` });

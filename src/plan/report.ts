@@ -5,9 +5,10 @@ import type { HostPlan, Plan } from './plan.js';
 import { compareWeights } from './importance.js';
 import { planJsonChunks, streamOf, type StreamedPlan } from './streamed-plan.js';
 import { formatReachMarkdown, formatReachText, type ReachReport } from './reach-report.js';
+import type { PlanMatrix } from './reach-plan.js';
 
 /** A plan's reachability diff, and what could not be compared. */
-export type PlanReach = ReachReport & { notes: string[]; skipped?: boolean };
+export type PlanReach = ReachReport & { notes: string[]; skipped?: boolean; matrix?: () => PlanMatrix };
 
 /** The markdown's reachability section gets at most this share of the comment. */
 const REACH_SHARE = 0.3;

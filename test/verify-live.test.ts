@@ -77,6 +77,29 @@ describe('verify --live on S1', () => {
     expect(await nothingLeft()).toBe(true);
   });
 
+  it('a host it cannot reach: its pairs cannot be told (exit 5), never a drop that would pass a deny', async () => {
+    const cut = ['INPUT', '-p', 'tcp', '--dport', '22', '-s', '192.0.2.10', '-j', 'REJECT', '--reject-with', 'tcp-reset'];
+    await lab.exec('mysql-2', ['iptables', '-I', ...cut]);
+    let r: CliResult;
+    try {
+      r = await fleetfw(lab, ['verify', '--live', '--format', 'json', '--inventory', S1]);
+    } finally {
+      await lab.exec('mysql-2', ['iptables', '-D', ...cut]);
+    }
+    const report = reportOf(r);
+    expect(r.code, r.stdout + r.stderr).toBe(5);
+    expect(report.hostErrors.map((h) => h.host)).toEqual(['mysql-2']);
+    const toMysql2 = report.rows.filter((x) => x.to === 'mysql-2' && x.proto === 'tcp');
+    expect(toMysql2.length).toBeGreaterThan(5);
+    // Allowed pairs still connect (an open connection proves itself); the others cannot be told without a listener.
+    for (const x of toMysql2) expect(x.observed === 'allow' || x.observed === 'unknown', JSON.stringify(x)).toBe(true);
+    expect(toMysql2.filter((x) => x.expected === 'deny').every((x) => x.observed === 'unknown' && x.ok === false)).toBe(true);
+    expect(report.rows.filter((x) => x.from === 'mysql-2').every((x) => x.observed === 'unknown')).toBe(true);
+    // The other hosts' pairs are proven as ever.
+    expect(report.rows.filter((x) => x.from !== 'mysql-2' && x.to !== 'mysql-2').every((x) => x.ok === true)).toBe(true);
+    expect(await nothingLeft()).toBe(true);
+  });
+
   it('apply --verify-live proves the intents after the rollout: a drifted host re-applied, then every pair held', async () => {
     const rule = ['INPUT', '-s', '192.0.2.250', '-p', 'tcp', '--dport', '3306', '-j', 'ACCEPT'];
     await lab.exec('mysql-1', ['iptables', '-I', ...rule]);

@@ -16,6 +16,7 @@ import type { Transport } from '../transport/types.js';
 import type { Fleet } from '../engine/fleet.js';
 import { chalkFor, err, out } from './io.js';
 import { parallelOf } from './apply-run.js';
+import { selectHosts } from './context.js';
 
 /** Set by `fleetfw lab run` (labEnv): the lab whose namespaces are the externals. */
 export const LAB_ENV = 'FLEETFW_LAB';
@@ -53,8 +54,10 @@ export function operatorStandIn(
         { ...inv, externals: [...inv.externals, me], intents: [{ ...q.intent, from: THIS_MACHINE, to: q.to.name }] },
         ruleSets,
       )[0]?.pairs[0];
-      if (alike?.outcome !== q.modelOutcome) {
-        return { skip: `${q.to.name}'s rules treat this machine (${local}) otherwise than ${q.ext.name}: ${alike?.outcome ?? 'unknown'}, not ${q.modelOutcome}` };
+      // Alike: the same outcome, decided by the same rule (so no rule tells the two addresses apart on the way).
+      if (alike?.outcome !== q.modelOutcome || alike.decidedBy !== q.modelDecidedBy) {
+        const how = (outcome: string | undefined, by: string | undefined) => `${outcome ?? 'unknown'}${by ? ` by ${by}` : ''}`;
+        return { skip: `${q.to.name}'s rules treat this machine (${local}) otherwise than ${q.ext.name}: ${how(alike?.outcome, alike?.decidedBy)}, not ${how(q.modelOutcome, q.modelDecidedBy)}` };
       }
       return { verdict: await io.probeLocal(q.toAddr, q.intent.proto, q.intent.port!, q.timeoutMs), via: `this machine, ${local}` };
     },
@@ -144,12 +147,23 @@ export async function runLive(
 }
 
 /** `apply --verify-live`: after a rollout that ended cleanly, the proof, its report, and the exit code it makes. */
-export async function verifyAfterRollout(fleet: Fleet, transport: Transport, opts: { parallel?: string; timeout?: string; json?: boolean; color?: boolean }, rollout: ExitCodeValue): Promise<ExitCodeValue> {
+export async function verifyAfterRollout(
+  fleet: Fleet,
+  transport: Transport,
+  opts: { parallel?: string; timeout?: string; json?: boolean; color?: boolean; limit?: string },
+  rollout: ExitCodeValue,
+): Promise<ExitCodeValue> {
   if (rollout !== ExitCode.ok) {
     err(`fleetfw: --verify-live not run: the rollout did not end cleanly (exit ${rollout})`);
     return rollout;
   }
-  const report = await runLive(fleet, transport, { ...opts, progress: !opts.json });
+  // With --limit, the pairs with an applied host at one end.
+  const selected = opts.limit === undefined ? undefined : new Set(selectHosts(fleet.inv, opts.limit).map((h) => h.name));
+  const report = await runLive(fleet, transport, {
+    ...opts,
+    progress: !opts.json,
+    ...(selected ? { pairs: (from: string, to: string) => selected.has(from) || selected.has(to) } : {}),
+  });
   if (opts.json) out(JSON.stringify({ type: 'verify-live', format: LIVE_FORMAT, version: 1, ...report }));
   else {
     out('');

@@ -9,6 +9,7 @@ import { addLabCommands } from './lab-commands.js';
 import { cmdDiscover, cmdLogs, cmdShow } from './operate-commands.js';
 import { cmdDemo } from './demo.js';
 import { cmdVerifyLive } from './verify-live.js';
+import { timeoutOf } from './live-report.js';
 import { PLAN_OFFLINE, resolveInventory, type ExampleUse, type WithoutInventory } from './context.js';
 import { chalkFor, err, packageVersion } from './io.js';
 import type { StreamedPlan } from '../plan/streamed-plan.js';
@@ -99,9 +100,12 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
   formatOption(sshOptions(inventoryOption(program.command('verify'), 'in-project')))
     .description("check the inventory's intents (expected flows) and the safety checks against the rendered rules; --live: with real packets on the hosts")
     .option('--live', 'prove the intents on the real fleet: for every pair, a NEW connection from the source host to the destination, over SSH through the bastion, with a short-lived listener where nothing listens (exit 4: a pair contradicts its intent; 5: a pair could not be told)')
-    .option('--timeout <ms>', 'with --live: how long a probe waits for an answer before it counts as dropped', '1500')
+    .option('--timeout <ms>', 'with --live: how long a probe waits for an answer before it counts as dropped (default 1500)')
     // --live reads real hosts: like every such command, never from the embedded example.
-    .action((o) => run(o.live ? cmdVerifyLive({ ...o, withoutInventory: { command: 'verify --live', example: 'never' } }) : cmdVerify(o)));
+    .action((o) => {
+      if (o.timeout !== undefined && !o.live) throw new UsageError('--timeout is for --live');
+      run(o.live ? cmdVerifyLive({ ...o, withoutInventory: { command: 'verify --live', example: 'never' } }) : cmdVerify(o));
+    });
 
   inventoryOption(program.command('explain'), 'in-project')
     .description('evaluate one incoming packet against a host\'s rendered rules, through every table in the kernel\'s order, and print the trace')
@@ -127,8 +131,13 @@ export function buildProgram(run: (p: Promise<ExitCodeValue> | ExitCodeValue) =>
     .option('--no-install-persistent', 'do not install iptables-persistent where it is missing (inventory: settings.install_persistent)')
     .option('--json', 'stream events and the summary as JSON lines on stdout')
     .option('--verify-live', 'after a rollout that ended cleanly, prove the intents with real packets (as verify --live; exit 4 or 5 when it fails)')
-    .option('--timeout <ms>', 'with --verify-live: how long a probe waits for an answer before it counts as dropped', '1500')
-    .action((planFile, o) => run(planFile ? cmdApplyPlan(planFile, o) : cmdApply(o)));
+    .option('--timeout <ms>', 'with --verify-live: how long a probe waits for an answer before it counts as dropped (default 1500)')
+    .action((planFile, o) => {
+      // Said before anything is sent: a mistake here must not surface after the fleet changed.
+      if (o.timeout !== undefined && !o.verifyLive) throw new UsageError('--timeout is for --verify-live');
+      if (o.verifyLive) timeoutOf(o.timeout);
+      run(planFile ? cmdApplyPlan(planFile, o) : cmdApply(o));
+    });
 
   auditOption(sshOptions(inventoryOption(program.command('rollback'), 'never')))
     .description('restore a previous generation of a host, through the same safety window')

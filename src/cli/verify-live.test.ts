@@ -25,7 +25,7 @@ function standIn(intentText: string, to: string, local: string | undefined) {
       return 'timeout';
     },
   });
-  const q = { ext: inv.externals.find((e) => e.name === pair.from)!, to: inv.hosts.find((h) => h.name === to)!, toAddr: pair.toAddr!, intent: r.intent, modelOutcome: pair.outcome, timeoutMs: 100 };
+  const q = { ext: inv.externals.find((e) => e.name === pair.from)!, to: inv.hosts.find((h) => h.name === to)!, toAddr: pair.toAddr!, intent: r.intent, modelOutcome: pair.outcome, modelDecidedBy: pair.decidedBy, timeoutMs: 100 };
   return hooks.probe!(q).then((answer) => ({ answer, probed }));
 }
 
@@ -39,7 +39,7 @@ describe('this machine standing in for an external', () => {
   it('does not, naming both outcomes, when they treat it otherwise (here: an address the bastion lets in)', async () => {
     // The bastion lets any address in on 22, but mysql-1 lets in SSH only from tunnel-1's private address.
     const { answer, probed } = await standIn('intruder -> all:22 deny', 'mysql-1', '192.0.2.10');
-    expect(answer).toEqual({ skip: expect.stringMatching(/^mysql-1's rules treat this machine \(192\.0\.2\.10\) otherwise than intruder: allow, not drop$/) });
+    expect(answer).toEqual({ skip: expect.stringMatching(/^mysql-1's rules treat this machine \(192\.0\.2\.10\) otherwise than intruder: allow by mysql-1 .*, not drop by mysql-1 .*policy DROP/) });
     expect(probed).toEqual([]);
   });
 
@@ -59,5 +59,12 @@ describe('verify --live reads real hosts', () => {
     const r = await run(['verify', '--live', '--inventory', fileURLToPath(new URL('../../inventories/s1.yaml', import.meta.url)), '--timeout', '5']);
     expect(r.code).toBe(64);
     expect(r.output).toContain('--timeout must be a number of milliseconds, at least 100, not "5"');
+  });
+
+  it('--timeout only with --live or --verify-live, checked before an apply sends anything', async () => {
+    const s1 = fileURLToPath(new URL('../../inventories/s1.yaml', import.meta.url));
+    expect(await run(['verify', '--inventory', s1, '--timeout', '2000'])).toMatchObject({ code: 64, output: expect.stringContaining('--timeout is for --live') });
+    expect(await run(['apply', '--inventory', s1, '--yes', '--timeout', '2000'])).toMatchObject({ code: 64, output: expect.stringContaining('--timeout is for --verify-live') });
+    expect(await run(['apply', '--inventory', s1, '--yes', '--verify-live', '--timeout', 'soon'])).toMatchObject({ code: 64, output: expect.stringContaining('--timeout must be a number of milliseconds') });
   });
 });

@@ -44,16 +44,18 @@ describe("the host's probe answers", () => {
 
   it('reads verdicts, times and errors; an ICMP answer is classified by its own identifier; a probe the host did not answer is an error', () => {
     // An echo reply to probe 2: the request of identifier 2 with its type turned into a reply.
-    const reply = buildEchoRequest(true, 2);
+    const reply = buildEchoRequest(true, 2, 4321);
     reply[0] = 129;
-    const other = buildEchoRequest(true, 7);
+    const other = buildEchoRequest(true, 7, 4321);
     other[0] = 129;
-    const a = parseProbeAnswers(['1 12 open', `2 3 icmp ${reply.toString('hex')}`, '3 - error no-tool-for-udp', 'junk', '9 1 open'], probes);
+    const a = parseProbeAnswers(['1 12 open', `2 3 icmp 4321 ${reply.toString('hex')}`, '3 - error no-tool-for-udp', 'junk', '9 1 open'], probes);
     expect(a.get(1)).toEqual({ verdict: 'open', ms: 12 });
     expect(a.get(2)).toEqual({ verdict: 'open', ms: 3 });
     expect(a.get(3)).toEqual({ error: 'no-tool-for-udp' });
     expect(a.get(4)).toEqual({ error: 'no answer from the host' });
     // Another probe's reply is not this one's answer.
-    expect(parseProbeAnswers([`2 5 icmp ${other.toString('hex')}`], probes).get(2)).toEqual({ verdict: 'timeout', ms: 5 });
+    expect(parseProbeAnswers([`2 5 icmp 4321 ${other.toString('hex')}`], probes).get(2)).toEqual({ verdict: 'timeout', ms: 5 });
+    // Nor is an answer of another run (another sequence).
+    expect(parseProbeAnswers([`2 5 icmp 99 ${reply.toString('hex')}`], probes).get(2)).toEqual({ verdict: 'timeout', ms: 5 });
   });
 });

@@ -64,6 +64,8 @@ export interface ExternalProbe {
   intent: IntentSpec;
   /** What the rendered rules decide for the pair (the external's address, every packet of the class). */
   modelOutcome: IntentPair['outcome'];
+  /** The rule that decides it (`mysql-1 rules.v4 line 12: …`). */
+  modelDecidedBy: string;
   timeoutMs: number;
 }
 
@@ -267,9 +269,14 @@ export async function verifyLive(fleet: Fleet, transport: Transport, opts: LiveO
       ...fromExternals.map((t) =>
         limitExternal(async () => {
           const started = Date.now();
-          const r = await ext.probe!({ ext: t.srcExt!, to: t.dst!, toAddr: t.pair.toAddr!, intent: t.intent, modelOutcome: t.pair.outcome, timeoutMs: opts.timeoutMs });
-          if ('skip' in r) t.row.seen = `not probed: ${r.skip}`;
-          else settle(t, { verdict: r.verdict, ms: Date.now() - started }, r.via ?? t.srcExt!.name);
+          try {
+            const r = await ext.probe!({ ext: t.srcExt!, to: t.dst!, toAddr: t.pair.toAddr!, intent: t.intent, modelOutcome: t.pair.outcome, modelDecidedBy: t.pair.decidedBy, timeoutMs: opts.timeoutMs });
+            if ('skip' in r) t.row.seen = `not probed: ${r.skip}`;
+            else settle(t, { verdict: r.verdict, ms: Date.now() - started }, r.via ?? t.srcExt!.name);
+          } catch (e) {
+            // One probe that could not be sent tells nothing of its pair, and nothing of the others.
+            settle(t, { error: (e as Error).message }, t.srcExt!.name);
+          }
           progress(1);
         }),
       ),
@@ -285,6 +292,14 @@ export async function verifyLive(fleet: Fleet, transport: Transport, opts: LiveO
       t.row.observed = 'unknown';
       t.row.seen = `probe failed on ${from}: ${a.error}`;
       t.row.ok = false;
+      return;
+    }
+    // A destination whose listeners never went up (unreachable, refused): only a connection made tells anything.
+    const dstError = t.dst ? hostErrors.get(t.dst.name) : undefined;
+    if (t.listen && a.verdict !== 'open' && (dstError !== undefined || !states.has(t.listen.id))) {
+      t.row.observed = 'unknown';
+      t.row.ok = false;
+      t.row.seen = `${a.verdict}, but cannot tell: no listener on ${t.row.to}${dstError ? ` (${dstError})` : ''}`;
       return;
     }
     const listener = t.dstExt ? 'external' : t.listen ? states.get(t.listen.id) : undefined;

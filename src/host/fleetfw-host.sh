@@ -1041,6 +1041,8 @@ probe_one() { # TOOL ID PROTO ADDR PORT MS
   if [ -z "$v" ]; then
     case $out in
       *'Connection refused'*) v=refused ;;
+      # No route from this host: nothing left it, so it proves nothing of the destination.
+      *'Network is unreachable'*) v='error no-route-from-here' ;;
       *'No route to host'*|*'unreachable'*) v=unreachable ;;
       *'timed out'*|*'Operation not permitted'*) v=timeout ;;
       *) if [ "$rc" = 124 ] || [ "$3" = udp ]; then v=timeout; elif [ "$rc" = 0 ]; then v=open; else v="error exit-$rc"; fi ;;
@@ -1067,11 +1069,14 @@ cmd_probe() {
     # One background probe each, their answers gathered in order.
     SCRATCH=$(mktemp -d)
     trap 'rm -rf "$SCRATCH"' EXIT
+    trap 'exit 129' HUP PIPE TERM
     n=0
     while read -r id proto addr port ms; do
       probe_line_ok "$id" "$proto" "$addr" "$port" "$ms" || { echo "$id - error bad-probe"; continue; }
       n=$((n + 1))
       probe_one "$tool" "$id" "$proto" "$addr" "$port" "$ms" >"$SCRATCH/$n" &
+      # At most 64 at once.
+      [ $((n % 64)) -ne 0 ] || wait
     done
     wait
     i=0
@@ -1080,18 +1085,18 @@ cmd_probe() {
   echo "--- end"
 }
 
-port_use() { # PROTO ADDR PORT: ours, existing (bound on ADDR or a wildcard), busy (elsewhere only) or free
+port_use() { # PROTO ADDR PORT: ours, existing (bound on ADDR or a wildcard covering its family), busy (elsewhere only) or free
   case " $ours " in *" $1/$2/$3 "*) echo ours; return 0 ;; esac
   use=free
   has ss || { echo "$use"; return 0; }
+  # ss shows a dual-stack socket as *, an IPv6-only wildcard as [::].
+  case $2 in *:*) covering=" * [::] [$2] " ;; *) covering=" * 0.0.0.0 $2 [::ffff:$2] " ;; esac
   for local in $(ss -Hln --"$1" "sport = :$3" 2>/dev/null | awk '{ print $4 }'); do
     a=${local%:*}
-    a=${a#[}
-    case " $ours " in *" $1/${a%]}/$3 "*) continue ;; esac
-    case ${local%:*} in
-      '*'|0.0.0.0|'[::]'|"$2"|"[$2]"|"[::ffff:$2]") echo existing; return 0 ;;
-      *) use=busy ;;
-    esac
+    b=${a#[}
+    case " $ours " in *" $1/${b%]}/$3 "*) continue ;; esac
+    case $covering in *" $a "*) echo existing; return 0 ;; esac
+    use=busy
   done
   echo "$use"
 }
@@ -1101,9 +1106,11 @@ cmd_listen() { # MAX_SECONDS
   case "$1" in ''|*[!0-9]*) die "$E_USAGE" "listen MAX_SECONDS" ;; esac
   probe_tool
   if [ "$tool" = perl ]; then exec perl -e "$LIVE_PROBE_PL" listen "$1"; fi
-  has socat || die "$E_TOOL" "neither perl nor socat on this host: no listener for verify --live"
+  has socat && has ss || die "$E_TOOL" "neither perl nor socat and ss on this host: no listener for verify --live"
   pids='' ours=''
-  trap 'for p in $pids; do kill "$p" 2>/dev/null || true; done' EXIT HUP TERM
+  trap 'for p in $pids; do kill "$p" 2>/dev/null || true; done' EXIT
+  # A lost channel (SIGPIPE on the next write, SIGHUP) still ends the listeners.
+  trap 'exit 129' HUP PIPE TERM
   while read -r id proto addr port; do
     [ "$id" = end ] && break
     probe_line_ok "$id" "$proto" "$addr" "$port" 0 && [ "$proto" != icmp ] || { echo "$id error bad-listener"; continue; }
@@ -1112,17 +1119,27 @@ cmd_listen() { # MAX_SECONDS
       existing) echo "$id existing"; continue ;;
       busy) echo "$id busy"; continue ;;
     esac
-    case $addr in *:*) a="6-LISTEN:$port,bind=[$addr],ipv6only=1" ;; *) a="4-LISTEN:$port,bind=$addr" ;; esac
+    case $addr in *:*) a="6-LISTEN:$port,bind=[$addr],ipv6only=1" at="[$addr]:$port" ;; *) a="4-LISTEN:$port,bind=$addr" at="$addr:$port" ;; esac
+    # UDP without reuseaddr: never sharing a port with a service of the host.
     if [ "$proto" = tcp ]; then
       timeout "$1" socat "TCP$a,reuseaddr,fork" SYSTEM:true </dev/null >/dev/null 2>&1 &
     else
-      timeout "$1" socat "UDP$(echo "$a" | sed 's/-LISTEN/-RECVFROM/'),reuseaddr,fork" PIPE </dev/null >/dev/null 2>&1 &
+      timeout "$1" socat "UDP$(echo "$a" | sed 's/-LISTEN/-RECVFROM/'),fork" PIPE </dev/null >/dev/null 2>&1 &
     fi
-    pids="$pids $!" ours="$ours $proto/$addr/$port"
-    # Up once ss shows it (socat binds within milliseconds; at most 5 s).
+    pid=$!
+    # Up once ss shows it bound there (socat binds within milliseconds; at most 5 s).
     i=0
-    while has ss && [ "$i" -lt 50 ] && [ -z "$(ss -Hln --"$proto" "sport = :$port" 2>/dev/null)" ]; do sleep 0.1; i=$((i + 1)); done
-    echo "$id started"
+    while [ "$i" -lt 50 ] && kill -0 "$pid" 2>/dev/null && ! ss -Hln --"$proto" "sport = :$port" 2>/dev/null | awk '{ print $4 }' | grep -qxF "$at"; do
+      sleep 0.1
+      i=$((i + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ] && has ss; then
+      pids="$pids $pid" ours="$ours $proto/$addr/$port"
+      echo "$id started"
+    else
+      kill "$pid" 2>/dev/null || true
+      echo "$id error socat-did-not-listen"
+    fi
   done
   echo ready
   cat >/dev/null

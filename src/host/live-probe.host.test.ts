@@ -3,13 +3,15 @@
 // another address), then probes with every tool the script can fall back on, each
 // verdict read back as fleetfw reads it, and nothing left behind.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseProbeAnswers, type ProbeSpec } from './live-probes.js';
 import { hostScript } from './run.js';
 
+const HERE = fileURLToPath(new URL('.', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'fleetfw-live-probe-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -26,6 +28,8 @@ const PROBES: Array<ProbeSpec & { want: Record<string, string> }> = [
   { id: 10, proto: 'icmp', addr: '::1', timeoutMs: 800, want: { perl: 'open', socat: 'error', bash: 'error' } },
   { id: 11, proto: 'tcp', addr: '2001:db8::1', port: 80, timeoutMs: 800, want: { perl: 'open', socat: 'open', bash: 'open' } },
   { id: 12, proto: 'tcp', addr: '192.0.2.1', port: 85, timeoutMs: 800, want: { perl: 'open', socat: 'open', bash: 'open' } },
+  // No route from the source: nothing left it, so it tells nothing of the destination.
+  { id: 13, proto: 'tcp', addr: '198.51.100.1', port: 80, timeoutMs: 800, want: { perl: 'error', socat: 'error', bash: 'error' } },
 ];
 
 // Each tool's run: a namespace of its own, the listeners up, the probes, the listeners ended.
@@ -39,21 +43,25 @@ iptables -A INPUT -p tcp --dport 82 -j REJECT --reject-with icmp-admin-prohibite
 iptables -A INPUT -p udp --dport 91 -j DROP
 iptables -A INPUT -p icmp --icmp-type echo-request -s 192.0.2.1 -d 192.0.2.1 -j DROP
 # A service on every address of port 85, and one on 127.0.0.1 only of port 86.
-socat TCP4-LISTEN:85,reuseaddr,fork SYSTEM:true </dev/null >/dev/null 2>&1 & svc1=$!
-socat TCP4-LISTEN:86,bind=127.0.0.1,reuseaddr,fork SYSTEM:true </dev/null >/dev/null 2>&1 & svc2=$!
-trap 'kill "$svc1" "$svc2" 2>/dev/null || true' EXIT
-while ! ss -Hltn 'sport = :85' | grep -q . || ! ss -Hltn 'sport = :86' | grep -q .; do sleep 0.02; done
+# An IPv6-only wildcard on 8080 and an IPv4 wildcard on 8081: neither covers the other family.
+# Each with its own deadline, so that none outlives an interrupted run.
+timeout 60 socat TCP4-LISTEN:85,reuseaddr,fork SYSTEM:true </dev/null >/dev/null 2>&1 & svc1=$!
+timeout 60 socat TCP4-LISTEN:86,bind=127.0.0.1,reuseaddr,fork SYSTEM:true </dev/null >/dev/null 2>&1 & svc2=$!
+timeout 60 socat TCP6-LISTEN:8080,ipv6only=1,reuseaddr,fork SYSTEM:true </dev/null >/dev/null 2>&1 & svc3=$!
+timeout 60 socat TCP4-LISTEN:8081,reuseaddr,fork SYSTEM:true </dev/null >/dev/null 2>&1 & svc4=$!
+trap 'kill "$svc1" "$svc2" "$svc3" "$svc4" 2>/dev/null || true' EXIT
+for p in 85 86 8080 8081; do while ! ss -Hltn "sport = :$p" | grep -q .; do sleep 0.02; done; done
 mkfifo "$FIFOS/in" "$FIFOS/out"
 sh -c "$HOST" fleetfw-host listen 60 <"$FIFOS/in" >"$FIFOS/out" & lpid=$!
 exec 3>"$FIFOS/in" 4<"$FIFOS/out"
-printf '%s\\n' '1 tcp 127.0.0.1 80' '2 udp 127.0.0.1 90' '3 tcp 2001:db8::1 80' '4 tcp 192.0.2.1 85' '5 tcp 192.0.2.1 86' '6 tcp 127.0.0.1 80' '7 tcp 1.2.3.4;id 80' end >&3
+printf '%s\\n' '1 tcp 127.0.0.1 80' '2 udp 127.0.0.1 90' '3 tcp 2001:db8::1 80' '4 tcp 192.0.2.1 85' '5 tcp 192.0.2.1 86' '6 tcp 127.0.0.1 80' '7 tcp 1.2.3.4;id 80' '8 tcp 127.0.0.1 8080' '9 tcp ::1 8081' end >&3
 while IFS= read -r l <&4; do echo "listen: $l"; [ "$l" = ready ] && break; done
 printf '%s' "$PROBES" | sh -c "$HOST" fleetfw-host probe
 exec 3>&-
 while IFS= read -r l <&4; do echo "listen: $l"; done
 wait "$lpid"
 echo "--- left"
-ss -Hltnu | grep -v -e ':85 ' -e ':86 ' || true
+ss -Hltnu | grep -v -e ':85 ' -e ':86 ' -e ':8080 ' -e ':8081 ' || true
 `;
 
 function run(tool: string): { listen: string[]; answers: Map<number, { verdict?: string; error?: string }>; left: string; tool: string } {
@@ -96,9 +104,22 @@ describe('verify --live on a host: listeners and probes', () => {
       expect(states[4]).toBe('5 busy');
       expect(states[5]).toBe('6 started');
       expect(states[6]).toMatch(/^7 error bad-/);
+      // A wildcard of the other family does not cover the address: not a service there, and not ours to take.
+      expect(states[7]).toBe('8 busy');
+      expect(states[8]).toBe('9 busy');
       expect(r.listen).toContain('ready');
       expect(r.listen).toContain('stopped');
       expect(r.left, 'no listener of ours left').toBe('');
     });
   }
+});
+
+describe('verify --live on a host: what it needs', () => {
+  it('the probe program uses only modules of perl-base, which every Debian-family system has', () => {
+    const program = readFileSync(join(HERE, 'live-probe.pl'), 'utf8');
+    const modules = [...program.matchAll(/^use ([A-Za-z:]+)/gm)].map((m) => m[1]!);
+    expect(modules.length).toBeGreaterThan(3);
+    const base = spawnSync('dpkg', ['-L', 'perl-base'], { encoding: 'utf8' }).stdout;
+    for (const m of modules) expect(base, m).toMatch(new RegExp(`/${m.replace(/::/g, '/')}\\.pm$`, 'm'));
+  });
 });

@@ -55,17 +55,17 @@ function probeLine(p: ProbeSpec): string {
   return `${p.id} ${p.proto} ${p.addr} ${p.proto === 'icmp' ? '-' : p.port} ${Math.round(p.timeoutMs)}`;
 }
 
-/** `ID MS VERDICT [DETAIL]` lines into answers; an ICMP answer is the packet, classified here. */
+/** `ID MS VERDICT [DETAIL]` lines into answers; an ICMP answer (`icmp SEQ HEX`) is the packet, classified here. */
 export function parseProbeAnswers(lines: readonly string[], probes: readonly ProbeSpec[]): Map<number, ProbeAnswer> {
   const byId = new Map(probes.map((p) => [p.id, p]));
   const out = new Map<number, ProbeAnswer>();
   for (const line of lines) {
-    const [idText, msText, what, detail] = line.split(' ');
+    const [idText, msText, what, detail, icmpHex] = line.split(' ');
     const p = byId.get(Number(idText));
     if (!p || what === undefined) continue;
     const ms = /^\d+$/.test(msText ?? '') ? { ms: Number(msText) } : {};
     if (what === 'open' || what === 'refused' || what === 'unreachable' || what === 'timeout') out.set(p.id, { verdict: what, ...ms });
-    else if (what === 'icmp') out.set(p.id, { verdict: classifyIcmp(Buffer.from(detail ?? '', 'hex'), isIP(p.addr) === 6, p.id & 0xffff) ?? 'timeout', ...ms });
+    else if (what === 'icmp') out.set(p.id, { verdict: classifyIcmp(Buffer.from(icmpHex ?? '', 'hex'), isIP(p.addr) === 6, p.id & 0xffff, Number(detail)) ?? 'timeout', ...ms });
     else out.set(p.id, { error: what === 'error' ? detail ?? 'unknown' : [what, detail].filter(Boolean).join(' '), ...ms });
   }
   for (const p of probes) if (!out.has(p.id)) out.set(p.id, { error: 'no answer from the host' });

@@ -1,14 +1,14 @@
-// ICMP echo as fleetfw's probes send it: identifier, sequence 1, a fixed payload,
+// ICMP echo as fleetfw's probes send it: identifier, sequence, a fixed payload,
 // and what an answer to it says (reply, an error quoting it, or nothing of ours).
 
 export type EchoAnswer = 'open' | 'refused' | 'unreachable';
 
 const ECHO_PAYLOAD = Buffer.from('fleetfw-probe');
-/** The identifier of the lab's one-shot probes; the hosts' probes use their probe's id. */
+/** The identifier of the lab's one-shot probes (sequence 1); the hosts' probes use their probe's id and a sequence drawn per run. */
 const LAB_IDENT = 0x6666;
 
-export function buildEchoRequest(v6: boolean, ident = LAB_IDENT): Buffer {
-  const b = Buffer.concat([Buffer.from([v6 ? 128 : 8, 0, 0, 0, ident >> 8, ident & 0xff, 0, 1]), ECHO_PAYLOAD]);
+export function buildEchoRequest(v6: boolean, ident = LAB_IDENT, seq = 1): Buffer {
+  const b = Buffer.concat([Buffer.from([v6 ? 128 : 8, 0, 0, 0, ident >> 8, ident & 0xff, seq >> 8, seq & 0xff]), ECHO_PAYLOAD]);
   // The kernel fills in the ICMPv6 checksum itself; ICMPv4 needs ours.
   if (!v6) b.writeUInt16BE(inetChecksum(b), 2);
   return b;
@@ -28,8 +28,8 @@ function inetChecksum(b: Buffer): number {
  * echo reply it follows the reply header; in an error it is quoted after the
  * error header and the original IP header.
  */
-export function classifyIcmp(data: Buffer, v6: boolean, ident = LAB_IDENT): EchoAnswer | undefined {
-  const marker = Buffer.concat([Buffer.from([ident >> 8, ident & 0xff, 0, 1]), ECHO_PAYLOAD]);
+export function classifyIcmp(data: Buffer, v6: boolean, ident = LAB_IDENT, seq = 1): EchoAnswer | undefined {
+  const marker = Buffer.concat([Buffer.from([ident >> 8, ident & 0xff, seq >> 8, seq & 0xff]), ECHO_PAYLOAD]);
   const ipHeader = v6 ? 40 : 20;
   for (let p = data.indexOf(marker); p >= 0; p = data.indexOf(marker, p + 1)) {
     const type = data[p - 4];

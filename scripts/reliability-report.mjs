@@ -69,7 +69,7 @@ const table = [
   row('faults injected', of('fault'), 'survived', ''),
   row('bad inputs', of('bad-input'), 'rejected at validation', ''),
   row('scenario steps S1-S4 (apply, reboots, rollback, reload)', of('scenario'), 'succeeded', ''),
-  row('real-packet probe matrices (after apply, reboot, rollback, reload)', of('probe'), 'held', probeTotals(of('probe'))),
+  row('real-packet probe matrices (`verify --live` after apply, reboot, rollback, reload)', of('probe'), 'held', probeTotals(of('probe'))),
   `| **hosts left stranded** | | **${stranded.length}** | must be 0 |`,
 ].join('\n');
 

@@ -33,6 +33,7 @@ import {
   signatureOf,
   subtractAddresses,
   WHOLE,
+  zipHalves,
   type Half,
   type HostRuleSets,
   type ReachChange,
@@ -91,28 +92,6 @@ const SIDES: readonly Side[] = ['public', 'private'];
 const PROTOS: readonly ReachProto[] = ['tcp', 'udp'];
 const FAMILIES: readonly Family[] = [4, 6];
 const NO_CHANGE: Changes = { open: [], close: [], unknown: [] };
-
-/** Per port, `f` of the two verdicts. */
-function zip(a: Half, b: Half, f: (x: Verdict, y: Verdict) => Verdict): Half {
-  const out: Half = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length && j < b.length) {
-    const x = a[i]!;
-    const y = b[j]!;
-    const lo = Math.max(x.ports[0], y.ports[0]);
-    const hi = Math.min(x.ports[1], y.ports[1]);
-    if (lo <= hi) {
-      const v = f(x.v, y.v);
-      const last = out[out.length - 1];
-      if (last && last.v === v && last.ports[1] + 1 === lo) last.ports = [last.ports[0], hi];
-      else out.push({ ports: [lo, hi], v });
-    }
-    if (x.ports[1] <= y.ports[1]) i++;
-    else j++;
-  }
-  return out;
-}
 
 /** Reached by either address: allowed if either allows, else undecided if either is. */
 const either = (x: Verdict, y: Verdict): Verdict => (x === 'allow' || y === 'allow' ? 'allow' : x === 'unknown' || y === 'unknown' ? 'unknown' : 'deny');
@@ -286,7 +265,7 @@ export function reachMatrix(input: ReachInput): ReachMatrix {
       const c = clientHalf(client, family, proto, server);
       const sv = serverHalf(server, family, proto, [[client.value, client.value]], true);
       const h = memo2(combined, c, sv, () => intern(combine(c, sv)));
-      out = out ? memo2(eithers, out, h, () => intern(zip(out!, h, either))) : h;
+      out = out ? memo2(eithers, out, h, () => intern(zipHalves(out!, h, either))) : h;
     }
     return out;
   };

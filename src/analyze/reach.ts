@@ -112,10 +112,8 @@ export function half(family: Family, proto: ReachProto, client: FlowEnd, server:
   });
 }
 
-/** Both halves: denied if either denies, unknown if either cannot tell, else allowed; per port. */
-export function combine(a: Half, b: Half): Half {
-  if (b === ALLOW_ALL) return a;
-  if (a === ALLOW_ALL) return b;
+/** Per port, `f` of the two halves' verdicts; neighbouring ports of one verdict merged. */
+export function zipHalves(a: Half, b: Half, f: (x: Verdict, y: Verdict) => Verdict): Half {
   const out: Half = [];
   let i = 0;
   let j = 0;
@@ -124,11 +122,26 @@ export function combine(a: Half, b: Half): Half {
     const y = b[j]!;
     const lo = Math.max(x.ports[0], y.ports[0]);
     const hi = Math.min(x.ports[1], y.ports[1]);
-    if (lo <= hi) out.push({ ports: [lo, hi], v: x.v === 'deny' || y.v === 'deny' ? 'deny' : x.v === 'unknown' || y.v === 'unknown' ? 'unknown' : 'allow' });
+    if (lo <= hi) {
+      const v = f(x.v, y.v);
+      const last = out[out.length - 1];
+      if (last && last.v === v && last.ports[1] + 1 === lo) last.ports = [last.ports[0], hi];
+      else out.push({ ports: [lo, hi], v });
+    }
     if (x.ports[1] <= y.ports[1]) i++;
     else j++;
   }
   return out;
+}
+
+/** Both ends must admit it: denied if either denies, unknown if either cannot tell, else allowed. */
+const both = (x: Verdict, y: Verdict): Verdict => (x === 'deny' || y === 'deny' ? 'deny' : x === 'unknown' || y === 'unknown' ? 'unknown' : 'allow');
+
+/** Both halves, per port. */
+export function combine(a: Half, b: Half): Half {
+  if (b === ALLOW_ALL) return a;
+  if (a === ALLOW_ALL) return b;
+  return zipHalves(a, b, both);
 }
 
 export function hostEnd(h: HostSpec, sets: HostRuleSets | undefined, side: Side, family: Family): FlowEnd | undefined {

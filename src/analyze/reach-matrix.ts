@@ -25,6 +25,7 @@ import {
   combine,
   DENY_ALL,
   half,
+  halfInterner,
   hostEnd,
   MAX_HALVES,
   merge,
@@ -194,14 +195,7 @@ export function reachMatrix(input: ReachInput): ReachMatrix {
 
   // Halves with the same verdicts are one object: pairs are then compared, counted and combined by identity.
   let proofs = 0;
-  const interned = new Map<string, Half>();
-  const intern = (h: Half): Half => {
-    const key = h.map((x) => `${x.ports[0]}-${x.ports[1]}${x.v[0]}`).join(',');
-    const known = interned.get(key);
-    if (known) return known;
-    interned.set(key, h);
-    return h;
-  };
+  const intern = halfInterner();
   const memo2 = <T>(store: Map<Half, Map<Half, T>>, a: Half, b: Half, make: () => T): T => {
     let inner = store.get(a);
     if (!inner) store.set(a, (inner = new Map()));

@@ -112,6 +112,18 @@ export function half(family: Family, proto: ReachProto, client: FlowEnd, server:
   });
 }
 
+/** One object per distinct half (same ports, same verdicts), so that halves compare by identity. */
+export function halfInterner(): (h: Half) => Half {
+  const interned = new Map<string, Half>();
+  return (h) => {
+    const key = h.map((x) => `${x.ports[0]}-${x.ports[1]}${x.v[0]}`).join(',');
+    const known = interned.get(key);
+    if (known) return known;
+    interned.set(key, h);
+    return h;
+  };
+}
+
 /** Per port, `f` of the two halves' verdicts; neighbouring ports of one verdict merged. */
 export function zipHalves(a: Half, b: Half, f: (x: Verdict, y: Verdict) => Verdict): Half {
   const out: Half = [];
@@ -429,14 +441,7 @@ export function reachChanges(input: ReachInput): ReachChange[] {
     ...inv.externals.filter((e) => e.side === side).flatMap((e) => (family === 4 ? e.address : e.address6) ?? []),
   ];
   // Halves with the same verdicts are one object: equal halves are then compared by identity.
-  const interned = new Map<string, Half>();
-  const intern = (h: Half): Half => {
-    const key = h.map((x) => `${x.ports[0]}-${x.ports[1]}${x.v[0]}`).join(',');
-    const known = interned.get(key);
-    if (known) return known;
-    interned.set(key, h);
-    return h;
-  };
+  const intern = halfInterner();
   // A half is known by its proof's key before it is proven: one end, its rules' shape
   // and the other end's signature in them. Equal keys, equal halves: a pair whose keys
   // did not change is skipped unproven. Keys are numbered; the ends without rules have their own.

@@ -644,7 +644,10 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   # shellcheck disable=SC2086 # "$pkey L4 L6 LS": the three words after the key
   case "$tested" in
     "$pkey "*) set -- ${tested#"$pkey "}; l4=${1:-missing} l6=${2:-missing} ls=${3:-missing} lerr='' ;;
-    *) if loads_at_boot "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6" "$PERSIST_DIR/ipsets" "$f.boot"; then
+    # Nothing persisted (a new host): nothing to load, no process to start.
+    *) if [ ! -e "$PERSIST_DIR/rules.v4" ] && [ ! -e "$PERSIST_DIR/rules.v6" ] && [ ! -e "$PERSIST_DIR/ipsets" ]; then
+         l4=missing l6=missing ls=missing lerr=''
+       elif loads_at_boot "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6" "$PERSIST_DIR/ipsets" "$f.boot"; then
          # Only a cache: unwritten (state disk full), the next facts tests again.
          { echo "$pkey $l4 $l6 $ls" >"$S/persisted.ok"; } 2>/dev/null || echo "fleetfw-host: cannot write $S/persisted.ok" >&2
        fi ;;

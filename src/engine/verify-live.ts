@@ -170,12 +170,11 @@ export async function verifyLive(fleet: Fleet, transport: Transport, opts: LiveO
   });
 
   // One listener per host, protocol, address and port, whatever the number of intents on it.
-  const listenKey = (host: string, proto: string, addr: string, port: number) => `${host} ${proto} ${addr} ${port}`;
   const wanted = new Map<string, ListenSpec & { host: string }>();
   let nextId = 1;
   for (const t of ready) {
     if (t.intent.proto === 'icmp' || t.intent.port === undefined || !t.dst) continue;
-    const key = listenKey(t.dst.name, t.intent.proto, t.pair.toAddr!, t.intent.port);
+    const key = `${t.dst.name} ${t.intent.proto} ${t.pair.toAddr} ${t.intent.port}`;
     let l = wanted.get(key);
     if (!l) wanted.set(key, (l = { id: nextId++, host: t.dst.name, proto: t.intent.proto, addr: t.pair.toAddr!, port: t.intent.port }));
     t.listen = l;
@@ -195,28 +194,19 @@ export async function verifyLive(fleet: Fleet, transport: Transport, opts: LiveO
   };
 
   const listeners: Listeners[] = [];
-  const states = new Map<number, ListenState | 'external'>();
+  const states = new Map<number, ListenState>();
   const externalListened = new Map<string, Promise<{ ok: true } | { skip: string }>>();
-  const byHost = (pick: (t: Task) => HostSpec | undefined) => {
-    const m = new Map<HostSpec, Task[]>();
-    for (const t of ready) {
-      const h = pick(t);
-      if (h) m.set(h, [...(m.get(h) ?? []), t]);
-    }
-    return m;
-  };
-  const done = { n: 0 };
+  let done = 0;
   const progress = (k: number) => {
-    done.n += k;
-    opts.onProgress?.(done.n, ready.length);
+    done += k;
+    opts.onProgress?.(done, ready.length);
   };
   // A probe of ours waits out its timeout, the listener must outlive every probe: a generous bound, for a dead fleetfw only.
   const maxSeconds = 120 + Math.ceil((ready.length * opts.timeoutMs) / 1000);
 
   try {
     // 1. Listeners: on every destination host (one command each), and on externals through the hook.
-    const perDst = new Map<string, Array<ListenSpec & { host: string }>>();
-    for (const l of wanted.values()) perDst.set(l.host, [...(perDst.get(l.host) ?? []), l]);
+    const perDst = groupBy([...wanted.values()], (l) => l.host);
     const dstHosts = new Map(fleet.inv.hosts.map((h) => [h.name, h]));
     await Promise.all(
       [...perDst].map(async ([name, specs]) => {
@@ -244,7 +234,7 @@ export async function verifyLive(fleet: Fleet, transport: Transport, opts: LiveO
     );
 
     // 2. Probes: each source host sends all of its own in one command; externals through the hook.
-    const fromHosts = byHost((t) => (t.row.seen === '' ? t.src : undefined));
+    const fromHosts = groupBy(ready.filter((t) => t.src && t.row.seen === ''), (t) => t.src!);
     const fromExternals = ready.filter((t) => t.srcExt && t.row.seen === '');
     await Promise.all([
       ...[...fromHosts].map(async ([h, ts]) => {
@@ -330,10 +320,20 @@ export async function verifyLive(fleet: Fleet, transport: Transport, opts: LiveO
   };
 }
 
+/** Items by key, keys in first-seen order. */
+function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
+  const out = new Map<K, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
 function summarise(rows: readonly LiveRow[]): LiveIntent[] {
-  const by = new Map<string, LiveRow[]>();
-  for (const r of rows) by.set(r.intent, [...(by.get(r.intent) ?? []), r]);
-  return [...by].map(([intent, rs]) => ({
+  return [...groupBy(rows, (r) => r.intent)].map(([intent, rs]) => ({
     intent,
     pairs: rs.length,
     held: rs.filter((r) => r.ok === true).length,

@@ -34,18 +34,24 @@ export function probeLocal(addr: string, proto: 'tcp' | 'udp', port: number, tim
   return proto === 'tcp' ? probeTcp(addr, port, timeoutMs) : probeUdp(addr, port, timeoutMs);
 }
 
+/** One answer per probe: the first of a verdict, an error or the timeout; then `close`. */
+function settler(timeoutMs: number, close: () => void, resolve: (v: LocalVerdict) => void, reject: (e: Error) => void) {
+  const timer = setTimeout(() => end('timeout'), timeoutMs);
+  const end = (v: LocalVerdict | Error) => {
+    clearTimeout(timer);
+    close();
+    if (v instanceof Error) reject(v);
+    else resolve(v);
+  };
+  return { end, fail: (e: NodeJS.ErrnoException) => end(verdictOf(e.code) ?? e) };
+}
+
 function probeTcp(addr: string, port: number, timeoutMs: number): Promise<LocalVerdict> {
   return new Promise((resolve, reject) => {
     const s = new Socket();
-    const end = (v: LocalVerdict | Error) => {
-      clearTimeout(timer);
-      s.destroy();
-      if (v instanceof Error) reject(v);
-      else resolve(v);
-    };
-    const timer = setTimeout(() => end('timeout'), timeoutMs);
+    const { end, fail } = settler(timeoutMs, () => s.destroy(), resolve, reject);
     s.once('connect', () => end('open'));
-    s.once('error', (e: NodeJS.ErrnoException) => end(verdictOf(e.code) ?? e));
+    s.once('error', fail);
     s.connect({ host: addr, port });
   });
 }
@@ -53,15 +59,9 @@ function probeTcp(addr: string, port: number, timeoutMs: number): Promise<LocalV
 function probeUdp(addr: string, port: number, timeoutMs: number): Promise<LocalVerdict> {
   const s = createSocket(isIPv6(addr) ? 'udp6' : 'udp4');
   return new Promise((resolve, reject) => {
-    const end = (v: LocalVerdict | Error) => {
-      clearTimeout(timer);
-      s.close();
-      if (v instanceof Error) reject(v);
-      else resolve(v);
-    };
-    const timer = setTimeout(() => end('timeout'), timeoutMs);
+    const { end, fail } = settler(timeoutMs, () => s.close(), resolve, reject);
     // On a connected socket, an ICMP port unreachable comes back as ECONNREFUSED.
-    s.once('error', (e: NodeJS.ErrnoException) => end(verdictOf(e.code) ?? e));
+    s.once('error', fail);
     s.once('message', () => end('open'));
     s.connect(port, addr, () => s.send('fleetfw-probe\n'));
   });

@@ -14,7 +14,7 @@
 //       phase, then as a user runs it, the built CLI's `fleetfw verify` under GNU time.
 //   npm run bench -- --rules 100,1000
 //       rules per host of those fleets with one rule per group member (ipsets off) and with ipsets.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +29,7 @@ import { labSpecFromInventory, OPERATOR, startLab, type Lab } from '../src/lab/l
 import { labEnv } from '../src/cli/lab-commands.js';
 import { DEFAULT_PARALLEL } from '../src/cli/live-commands.js';
 import pLimit from 'p-limit';
-import { fleetRoles, writeFleet } from './fleet.js';
+import { fleetRoles, LAB_MAX_HOSTS, writeFleet } from './fleet.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'dist/cli/main.js');
@@ -275,15 +275,22 @@ async function resetHosts(lab: Lab, hosts: string[]): Promise<void> {
 }
 
 async function hostsMode(n: number, parallel: number, repeat: number, cleanHome: boolean): Promise<void> {
-  const file = writeFleet(n, { ipsetThreshold: threshold });
+  // Past IPv4's documentation ranges, the hosts are reached over IPv6 (bench/fleet.ts).
+  const file = writeFleet(n, { ipsetThreshold: threshold, ipv6: n > LAB_MAX_HOSTS });
   const inv = loadInventory(file);
   const core = renderAndAnalyse(file);
   const bastion = inv.hosts.find((h) => h.name === 'tunnel-1')!;
-  const targets = inv.hosts.filter((h) => h !== bastion).map((h) => h.private!);
-  const safeTargets = inv.hosts.filter((h) => h !== bastion).map((h) => ({ name: h.name, addr: h.private! }));
+  const addressOf = (h: (typeof inv.hosts)[number]) => (h.private ?? h.private6)!;
+  const targets = inv.hosts.filter((h) => h !== bastion).map(addressOf);
+  const safeTargets = inv.hosts.filter((h) => h !== bastion).map((h) => ({ name: h.name, addr: addressOf(h) }));
   const rulesDir = join(dirname(file), 'safe-floor-rules');
   writeRules(file, rulesDir);
+  const processStartMs = processStartCost();
+  const memBefore = memUsedMb();
+  const t0 = performance.now();
   const lab = await startLab(labSpecFromInventory(inv));
+  const labStart = { seconds: (performance.now() - t0) / 1000, memory_mb: memUsedMb() - memBefore };
+  console.log(`lab: ${n} hosts started in ${round(labStart.seconds)} s, ${Math.round(labStart.memory_mb)} MB more memory in use`);
   try {
     if (cleanHome) {
       // A server's root account as installed: no rc files for the login shell that runs every command.
@@ -331,6 +338,10 @@ async function hostsMode(n: number, parallel: number, repeat: number, cleanHome:
       parallel,
       repeat,
       login_shell: cleanHome ? 'clean /root (no rc files)' : 'as on this machine',
+      addressing: n > LAB_MAX_HOSTS ? 'targets over IPv6' : 'IPv4',
+      process_start_ms: round(processStartMs),
+      lab_start_s: round(labStart.seconds),
+      lab_memory_mb: Math.round(labStart.memory_mb),
       floor_runs_s: floors.map((f) => round(f.seconds)),
       safe_floor_runs_s: safeFloors.map((f) => round(f.seconds)),
       plan_runs_s: plans.map((p) => round(p.wall_s)),
@@ -364,6 +375,21 @@ async function hostsMode(n: number, parallel: number, repeat: number, cleanHome:
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
+
+/** What one process start costs here: 1,000 `/bin/true` from one shell, ms each. */
+function processStartCost(): number {
+  const t0 = performance.now();
+  const r = spawnSync('sh', ['-c', 'i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done']);
+  if (r.status !== 0) throw new Error('cannot time process starts');
+  return (performance.now() - t0) / 1000;
+}
+
+/** Memory in use on the machine (MemTotal - MemAvailable), MB. */
+function memUsedMb(): number {
+  const info = readFileSync('/proc/meminfo', 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(info)?.[1] ?? NaN);
+  return (kb('MemTotal') - kb('MemAvailable')) / 1024;
+}
 const countBy = (xs: string[]) => xs.reduce<Record<string, number>>((m, x) => ((m[x] = (m[x] ?? 0) + 1), m), {});
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 

@@ -4,7 +4,7 @@
 // nothing (LOG), or a target no SSH packet reaches, changes nothing.
 import { describe, expect, it } from 'vitest';
 import type { RuleSet } from '../model/ruleset.js';
-import { buildFilter, buildIntent, buildInventory, buildTables, findTableRule } from './fixtures/fleet.js';
+import { buildFilter, buildIntent, buildInventory, buildTables, findTableRule, v4Only } from './fixtures/fleet.js';
 import { formatRule } from './format.js';
 import { verifyIntents } from './intents.js';
 import { checkManagementPath, type LockoutResult } from './lockout.js';
@@ -110,7 +110,7 @@ describe('fail closed: the management path', () => {
     const rs = rulesWith(c, c.rule);
     const rule = ruleOf(rs, c);
     const described = `rules.v4 line ${rule.origin?.line}: ${formatRule(rule)}${c.table ? ` (${c.table} table)` : ''}`;
-    const r = failure(checkManagementPath(inv, mysql, rs));
+    const r = failure(checkManagementPath(inv, mysql, v4Only(rs)));
     expect(r.cutBy).toBe(`${described} (cannot evaluate: ${c.why})`);
     expect(r.leg).toBe(c.chain === 'OUTPUT' ? 'server-reply-out' : 'server-in');
     expect(r.packet).toBe(packetOf(c));
@@ -120,7 +120,7 @@ describe('fail closed: the management path', () => {
   });
 
   it.each(CASES)('%s where it decides nothing leaves the path proven', (_name, c) => {
-    expect(checkManagementPath(inv, mysql, rulesWith(c, c.harmless))).toEqual({ ok: true });
+    expect(checkManagementPath(inv, mysql, v4Only(rulesWith(c, c.harmless)))).toEqual({ ok: true });
   });
 });
 
@@ -168,7 +168,7 @@ describe('fail closed: the template line is named', () => {
     const sources = [undefined, undefined, undefined, undefined, { file: 'templates/bases/isolated.v4', line: 7 }, { file: 'templates/roles/mysql.v4', line: 3 }];
     const { ruleSet, problems } = parseRuleSet(text, { family: 4, file: 'rules.v4', sources });
     expect(problems).toEqual([]);
-    const r = failure(checkManagementPath(inv, mysql, ruleSet));
+    const r = failure(checkManagementPath(inv, mysql, v4Only(ruleSet)));
     expect(r.cutBy).toBe(
       'templates/roles/mysql.v4:3, rules.v4 line 6: -A INPUT -p tcp -m tcp --dport 22 -m recent --name ssh --rcheck -j ACCEPT (cannot evaluate: -m recent --name ssh --rcheck)',
     );

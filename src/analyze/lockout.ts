@@ -5,6 +5,7 @@
 // client source port, through every table, replies and the handshake's ACK included.
 import type { HostSpec, Inventory } from '../model/inventory.js';
 import type { RuleSet } from '../model/ruleset.js';
+import { managementAddress, operatorsOf, privateOf } from '../inventory/query.js';
 import { decidedBy, describeExample, outcomeVerb, whereDecided } from './explain.js';
 import type { Flow, FlowLeg, FlowResult } from './flow.js';
 import { ANY_CLIENT_PORTS, LINUX_CLIENT_PORTS, OPEN_CONNECT, proveFlow, sourceRange, type FlowClass } from './prove.js';
@@ -84,50 +85,71 @@ function failSetup(path: string, message: string): LockoutResult {
   return { ok: false, path, cutBy: 'inventory', message };
 }
 
+/** A host's rule sets by family (the lockout check proves each path in its own). */
+export interface FamilyRuleSets {
+  v4: RuleSet;
+  v6: RuleSet;
+}
+
+const ofFamily = (rs: FamilyRuleSets | undefined, family: 4 | 6): RuleSet | undefined => (rs ? (family === 4 ? rs.v4 : rs.v6) : undefined);
+
 /**
- * Is the management path to `host` open under `rs` (its IPv4 rule set)? For a bastion:
- * from every operator source to its public address, and out to every host it manages.
- * For any other host: from its bastion's private address (`bastionRs` adds the bastion's legs).
+ * Is the management path to `host` open under `rs`? For a bastion: from every
+ * operator source to its public address, and out to every host it manages. For any
+ * other host: from its bastion's private address (`bastionRs` adds the bastion's
+ * legs). Each path is proven in the family of the address fleetfw reaches the host by
+ * (managementAddress): IPv4, else IPv6.
  */
-export function checkManagementPath(inv: Inventory, host: HostSpec, rs: RuleSet, bastionRs?: RuleSet): LockoutResult {
+export function checkManagementPath(inv: Inventory, host: HostSpec, rs: FamilyRuleSets, bastionRs?: FamilyRuleSets): LockoutResult {
   if (isBastion(inv, host)) {
-    if (!host.public) return failSetup(host.name, `bastion ${host.name} has no public address to reach it by`);
-    for (const cidr of inv.operators.length > 0 ? inv.operators : ['0.0.0.0/0']) {
+    const mgmt = managementAddress(inv, host);
+    if (!mgmt) return failSetup(host.name, `bastion ${host.name} has no public address to reach it by`);
+    const any = mgmt.family === 4 ? '0.0.0.0/0' : '::/0';
+    const operators = inv.operators.length > 0 ? operatorsOf(inv, mgmt.family) : [any];
+    if (operators.length === 0) {
+      return failSetup(host.name, `bastion ${host.name} is reached over IPv${mgmt.family} (${mgmt.address}) but no operator address is IPv${mgmt.family}`);
+    }
+    for (const cidr of operators) {
       const srcs = sourceRange(cidr, ownAddresses(host));
       if (srcs.length === 0) continue;
       const flow: Flow = {
-        family: 4,
+        family: mgmt.family,
         proto: 'tcp',
         port: sshPort(host),
         client: { name: `operators ${cidr}`, addr: cidr },
-        server: { name: host.name, addr: host.public, iface: host.interfaces.public, rs, local: localOf(host) },
+        server: { name: host.name, addr: mgmt.address, iface: host.interfaces.public, rs: ofFamily(rs, mgmt.family)!, local: localOf(host) },
       };
       const bad = checkFlow(flow, { srcs, sports: [ANY_CLIENT_PORTS], open: OPEN_CONNECT, mode: 'allow' }, `SSH from operators (${cidr}) to bastion ${host.name}`);
       if (bad) return bad;
     }
     const managed = inv.hosts.filter((h) => h.name !== host.name && findBastion(inv, h)?.name === host.name);
     for (const target of managed) {
-      const bad = checkBastionToTarget(host, target, { bastion: rs });
+      const bad = checkBastionToTarget(inv, host, target, { bastion: rs });
       if (bad) return bad;
     }
     return { ok: true };
   }
   const bastion = findBastion(inv, host);
   if (!bastion) return failSetup(host.name, `${host.name} has no bastion (network "${host.network}")`);
-  return checkBastionToTarget(bastion, host, { target: rs, ...(bastionRs ? { bastion: bastionRs } : {}) }) ?? { ok: true };
+  return checkBastionToTarget(inv, bastion, host, { target: rs, ...(bastionRs ? { bastion: bastionRs } : {}) }) ?? { ok: true };
 }
 
-/** SSH from a bastion's private address to a target's, judged by whichever rule sets are given. */
-function checkBastionToTarget(bastion: HostSpec, target: HostSpec, rs: { bastion?: RuleSet; target?: RuleSet }): LockoutResult | undefined {
-  if (!bastion.private || !target.private) {
-    return failSetup(`${bastion.name} -> ${target.name}`, `${bastion.name} or ${target.name} has no private address for the management path`);
+/** SSH from a bastion's private address to a target's, in the target's management family, judged by whichever rule sets are given. */
+function checkBastionToTarget(inv: Inventory, bastion: HostSpec, target: HostSpec, rs: { bastion?: FamilyRuleSets; target?: FamilyRuleSets }): LockoutResult | undefined {
+  const mgmt = managementAddress(inv, target);
+  if (!mgmt) return failSetup(`${bastion.name} -> ${target.name}`, `${target.name} has no private address for the management path`);
+  const from = privateOf(bastion, mgmt.family);
+  if (!from) {
+    return failSetup(`${bastion.name} -> ${target.name}`, `${target.name} is reached over IPv${mgmt.family} (${mgmt.address}) but bastion ${bastion.name} has no private IPv${mgmt.family} address to reach it from`);
   }
+  const b = ofFamily(rs.bastion, mgmt.family);
+  const t = ofFamily(rs.target, mgmt.family);
   const flow: Flow = {
-    family: 4,
+    family: mgmt.family,
     proto: 'tcp',
     port: sshPort(target),
-    client: { name: bastion.name, addr: bastion.private, iface: bastion.interfaces.private, local: localOf(bastion), ...(rs.bastion ? { rs: rs.bastion } : {}) },
-    server: { name: target.name, addr: target.private, iface: target.interfaces.private, local: localOf(target), ...(rs.target ? { rs: rs.target } : {}) },
+    client: { name: bastion.name, addr: from, iface: bastion.interfaces.private, local: localOf(bastion), ...(b ? { rs: b } : {}) },
+    server: { name: target.name, addr: mgmt.address, iface: target.interfaces.private, local: localOf(target), ...(t ? { rs: t } : {}) },
   };
   return checkFlow(flow, { sports: [LINUX_CLIENT_PORTS], open: OPEN_CONNECT, mode: 'allow' }, `SSH from bastion ${bastion.name} to ${target.name}`);
 }

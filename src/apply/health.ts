@@ -13,7 +13,7 @@ export function healthProber(inv: Inventory, transport: Transport): (host: HostS
     const probes = host.groups.flatMap((g) => inv.health[g] ?? []);
     for (const p of probes) {
       const from = p.from ?? bastionOf(inv, host).name;
-      const address = host.private ?? host.public;
+      const address = host.private ?? host.private6 ?? host.public ?? host.public6;
       if (!address) continue;
       // A new connection from the vantage host: its sshd opens the TCP connection for us.
       // A vantage host out of reach fails the probe: the host then reverts at once, not at its deadline.

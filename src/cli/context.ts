@@ -9,7 +9,7 @@ import { UsageError } from '../errors.js';
 import type { HostSpec, Inventory } from '../model/inventory.js';
 import { loadInventory } from '../inventory/load.js';
 import { selectByLimit } from '../inventory/limit.js';
-import { bastionOf } from '../inventory/query.js';
+import { bastionOf, managementAddress } from '../inventory/query.js';
 import { didYouMean, suggest } from '../inventory/suggest.js';
 import { loadTemplates } from '../render/load-templates.js';
 import { renderFleet, type RenderedHost } from '../render/render.js';
@@ -149,7 +149,11 @@ function flagOrEnv(flag: string | undefined, name: string, env: string): Sourced
 function sshHostInputs(inv: Inventory): SshHostInput[] {
   return inv.hosts.map((h) => {
     const isBastion = bastionOf(inv, h).name === h.name;
-    const side = isBastion ? (h.public !== undefined ? 'public' : 'private') : h.private !== undefined ? 'private' : 'public';
+    // Where the management path ends (the lockout check proves that address); a host
+    // without one still gets an address to be named by.
+    const mgmt = managementAddress(inv, h);
+    const fallback = h.public !== undefined ? 'public' : 'private';
+    const label = mgmt ? `${mgmt.side}${mgmt.family === 6 ? ' IPv6' : ''} address` : `${fallback} address`;
     const addresses = (
       [
         ['public address', h.public],
@@ -160,8 +164,8 @@ function sshHostInputs(inv: Inventory): SshHostInput[] {
     ).flatMap(([label, address]) => (address ? [{ label, address }] : []));
     return {
       name: h.name,
-      address: h[side] ?? '',
-      addressLabel: `${side} address`,
+      address: mgmt?.address ?? h[fallback] ?? '',
+      addressLabel: label,
       addresses,
       ...(isBastion ? {} : { bastion: bastionOf(inv, h).name }),
       inventory: {

@@ -57,11 +57,12 @@ export async function planRollback(fleet: Fleet, host: HostSpec, to: number | un
   const hostPlan = planLiveHost(asRendered, { ...facts, canonical: undefined }, inv.preserve, `generation ${target}`);
   if (!hostPlan.desired) throw new FleetError(`${host.name}: ${hostPlan.error ?? 'cannot plan the rollback'}`, ExitCode.hostsFailed);
   // The generation as it will run: its own rules with today's preserved chains merged in.
-  const planned = parseRuleSet(hostPlan.desired.v4, { family: 4, file: `${host.name} generation ${target}` }).ruleSet;
   const sets = new Map(asRendered.ipsets!.map((x) => [x.name, x]));
+  const desired = hostPlan.desired;
+  const planned = (family: 4 | 6) => ({ ...parseRuleSet(desired[family === 4 ? 'v4' : 'v6'], { family, file: `${host.name} generation ${target}` }).ruleSet, sets });
   const bastion = bastionOf(inv, host);
-  const bastionRs = bastion.name === host.name ? undefined : parseFleet(rendered.filter((r) => r.host === bastion.name)).get(bastion.name)?.v4;
-  const lockout = checkManagementPath(inv, host, { ...planned, sets }, bastionRs);
+  const bastionRs = bastion.name === host.name ? undefined : parseFleet(rendered.filter((r) => r.host === bastion.name)).get(bastion.name);
+  const lockout = checkManagementPath(inv, host, { v4: planned(4), v6: planned(6) }, bastionRs);
   // A rollback always runs its transaction, even onto rules that look the same.
   const plan = { ...assemblePlan('live', display, [{ ...hostPlan, status: 'changes' as const }]), planHash: `rollback-to-${target}` };
   return { plan, hostPlan, from: facts.generation, target, lockout };

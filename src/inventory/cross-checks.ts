@@ -13,6 +13,7 @@ import type { Located, Reader } from './yaml-reader.js';
  */
 export function assignNetworks(r: Reader, hosts: HostDraft[], networks: NetworkDraft[]): void {
   const byName = new Map(networks.map((n) => [n.name, n]));
+  const byHost = new Map(hosts.map((h) => [h.name, h]));
   for (const h of hosts) {
     const served = networks.find((n) => n.bastion === h.name);
     if (h.network === null) continue;
@@ -34,8 +35,16 @@ export function assignNetworks(r: Reader, hosts: HostDraft[], networks: NetworkD
       if (!implied) continue;
     }
     const n = byName.get(h.network!.value)!;
-    if (n.bastion !== h.name && h.addresses.private === undefined) {
-      r.report(h.at, `host ${quote(h.name)} has no private address, so bastion ${quote(n.bastion)} cannot reach it`);
+    if (n.bastion === h.name) continue;
+    if (h.addresses.private === undefined && h.addresses.private6 === undefined) {
+      r.report(h.at, `host ${quote(h.name)} has no private address (private or private6), so bastion ${quote(n.bastion)} cannot reach it`);
+      continue;
+    }
+    // Reached at its private IPv4 address, else its IPv6 one: from the bastion's of that family.
+    const field = h.addresses.private !== undefined ? 'private' : 'private6';
+    const bastion = byHost.get(n.bastion);
+    if (bastion && bastion.addresses[field] === undefined) {
+      r.report(h.addresses[field]!, `host ${quote(h.name)} is reached at its ${field} address, but bastion ${quote(n.bastion)} has no ${field} address to reach it from`);
     }
   }
 }

@@ -128,7 +128,7 @@ describe('loadInventory: one problem per rule', () => {
     ['bastion-no-public', '6:14: networks.lan.bastion: bastion "tunnel-1" has no public address'],
     ['unknown-network', '15:14: hosts.mysql-1.network: unknown network "lam" (did you mean "lan"?)'],
     ['ambiguous-network', '14:3: hosts.mysql-1.network: no "network" given and there are 2 networks (lan, dc2)'],
-    ['no-private', '12:3: hosts.mysql-1: host "mysql-1" has no private address, so bastion "tunnel-1" cannot reach it'],
+    ['no-private', '12:3: hosts.mysql-1: host "mysql-1" has no private address (private or private6), so bastion "tunnel-1" cannot reach it'],
     [
       'bad-var-value',
       '15:31: hosts.mysql-1.vars.dns[1]: "192.0.2.54; reboot" is not a valid value (an address, CIDR, port, port range, interface name or word of A-Z a-z 0-9 _ . : / -, at most 64 characters)',
@@ -205,7 +205,7 @@ describe('loadInventory: several problems', () => {
         '16:27: hosts.mysql-1.interfaces.public: "eth 0" is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -, not starting with "-")',
         '16:36: hosts.mysql-1.interfaces.privat: unknown key "privat" (did you mean "private"?)',
         '17:3: hosts.mysql-1: duplicate host name "mysql-1" (first defined at line 13)',
-        '19:3: hosts.web: host "web" has no private address, so bastion "tunnel-1" cannot reach it',
+        '19:3: hosts.web: host "web" has no private address (private or private6), so bastion "tunnel-1" cannot reach it',
         '21:31: hosts.web.vars.dns[1]: "$(reboot)" is not a valid value (an address, CIDR, port, port range, interface name or word of A-Z a-z 0-9 _ . : / -, at most 64 characters)',
         '23:5: intents[0]: unknown host, group or external "mysqll" (did you mean "mysql"?)',
         '24:5: intents[1]: unknown expectation "permit" (expected allow, deny, reject, drop)',

@@ -91,3 +91,20 @@ describe('parseInventory: templates only through the injected function', () => {
     expect(t.asked).toEqual([[TEMPLATES, 'folder']]);
   });
 });
+
+describe('parseInventory: a host reached over IPv6', () => {
+  const all = fakeTemplates([TEMPLATES, ...['bases/isolated.v4', 'roles/bastion.v4', 'roles/mysql.v4'].map((f) => path.join(TEMPLATES, f))]);
+  const v6 = (bastion6: string) =>
+    TEXT.replace('    private: 192.0.2.11\n', '    private6: 2001:db8:1::11\n').replace('    private: 192.0.2.10\n', `    private: 192.0.2.10\n${bastion6}`);
+
+  it('is reached at its private IPv6 address when it has no IPv4 one', () => {
+    const inv = parseInventory(v6('    private6: 2001:db8:1::10\n'), 'x.yaml', FILE, all.exists);
+    expect(inv.hosts.find((h) => h.name === 'mysql-1')).toMatchObject({ private6: '2001:db8:1::11' });
+  });
+
+  it('needs the bastion to have a private IPv6 address too, said at the host\'s address', () => {
+    expect(problemsOf(() => parseInventory(v6(''), 'x.yaml', FILE, all.exists))).toEqual([
+      'x.yaml:13:15: hosts.mysql-1.private6: host "mysql-1" is reached at its private6 address, but bastion "tunnel-1" has no private6 address to reach it from',
+    ]);
+  });
+});

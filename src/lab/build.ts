@@ -71,7 +71,7 @@ async function writeClientFiles(state: LabState, prepared: PreparedHost[]): Prom
   await writeFile(state.knownHostsFile, renderKnownHosts(known));
   const clientHosts = hosts.map((h) => ({
     name: h.name,
-    hostName: (!anyBastion || h.bastion ? (h.public ?? h.private) : (h.private ?? h.public)) ?? h.public6 ?? (h.private6 as string),
+    hostName: (!anyBastion || h.bastion ? (h.public ?? h.public6 ?? h.private ?? h.private6) : (h.private ?? h.private6 ?? h.public ?? h.public6)) as string,
     user: h.user,
     port: h.sshPort,
   }));

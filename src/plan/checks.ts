@@ -52,7 +52,7 @@ export function checkFleet(inv: Inventory, parsed: ParsedFleet): FleetFinding[] 
     const sets = parsed.get(host.name);
     if (!sets) continue;
     const bastion = bastionOf(inv, host);
-    const lockout = checkManagementPath(inv, host, sets.v4, bastion.name === host.name ? undefined : parsed.get(bastion.name)?.v4);
+    const lockout = checkManagementPath(inv, host, sets, bastion.name === host.name ? undefined : parsed.get(bastion.name));
     if (!lockout.ok) {
       findings.push({ host: host.name, severity: 'error', code: 'lockout', message: `${lockout.message} (path: ${lockout.path}${lockout.hops ? `; tables: ${lockout.hops}` : ''})` });
     }

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { InputError, type Problem } from '../errors.js';
 import type { Family, HostSpec, Inventory } from '../model/inventory.js';
 import type { IpSet, Origin } from '../model/ruleset.js';
-import { bastionOf, groupMembers } from '../inventory/query.js';
+import { bastionOf, groupMembers, managementAddress, operatorsOf, privateOf } from '../inventory/query.js';
 import { declaredChain, LOG_DROPS_CHAIN, type LogDrops, type Template, type TemplateLine } from './template.js';
 import { groupReference, isReference, resolveReference, tokenizeRule, type AddressField, type RefContext } from './refs.js';
 import { mergeFound, newValidationCache, validateRendered, type Found, type Piece } from './validate.js';
@@ -310,15 +310,19 @@ function emitLine(
  */
 function managementRules(ctx: RefContext): string[] {
   const { self, bastion, family, inv } = ctx;
-  if (family === 6) return []; // management runs over IPv4 private addresses
   const port = self.ssh.port ?? 22;
   const tcp = (dir: '--dport' | '--sport', p: number) => `-p tcp -m tcp ${dir} ${p}`;
   const established = '-m conntrack --ctstate ESTABLISHED';
   // Replies of our own sshd go out without a conntrack match: on a host whose
   // first conntrack rule is being loaded, the SSH session that loads it is
   // picked up mid-stream as NEW, and an ESTABLISHED-only rule would stall it.
+  // Each host's path runs in one family: that of the address fleetfw reaches it by
+  // (managementAddress), a bastion's own over IPv4 unless it has only IPv6.
   if (self.name !== bastion.name) {
-    const from = `${bastion.private}/32`;
+    if (managementAddress(inv, self)?.family !== family) return [];
+    const address = privateOf(bastion, family);
+    if (address === undefined) return []; // the lockout check reports it
+    const from = `${address}/${family === 4 ? 32 : 128}`;
     const iface = self.interfaces.private;
     return [
       `-A INPUT -s ${from} -i ${iface} ${tcp('--dport', port)} -j ACCEPT`,
@@ -326,13 +330,17 @@ function managementRules(ctx: RefContext): string[] {
     ];
   }
   const rules: string[] = [];
-  for (const cidr of inv.operators.filter((c) => !c.includes(':'))) {
-    const src = cidr === '0.0.0.0/0' ? '' : `-s ${cidr} `;
-    const dst = cidr === '0.0.0.0/0' ? '' : `-d ${cidr} `;
-    rules.push(`-A INPUT ${src}-i ${self.interfaces.public} ${tcp('--dport', port)} -j ACCEPT`);
-    rules.push(`-A OUTPUT ${dst}-o ${self.interfaces.public} ${tcp('--sport', port)} -j ACCEPT`);
+  if (managementAddress(inv, self)?.family === family) {
+    const any = family === 4 ? '0.0.0.0/0' : '::/0';
+    for (const cidr of operatorsOf(inv, family)) {
+      const src = cidr === any ? '' : `-s ${cidr} `;
+      const dst = cidr === any ? '' : `-d ${cidr} `;
+      rules.push(`-A INPUT ${src}-i ${self.interfaces.public} ${tcp('--dport', port)} -j ACCEPT`);
+      rules.push(`-A OUTPUT ${dst}-o ${self.interfaces.public} ${tcp('--sport', port)} -j ACCEPT`);
+    }
   }
-  const targetPorts = [...new Set(inv.hosts.filter((h) => h.name !== self.name).map((h) => h.ssh.port ?? 22))].sort((a, b) => a - b);
+  const managed = inv.hosts.filter((h) => h.name !== self.name && managementAddress(inv, h)?.family === family);
+  const targetPorts = [...new Set(managed.map((h) => h.ssh.port ?? 22))].sort((a, b) => a - b);
   for (const p of targetPorts) {
     rules.push(`-A OUTPUT -o ${self.interfaces.private} ${tcp('--dport', p)} -j ACCEPT`);
     rules.push(`-A INPUT -i ${self.interfaces.private} ${tcp('--sport', p)} ${established} -j ACCEPT`);

@@ -2,7 +2,8 @@
 // known_hosts of its own and no maintained npm parser exists, so this follows
 // OpenSSH's hostfile.c / match.c semantics directly.
 
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { hmacSha1 } from './hmac-sha1.js';
 
 export interface HostKey {
   /** Key type as in known_hosts and the key blob, e.g. `ssh-ed25519`. */
@@ -161,8 +162,24 @@ function entriesFor(entries: KnownHostEntry[], names: string[]): KnownHostEntry[
   let byNames = relevantCache.get(entries);
   if (!byNames) relevantCache.set(entries, (byNames = new Map()));
   let relevant = byNames.get(key);
-  if (!relevant) byNames.set(key, (relevant = entries.filter((e) => lowered.some((n) => matchesHost(e.matcher, n)))));
+  if (!relevant) {
+    const bytes = lowered.map((n) => Buffer.from(n));
+    byNames.set(key, (relevant = entries.filter((e) => lowered.some((n, i) => matchesHost(e.matcher, n, bytes[i]!)))));
+  }
   return relevant;
+}
+
+// A hashed line's HMAC with its salt's pads hashed once: looked up by every host's names.
+const macs = new WeakMap<HostMatcher, (msg: Uint8Array) => Buffer>();
+
+function macOf(matcher: HostMatcher & { kind: 'hashed' }): (msg: Uint8Array) => Buffer {
+  let mac = macs.get(matcher);
+  if (!mac) {
+    // A salt longer than a SHA-1 block (never written by ssh) goes through crypto's HMAC.
+    mac = matcher.salt.length <= 64 ? hmacSha1(matcher.salt) : (msg) => createHmac('sha1', matcher.salt).update(msg).digest();
+    macs.set(matcher, mac);
+  }
+  return mac;
 }
 
 /** `SHA256:…` exactly as `ssh-keygen -lf` prints it (unpadded base64). */
@@ -209,11 +226,8 @@ function parseMatcher(hosts: string): HostMatcher | undefined {
 }
 
 // match_hostname(): a negated pattern that matches vetoes the whole list.
-function matchesHost(matcher: HostMatcher, name: string): boolean {
-  if (matcher.kind === 'hashed') {
-    const digest = createHmac('sha1', matcher.salt).update(name).digest();
-    return timingSafeEqual(digest, matcher.hash);
-  }
+function matchesHost(matcher: HostMatcher, name: string, bytes: Uint8Array): boolean {
+  if (matcher.kind === 'hashed') return macOf(matcher)(bytes).equals(matcher.hash);
   let positive = false;
   for (const p of matcher.patterns) {
     if (matchGlob(p.glob.toLowerCase(), name)) {

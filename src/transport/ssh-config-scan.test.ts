@@ -81,11 +81,14 @@ describe('sshGShare', () => {
   });
 
   it('predicts the hostname ssh prints, or leaves the alias alone', () => {
-    const blocks = blocksOf('Host up\n  HostName Web.Example\nHost odd\n  HostName 127.1\nHost v6\n  HostName 2001:DB8::1\n');
+    const blocks = blocksOf('Host up\n  HostName Web.Example\nHost odd\n  HostName 127.1\nHost v6\n  HostName 2001:DB8::1\nHost v6c\n  HostName 2001:db8:1::b\nHost v6long\n  HostName 2001:db8:0:0:1:0:0:1\n');
     expect(sshGShare(blocks, 'up')?.hostname).toBe('web.example');
     expect(sshGShare(blocks, 'Plain')?.hostname).toBe('plain');
     expect(sshGShare(blocks, 'odd')).toBeUndefined();
     expect(sshGShare(blocks, 'v6')).toBeUndefined();
+    // An IPv6 address in its RFC 5952 form is printed as written; any other form is left to ssh.
+    expect(sshGShare(blocks, 'v6c')?.hostname).toBe('2001:db8:1::b');
+    expect(sshGShare(blocks, 'v6long')).toBeUndefined();
     expect(sshGShare(blocks, '123')).toBeUndefined();
     expect(sshGShare(blocks, 'root@up')).toBeUndefined();
     expect(sshGShare(blocksOf('Host Up\n  User x\n'), 'up')).toBeUndefined(); // would depend on case rules

@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
+import ipaddr from 'ipaddr.js';
 
 export interface ConfigBlock {
   /** Host patterns; undefined for lines outside any Host block, which apply to every host. */
@@ -244,11 +245,13 @@ export function sshConfigOrigins(blocks: ConfigBlock[], alias: string): Map<stri
 }
 
 // ssh lowercases the host name, except that numeric addresses go through
-// getaddrinfo (127.1 prints as 127.0.0.1) and names with `:` stay as given.
+// getaddrinfo (127.1 prints as 127.0.0.1) and IPv6 addresses may be rewritten.
 // Only names whose printed form is certain are predicted.
 function printedHostname(name: string): string | undefined {
   if (/^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/.test(name)) return name;
-  if (/^(0x[0-9a-f]*|\d+)(\.(0x[0-9a-f]*|\d+)){0,3}\.?$/i.test(name) || name.includes(':')) return undefined;
+  // An IPv6 address prints in its RFC 5952 form (checked against ssh -G): one already in it prints as given.
+  if (name.includes(':')) return ipaddr.IPv6.isValid(name) && ipaddr.IPv6.parse(name).toRFC5952String() === name ? name : undefined;
+  if (/^(0x[0-9a-f]*|\d+)(\.(0x[0-9a-f]*|\d+)){0,3}\.?$/i.test(name)) return undefined;
   return name.toLowerCase();
 }
 

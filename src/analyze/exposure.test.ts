@@ -80,6 +80,35 @@ describe('exposure without an intent (S2)', () => {
 });
 
 describe('assessListeners at fleet scale', () => {
+  it('firstPeer gives the same warnings and statuses, trying fewer peers', async () => {
+    const { fleetYaml } = await import('../../bench/fleet.js');
+    const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'fleetfw-exposure-'));
+    try {
+      const file = join(dir, 's1-60.yaml');
+      writeFileSync(file, fleetYaml(60));
+      const inv = loadInventory(file);
+      const parsed = parseFleet(renderFleet(inv, loadTemplates(inv)));
+      // Let in by peers (3306 on a backend), by the bastion (22), by nobody (6379), by the internet (80 on haproxy).
+      const listeners = [tcp('0.0.0.0', 3306), tcp('0.0.0.0', 22, 'sshd'), tcp('*', 6379, 'redis'), tcp('0.0.0.0', 80, 'haproxy')];
+      let tried = 0;
+      let triedAll = 0;
+      for (const name of ['mysql-1', 'wordpress-1', 'haproxy-www', 'tunnel-1']) {
+        const host = inv.hosts.find((h) => h.name === name)!;
+        const all = assessListeners(inv, host, parsed.get(name)!, listeners);
+        const first = assessListeners(inv, host, parsed.get(name)!, listeners, { firstPeer: true });
+        expect(first.map((a) => a.status)).toEqual(all.map((a) => a.status));
+        expect(listenerWarnings(first)).toEqual(listenerWarnings(all));
+        tried += first.flatMap((a) => a.reach).length;
+        triedAll += all.flatMap((a) => a.reach).length;
+      }
+      expect(tried).toBeLessThan(triedAll * 0.6);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('gives every peer the verdict a flow of its own gets, though peers the rules cannot tell apart share one evaluation', async () => {
     const { fleetYaml } = await import('../../bench/fleet.js');
     const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');

@@ -71,7 +71,13 @@ function intendedPublic(inv: Inventory, host: HostSpec, l: Listener): boolean {
   );
 }
 
-export function assessListeners(inv: Inventory, host: HostSpec, sets: { v4: RuleSet; v6: RuleSet }, listeners: readonly Listener[]): ListenerAssessment[] {
+/**
+ * Who gets in to each listening socket of `host` under `sets`. `firstPeer`: stop
+ * trying private peers at the first one let in, for callers that only need the
+ * warnings (a blocked socket still tries every peer; an exposed one is told by the
+ * internet alone): a fleet's plan then costs O(hosts), not O(hosts²).
+ */
+export function assessListeners(inv: Inventory, host: HostSpec, sets: { v4: RuleSet; v6: RuleSet }, listeners: readonly Listener[], opts: { firstPeer?: boolean } = {}): ListenerAssessment[] {
   const bastion = bastionOf(inv, host);
   const internet = inv.externals.find((e) => e.side === 'public');
   const peers = inv.hosts.filter((h) => h.name !== host.name && h.name !== bastion.name && h.network === host.network);
@@ -118,7 +124,11 @@ export function assessListeners(inv: Inventory, host: HostSpec, sets: { v4: Rule
     for (const { side, family } of where) {
       if (side === 'private' && bastion.name !== host.name) probe(`bastion ${bastion.name}`, 'bastion', family === 4 ? bastion.private : bastion.private6, side, family);
       if (side === 'public') probe('internet', 'internet', family === 4 ? (internet?.address ?? INTERNET_STAND_IN) : internet?.address6, side, family);
-      if (side === 'private') for (const p of peers) probe(`peer ${p.name}`, 'peer', family === 4 ? p.private : p.private6, side, family);
+      if (side !== 'private') continue;
+      for (const p of peers) {
+        if (opts.firstPeer && reach.some((r) => r.kind === 'peer' && r.outcome === 'allow')) break;
+        probe(`peer ${p.name}`, 'peer', family === 4 ? p.private : p.private6, side, family);
+      }
     }
     return { listener: l, sides: [...new Set(where.map((w) => w.side))], reach, ...classify(inv, host, l, reach) };
   });

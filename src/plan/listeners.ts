@@ -11,6 +11,6 @@ export function addListenerWarnings(plan: HostPlan, inv: Inventory, rendered: Re
   const host = inv.hosts.find((h) => h.name === rendered.host);
   const sets = parseFleet([rendered]).get(rendered.host);
   if (!host || !sets || !listeners) return plan;
-  const warnings = listenerWarnings(assessListeners(inv, host, sets, listeners));
+  const warnings = listenerWarnings(assessListeners(inv, host, sets, listeners, { firstPeer: true }));
   return warnings.length > 0 ? { ...plan, warnings: [...(plan.warnings ?? []), ...warnings] } : plan;
 }

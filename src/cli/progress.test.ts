@@ -84,6 +84,25 @@ function at(ms: number, host: string, stage: ApplyEvent['stage'], detail?: strin
 }
 
 describe('live rollout view on a terminal', () => {
+  it('events closer than a frame apart share one frame; stop draws the last state', async () => {
+    const tty = new FakeTty();
+    const many = Array.from({ length: 1000 }, (_, i) => `wordpress-${i + 1}`);
+    const view = live(tty, { hosts: many, tickMs: 60_000 });
+    const frames = () => tty.raw.split('\x1b[J').length - 1;
+    expect(frames()).toBe(1);
+    for (const h of many) view.onEvent(at(10, h, 'connecting'));
+    for (const h of many) view.onEvent(at(20, h, 'persisted', 'generation 1'));
+    // A burst of 2,000 events: at most one frame drawn for it so far, one more once it settles.
+    expect(frames()).toBe(1);
+    await new Promise<void>((resolve) => {
+      const poll = () => (frames() > 1 ? resolve() : setTimeout(poll, 5));
+      poll();
+    });
+    expect(frames()).toBe(2);
+    view.stop();
+    expect(tty.screen().at(-1)).toMatch(/^1000 persisted · 0 in progress · 0 waiting/);
+  });
+
   it('draws every host from the start, then redraws in place: one line per host, never a scrolling log', () => {
     const tty = new FakeTty();
     const view = live(tty);

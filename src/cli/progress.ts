@@ -60,6 +60,8 @@ export function formatEventLine(e: ApplyEvent, c: InstanceType<typeof Chalk>): s
   return `[${(e.at / 1000).toFixed(1).padStart(6)}s] ${e.host}: ${paint(e.stage)}${e.detail ? ` (${e.detail})` : ''}`;
 }
 
+/** The shortest time between two frames drawn for events. */
+const FRAME_MS = 50;
 const DONE: ReadonlySet<Stage> = new Set(['persisted', 'rolled-back', 'unchanged', 'failed', 'unknown', 'skipped']);
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 const MARK: Partial<Record<Stage | 'waiting', string>> = {
@@ -177,6 +179,18 @@ function startLiveView(opts: ProgressOptions, c: InstanceType<typeof Chalk>): Pr
   draw();
   const timer = opts.tickMs === 0 ? undefined : setInterval(draw, opts.tickMs ?? 200);
   timer?.unref();
+  // A frame costs O(hosts): events closer than a frame apart share one (a 1,000-host
+  // rollout makes thousands of events), so the view costs O(hosts × frames), not O(hosts²).
+  let pending: NodeJS.Timeout | undefined;
+  const redraw = () => {
+    if (opts.tickMs === 0) return draw();
+    if (pending) return;
+    pending = setTimeout(() => {
+      pending = undefined;
+      if (!stopped) draw();
+    }, FRAME_MS);
+    pending.unref();
+  };
 
   return {
     onEvent(e) {
@@ -193,12 +207,13 @@ function startLiveView(opts: ProgressOptions, c: InstanceType<typeof Chalk>): Pr
       s.detail = e.detail;
       if (e.stage === 'loaded') s.loadedAt = t0 + e.at;
       if (DONE.has(e.stage)) s.endedAt = t0 + e.at;
-      draw();
+      redraw();
     },
     stop() {
       if (stopped) return;
       stopped = true;
       if (timer) clearInterval(timer);
+      if (pending) clearTimeout(pending);
       draw();
       showCursor();
       process.off('exit', showCursor);

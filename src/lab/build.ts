@@ -38,12 +38,13 @@ export async function buildLab(state: LabState, addressing: Addressing, concurre
   const prepared = await preparedP;
 
   const hostIndex = new Map(spec.hosts.map((h, i) => [h.name, i]));
+  const neighbours = staticNeighbours(spec.hosts);
   await mapLimit(Object.entries(state.nodes), concurrency, async ([name, node]) => {
     const ifaces = addressing.interfaces[name] ?? [];
     if (node.kind === 'host') {
       const i = hostIndex.get(name) as number;
       const h = spec.hosts[i] as LabHostSpec;
-      await runIpBatch(interfaceLines([h.interfaces.public, h.interfaces.private], ifaces), node.ns);
+      await runIpBatch([...interfaceLines([h.interfaces.public, h.interfaces.private], ifaces), ...(neighbours.get(h.name) ?? [])], node.ns);
       node.anchorPid = await startAnchor(dir, node.ns, name, [[dir, LAB_MOUNT], ...(prepared[i] as PreparedHost).binds]);
       node.sshdPid = await startSshd(dir, hostDirOf(dir, name), node.anchorPid, name, h.sshPort);
     } else {
@@ -78,6 +79,40 @@ async function writeClientFiles(state: LabState, prepared: PreparedHost[]): Prom
   await writeFile(state.sshConfigFile, renderClientConfig(clientHosts, state.identityFile, state.knownHostsFile));
 }
 
+/**
+ * Past this many hosts, each bastion and the hosts of its network know each other's
+ * private addresses as permanent neighbours. The kernel's neighbour tables are shared
+ * by every namespace, with 1,024 learnt entries by default: a bastion that reaches
+ * 1,000 hosts, and each of them answering it, would overflow them. Permanent entries
+ * are not counted (and smaller labs keep learning theirs, as real hosts do).
+ */
+export const STATIC_NEIGHBOURS_FROM = 200;
+
+/** The private interface's MAC of lab host `i` (set when neighbours are static). */
+const privateMac = (i: number): string => `02:f1:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}:01`;
+
+/** Per host, `ip -batch` lines for its permanent neighbours (none for a small lab). */
+export function staticNeighbours(hosts: readonly LabHostSpec[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  if (hosts.length <= STATIC_NEIGHBOURS_FROM) return out;
+  const bastions = hosts.map((h, i) => ({ h, i })).filter(({ h }) => h.bastion);
+  const line = (addr: string, i: number, dev: string) => `neigh replace ${addr} lladdr ${privateMac(i)} dev ${dev} nud permanent`;
+  const privates = (h: LabHostSpec) => [h.private, h.private6].filter((a): a is string => a !== undefined);
+  const of = (name: string): string[] => {
+    let l = out.get(name);
+    if (!l) out.set(name, (l = []));
+    return l;
+  };
+  hosts.forEach((h, i) => {
+    if (h.bastion) return;
+    for (const b of bastions) {
+      of(h.name).push(...privates(b.h).map((a) => line(a, b.i, h.interfaces.private)));
+      of(b.h.name).push(...privates(h).map((a) => line(a, i, b.h.interfaces.private)));
+    }
+  });
+  return out;
+}
+
 /** `ip -batch` lines for a node: links up, then each address with its prefix length, then the on-link routes. */
 export function interfaceLines(links: string[], ifaces: LabInterface[]): string[] {
   const lines = ['link set lo up', ...links.map((l) => `link set ${l} up`)];
@@ -98,7 +133,8 @@ async function wireSwitch(state: LabState): Promise<void> {
   state.spec.hosts.forEach((h, i) => {
     const ns = (state.nodes[h.name] as NodeState).ns;
     lines.push(`link add h${i}w type veth peer name ${h.interfaces.public} netns ${ns}`, `link set h${i}w master wan up`);
-    lines.push(`link add h${i}l type veth peer name ${h.interfaces.private} netns ${ns}`, `link set h${i}l master lan up`);
+    const mac = state.spec.hosts.length > STATIC_NEIGHBOURS_FROM ? ` address ${privateMac(i)}` : '';
+    lines.push(`link add h${i}l type veth peer name ${h.interfaces.private}${mac} netns ${ns}`, `link set h${i}l master lan up`);
   });
   state.spec.externals.forEach((e, i) => {
     const ns = (state.nodes[e.name] as NodeState).ns;

@@ -41,6 +41,26 @@ const ed2 = makeKey('ssh-ed25519');
 const ecdsa = makeKey('ecdsa-sha2-nistp256');
 
 describe('parseKnownHosts + checkHostKey', () => {
+  it('finds a name on plain, pattern, negated and hashed lines alike, in file order', () => {
+    const rsa = makeKey('ssh-rsa');
+    const text = [
+      line('web-*,!web-9', ecdsa),
+      line('Web-1,192.0.2.1', ed),
+      `${hashed('web-1')} ${rsa.type} ${rsa.blob.toString('base64')}`,
+      line('web-1', ed2),
+      line('web-2', rsa),
+      line('web-?,!web-1', rsa),
+    ].join('\n');
+    const known = parseKnownHosts(text);
+    expect(knownKeyTypes(known.entries, ['web-1'])).toEqual(['ecdsa-sha2-nistp256', 'ssh-ed25519', 'ssh-rsa']);
+    expect(knownKeyTypes(known.entries, ['192.0.2.1'])).toEqual(['ssh-ed25519']);
+    expect(knownKeyTypes(known.entries, ['web-9'])).toEqual(['ssh-rsa']);
+    expect(checkHostKey(known.entries, ['web-1'], ed2)).toEqual({ status: 'match' });
+    expect(checkHostKey(known.entries, ['web-2'], rsa)).toEqual({ status: 'match' });
+    expect(checkHostKey(known.entries, ['web-3'], ecdsa)).toEqual({ status: 'match' });
+    expect(checkHostKey(known.entries, ['db-1'], ed)).toEqual({ status: 'unknown' });
+  });
+
   it('matches plain entries by any of the names, case-insensitively', () => {
     const { entries } = parseKnownHosts(`# comment\n\n${line('mysql-1,192.0.2.11', ed)}\n`);
     expect(checkHostKey(entries, ['MYSQL-1'], ed)).toEqual({ status: 'match' });

@@ -163,10 +163,36 @@ function entriesFor(entries: KnownHostEntry[], names: string[]): KnownHostEntry[
   if (!byNames) relevantCache.set(entries, (byNames = new Map()));
   let relevant = byNames.get(key);
   if (!relevant) {
+    const { literal, others } = indexOf(entries);
     const bytes = lowered.map((n) => Buffer.from(n));
-    byNames.set(key, (relevant = entries.filter((e) => lowered.some((n, i) => matchesHost(e.matcher, n, bytes[i]!)))));
+    const found = new Set(lowered.flatMap((n) => literal.get(n) ?? []));
+    for (const e of others) if (lowered.some((n, i) => matchesHost(e.matcher, n, bytes[i]!))) found.add(e);
+    byNames.set(key, (relevant = entries.filter((e) => found.has(e))));
   }
   return relevant;
+}
+
+// Lines that name hosts by plain names only (no wildcard, no negation) are found by
+// name; the rest (hashed, patterns) are tried one by one: a fleet's lookups are
+// then not O(hosts × plain lines).
+const indexes = new WeakMap<KnownHostEntry[], { literal: Map<string, KnownHostEntry[]>; others: KnownHostEntry[] }>();
+
+function indexOf(entries: KnownHostEntry[]): { literal: Map<string, KnownHostEntry[]>; others: KnownHostEntry[] } {
+  let index = indexes.get(entries);
+  if (index) return index;
+  index = { literal: new Map(), others: [] };
+  for (const e of entries) {
+    const m = e.matcher;
+    if (m.kind === 'patterns' && m.patterns.every((p) => !p.negated && !/[*?]/.test(p.glob))) {
+      for (const p of new Set(m.patterns.map((x) => x.glob.toLowerCase()))) {
+        const list = index.literal.get(p);
+        if (list) list.push(e);
+        else index.literal.set(p, [e]);
+      }
+    } else index.others.push(e);
+  }
+  indexes.set(entries, index);
+  return index;
 }
 
 // A hashed line's HMAC with its salt's pads hashed once: looked up by every host's names.

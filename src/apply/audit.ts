@@ -10,7 +10,7 @@
 // Version 1 files (one entry per run, no run id) read as completed runs.
 // Never holds secrets: no key paths, no environment.
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { FleetError } from '../errors.js';
@@ -134,11 +134,9 @@ export function appendAuditRecord(file: string, record: AuditRecord): void {
   const dir = dirname(file);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const created = !existsSync(file);
-  const line = Buffer.from(`${JSON.stringify(record)}\n`);
   const fd = openSync(file, 'a', 0o600);
   try {
-    const n = writeSync(fd, line);
-    if (n !== line.length) throw new AuditWriteError(`short write (${n} of ${line.length} bytes)`);
+    writeLine(fd, record);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -151,6 +149,28 @@ export function appendAuditRecord(file: string, record: AuditRecord): void {
     } finally {
       closeSync(dfd);
     }
+  }
+}
+
+function writeLine(fd: number, record: AuditRecord): void {
+  const line = Buffer.from(`${JSON.stringify(record)}\n`);
+  const n = writeSync(fd, line);
+  if (n !== line.length) throw new AuditWriteError(`short write (${n} of ${line.length} bytes)`);
+}
+
+/**
+ * {@link appendAuditRecord} for a record that must be on disk before the caller goes
+ * on, without stopping the event loop for the fsync (it runs on the thread pool): a
+ * rollout does not wait for one host's record while it drives the others. The file
+ * must exist (a run's start record made it).
+ */
+export async function appendAuditRecordDurably(file: string, record: AuditRecord): Promise<void> {
+  const fd = openSync(file, 'a', 0o600);
+  try {
+    writeLine(fd, record);
+    await new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
+  } finally {
+    closeSync(fd);
   }
 }
 

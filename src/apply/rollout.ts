@@ -12,6 +12,8 @@ export interface RolloutOptions extends Omit<TransactionOptions, 'emit'> {
   maxFailures: number;
   bastions: ReadonlySet<string>;
   onEvent: (e: ApplyEvent) => void;
+  /** Awaited before each host's transaction; a rejection fails that host, untouched (the audit's record of its start). */
+  beforeHost?: (host: string) => Promise<void>;
 }
 
 export async function rollout(inputs: TransactionInput[], opts: RolloutOptions): Promise<HostResult[]> {
@@ -31,6 +33,7 @@ export async function rollout(inputs: TransactionInput[], opts: RolloutOptions):
     }
     let r: Omit<HostResult, 'ms'>;
     try {
+      await opts.beforeHost?.(name);
       r = await runTransaction(input, { ...opts, emit: emitFor(name) });
     } catch (err) {
       // Failed before anything was loaded (connection, auth, host key).

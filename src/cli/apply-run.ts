@@ -118,16 +118,15 @@ export async function runPlanned(run: PlannedRun, opts: ApplyOptions): Promise<E
   }
   let audit: ReturnType<typeof startAuditRun> | undefined;
   const progress = startRolloutProgress({ hosts: work.todo.map((h) => h.host), title: run.title, window: run.settings.window, json: Boolean(opts.json), color: opts.color });
-  let onEvent = progress.onEvent;
   const outcome = await applyPlan(inv, plan, work, { ...run.settings, user: fields.user, parallel: parallelOf(opts) }, {
     transport: run.transport,
     ...(run.pool ? { pool: run.pool } : {}),
     // The safety record first: a run the audit log cannot record touches no host.
     beforeFirstChange: (hosts) => {
       audit = startAuditRun(opts, { ...fields, hosts });
-      onEvent = audit.watch(progress.onEvent);
     },
-    onEvent: (e) => onEvent(e),
+    beforeHost: (host) => audit!.hostStarting(host),
+    onEvent: (e) => progress.onEvent(e),
   }).finally(() => progress.stop());
   audit?.complete(outcome.results, outcome.exitCode);
   printResults(outcome.results, Boolean(opts.json), opts.color, plan.planHash);

@@ -1,8 +1,7 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { ApplyEvent } from '../apply/transaction.js';
 import { buildAuditEntry, buildAuditStart, buildHostStarted } from '../apply/audit.js';
 import { AuditLogError, describeAuditMatch, formatHostAudit, INTERRUPTED, readHostAudit, startAuditRun } from './audit-log.js';
 
@@ -13,7 +12,6 @@ const fields = {
   inventory: { path: 'inventories/s1.yaml', sha256: 'f'.repeat(64) },
   window: 20,
 };
-const ev = (host: string, stage: ApplyEvent['stage']): ApplyEvent => ({ host, stage, at: 0 });
 const records = (file: string) => readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
 
 let dir: string;
@@ -28,15 +26,12 @@ afterEach(() => {
 });
 
 describe('recording a run', () => {
-  it('start before the rollout, each host before its transaction, the completion at the end, one run id', () => {
+  it('start before the rollout, each host before its transaction, the completion at the end, one run id', async () => {
     const run = startAuditRun({ auditLog: file }, { ...fields, hosts: ['mysql-1', 'mysql-2'] });
     expect(records(file)).toMatchObject([{ event: 'start', run: run.run, hosts: ['mysql-1', 'mysql-2'], planHash: fields.planHash, window: 20 }]);
-    const seen: string[] = [];
-    const onEvent = run.watch((e) => seen.push(`${e.host} ${e.stage}: ${records(file).length} records`));
-    onEvent(ev('mysql-1', 'connecting'));
-    onEvent(ev('mysql-1', 'loaded'));
-    // The host's record is on disk before the transaction goes on.
-    expect(seen).toEqual(['mysql-1 connecting: 2 records', 'mysql-1 loaded: 2 records']);
+    // The host's record is written, and synced, when its promise resolves.
+    await run.hostStarting('mysql-1');
+    expect(records(file)).toHaveLength(2);
     run.complete([{ host: 'mysql-1', outcome: 'confirmed', txid: '20250102T030405-aaaaaa', generation: 2, ms: 1 }, { host: 'mysql-2', outcome: 'skipped', reason: 'failure budget reached', ms: 0 }], 5);
     expect(records(file)).toMatchObject([
       { event: 'start', run: run.run },
@@ -57,18 +52,16 @@ describe('recording a run', () => {
     expect((error as Error).message).toMatch(new RegExp(`^cannot write the audit log ${file} \\(.+\\): the apply did not start, nothing was sent to any host\\. .*--audit-log`));
   });
 
-  it('a host start the log cannot take fails that host and every later one before anything is sent', () => {
+  it('a host start the log cannot take fails that host and every later one before anything is sent', async () => {
     const run = startAuditRun({ auditLog: file }, { ...fields, hosts: ['mysql-1', 'mysql-2'] });
     rmSync(join(dir, 'state'), { recursive: true });
     writeFileSync(join(dir, 'state'), '');
-    const forwarded: string[] = [];
-    const onEvent = run.watch((e) => forwarded.push(e.host));
-    expect(() => onEvent(ev('mysql-1', 'connecting'))).toThrow(/cannot write the audit log .*: mysql-1 not started, nothing was sent to it/);
+    await expect(run.hostStarting('mysql-1')).rejects.toThrow(/cannot write the audit log .*: mysql-1 not started, nothing was sent to it/);
     // Back in place: still refused, the run's record has a hole.
     rmSync(join(dir, 'state'));
     mkdirSync(join(dir, 'state'));
-    expect(() => onEvent(ev('mysql-2', 'connecting'))).toThrow(AuditLogError);
-    expect(forwarded).toEqual([]);
+    await expect(run.hostStarting('mysql-2')).rejects.toThrow(AuditLogError);
+    expect(existsSync(file)).toBe(false);
   });
 
   it('a completion the log cannot take only warns: the hosts are already changed', () => {

@@ -6,9 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { FleetError } from '../errors.js';
 import type { Inventory } from '../model/inventory.js';
-import type { ApplyEvent, HostResult } from '../apply/transaction.js';
+import type { HostResult } from '../apply/transaction.js';
 import {
   appendAuditRecord,
+  appendAuditRecordDurably,
   auditRunsFor,
   buildAuditEntry,
   buildAuditStart,
@@ -54,8 +55,8 @@ export class AuditLogError extends FleetError {
 
 export interface AuditRunRecorder {
   readonly run: string;
-  /** Wraps the rollout's event sink: each host's start is on disk before its transaction touches it. */
-  watch(onEvent: (e: ApplyEvent) => void): (e: ApplyEvent) => void;
+  /** Each host's start, on disk before its transaction touches it; rejects (AuditLogError) when it cannot be. */
+  hostStarting(host: string): Promise<void>;
   /** The run's completion, with every host's outcome. */
   complete(results: HostResult[], exitCode: number): void;
 }
@@ -72,20 +73,16 @@ export function startAuditRun(opts: AuditCliOptions, e: AuditRunFields & { hosts
   let broken: unknown;
   return {
     run,
-    watch: (onEvent) => (ev) => {
-      // The transaction emits `connecting` before it opens anything on the host.
-      if (ev.stage === 'connecting') {
-        // Once the log fails, no further host starts: each would go unrecorded.
-        if (broken === undefined) {
-          try {
-            appendAuditRecord(file, buildHostStarted(run, ev.host));
-          } catch (x) {
-            broken = x;
-          }
+    hostStarting: async (host) => {
+      // Once the log fails, no further host starts: each would go unrecorded.
+      if (broken === undefined) {
+        try {
+          await appendAuditRecordDurably(file, buildHostStarted(run, host));
+        } catch (x) {
+          broken ??= x;
         }
-        if (broken !== undefined) throw new AuditLogError(file, `${ev.host} not started, nothing was sent to it`, broken);
       }
-      onEvent(ev);
+      if (broken !== undefined) throw new AuditLogError(file, `${host} not started, nothing was sent to it`, broken);
     },
     complete: (results, exitCode) => {
       try {

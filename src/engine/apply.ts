@@ -55,6 +55,8 @@ export interface ApplyIo {
   onEvent: (e: ApplyEvent) => void;
   /** Told the hosts about to change before any is touched: a throw stops the run (the audit's start record). */
   beforeFirstChange?: (hosts: string[]) => void;
+  /** Awaited before each host's transaction: a rejection fails that host before anything is sent to it. */
+  beforeHost?: (host: string) => Promise<void>;
 }
 
 export interface ApplyOutcome {
@@ -88,6 +90,7 @@ export async function applyPlan(inv: Inventory, plan: Plan, work: Work, settings
       maxFailures: settings.maxFailures,
       bastions: new Set(inv.networks.map((n) => n.bastion)),
       onEvent: io.onEvent,
+      ...(io.beforeHost ? { beforeHost: io.beforeHost } : {}),
       probe: healthProber(inv, io.transport),
       ...(io.pool ? { pool: io.pool } : {}),
     });

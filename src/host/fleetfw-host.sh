@@ -75,12 +75,17 @@ PERSIST_DIR=${FLEETFW_PERSIST_DIR:-/etc/iptables}
 # two above, they come from the environment, which sudo resets.
 UPTIME_FILE=${FLEETFW_UPTIME_FILE:-/proc/uptime}
 BOOT_ID_FILE=${FLEETFW_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}
+# The kernel's modules (sets_now).
+MODULES_DIR=${FLEETFW_MODULES_DIR:-/sys/module}
 SPLIT='# fleetfw-split v6'
 SETS_SPLIT='# fleetfw-split ipsets'
 NL='
 '
 # Scratch files of reads (facts, serve, outcome): outside $S, so a host whose state
-# disk is full can still be read, and prepare says why it cannot go on.
+# disk is full can still be read, and prepare says why it cannot go on. SCRATCH is
+# their prefix: $RUN_DIR/PID.UPTIME. in a directory of root's own (tmpfs where /run
+# is one), else a mktemp directory (scratch_open).
+RUN_DIR=${FLEETFW_RUN_DIR:-/run/fleetfw}
 SCRATCH=
 
 # Exit codes, mirrored in src/host/run.ts (HostExit). E_PERSIST: confirmed, but the
@@ -121,6 +126,14 @@ fault_point() {
 # fewer.
 TIME_AWK='#include time.awk
 '
+# Sets exist only with the ip_set module: where sysfs lists modules and ip_set is not
+# among them, `ipset save` would print nothing (a process fewer per dump). Asked at each
+# dump: a prepare that creates sets loads the module. Into HAVE_IPSET.
+sets_now() {
+  HAVE_IPSET=no
+  has ipset || return 0
+  [ -d "$MODULES_DIR" ] && [ ! -d "$MODULES_DIR/ip_set" ] || HAVE_IPSET=yes
+}
 save4() { iptables-save 2>/dev/null || true; }
 save6() { ip6tables-save 2>/dev/null || true; }
 # What "the same rules" means for hashes (canon.awk): canon(V4, V6, SETS, OUT) and
@@ -132,7 +145,8 @@ CANON_AWK='#include canon.awk'
 # through dump (DUMP_AWK), which checks every write.
 dump_live() { # V4 V6 SETS
   save4 >"$1" && save6 >"$2" || return 1
-  if has ipset; then ipset save >"$3" 2>/dev/null || : >"$3"; else : >"$3"; fi
+  sets_now
+  if [ "$HAVE_IPSET" = yes ]; then ipset save >"$3" 2>/dev/null || : >"$3"; else : >"$3"; fi
 }
 
 # /proc files report size 0: whether legacy tables exist takes a read.
@@ -200,17 +214,31 @@ gen_dir() { # N
 # Close out the transaction in txn/ (retire), keeping the last few for inspection.
 retire_txn() {
   getv id "$T/id" unknown
-  retire && prune "$S/txns" 5
+  retire && prune "$S/txns" 5 && prune_now
 }
 
 # Keep the newest KEEP entries of DIR: their names sort by age (zero-padded
-# generation numbers, timestamped transaction ids), and a glob sorts them.
+# generation numbers, timestamped transaction ids), and a glob sorts them. The
+# older ones are added to doomed, removed by prune_now: one rm for a confirm's
+# generations and transactions.
+doomed=
 prune() { # DIR KEEP
   keep=$2
   set -- "$1"/*
   [ -e "$1" ] || return 0
   n=$(( $# - keep ))
-  while [ "$n" -gt 0 ]; do rm -rf "$1"; shift; n=$((n - 1)); done
+  while [ "$n" -gt 0 ]; do doomed="$doomed$1$NL"; shift; n=$((n - 1)); done
+}
+prune_now() {
+  [ -n "$doomed" ] || return 0
+  set -f
+  _ifs=$IFS IFS=$NL
+  # shellcheck disable=SC2086 # one path a line
+  set -- $doomed
+  IFS=$_ifs
+  set +f
+  doomed=
+  rm -rf "$@"
 }
 
 # How long ago, in seconds, the transaction in txn/ took the lock (txn/lock: boot id
@@ -299,6 +327,7 @@ DUMP_AWK='#include dump.awk
 '
 # The live rules into DIR/PREFIX.4, .6 and .raw, every write checked; derr: why not.
 dump_checked() { # DIR PREFIX
+  sets_now
   if LC_ALL=C awk -v d="$1" -v p="$2" -v sets="$HAVE_IPSET" "$DUMP_AWK"' BEGIN { exit dump(d, p, sets) ? 0 : 4 }' 2>"$1/$2.err"; then return 0; fi
   first_err "$1/$2.err"
   derr=${fe:-cannot write $1: disk full?}
@@ -312,15 +341,19 @@ COPY_AWK='#include copy.awk'
 # sets, then each family's rules, tested) in a throwaway network namespace: sets are
 # per namespace, and the rules must find theirs in the file, not among the live ones.
 # Where no namespace can be made (a container), the rules are tested here, the sets
-# not (boot-test.sh). Sets l4, l6, ls (loads, fails, missing or untested) and lerr
-# (one line); 1 when a file fails.
+# not (boot-test.sh). So are files without sets that match none (HERE=yes): only sets
+# tell a namespace from this one, and two processes fewer (unshare, sh). Sets l4, l6,
+# ls (loads, fails, missing or untested) and lerr (one line); 1 when a file fails.
 BOOT_TEST='#include boot-test.sh'
-loads_at_boot() { # V4 V6 SETS ERR
+loads_at_boot() { # V4 V6 SETS ERR [HERE]
   ns=yes rc=0
-  unshare -n /bin/sh -c "$BOOT_TEST" fleetfw-boot-test "$1" "$2" "$3" "$4" yes 2>/dev/null || rc=$?
+  if [ "${5:-}" = yes ] && [ -z "$3" ]; then rc=1
+  else unshare -n /bin/sh -c "$BOOT_TEST" fleetfw-boot-test "$1" "$2" "$3" "$4" yes 2>/dev/null || rc=$?
+  fi
   case "$rc" in
     1[6-9]|2[0-3]) ;;
-    *) ns=no rc=0; sh -c "$BOOT_TEST" fleetfw-boot-test "$1" "$2" "$3" "$4" no || rc=$? ;;
+    # In a subshell: a fork, no sh to start.
+    *) ns=no rc=0; (set -- "$1" "$2" "$3" "$4" no; eval "$BOOT_TEST") || rc=$? ;;
   esac
   l4=missing l6=missing ls=missing lerr=
   [ ! -e "$1" ] || { l4=loads; [ $((rc & 2)) = 0 ] || l4=fails; }
@@ -361,7 +394,7 @@ persist_checked() { # SRC
   set -- "$src.4" "$PTMP/rules.v4" "$src.6" "$PTMP/rules.v6"
   if [ -s "$src.raw" ] || [ -f "$PERSIST_DIR/ipsets" ]; then set -- "$@" "$src.raw" "$PTMP/ipsets"; tsets=$PTMP/ipsets; else tsets=; fi
   umask 027
-  if ! LC_ALL=C awk "$COPY_AWK" "$@" 2>"$e"; then
+  if ! refs=$(LC_ALL=C awk "$COPY_AWK" "$@" 2>"$e"); then
     umask 077
     first_err "$e"; perr="cannot write the new files in $PTMP: ${fe:-disk full?}"
     # The room a partial file took goes back.
@@ -371,7 +404,9 @@ persist_checked() { # SRC
   umask 077
   set -- "$PTMP/rules.v4" "$PTMP/rules.v6" ${tsets:+"$tsets"}
   if ! sync "$@" 2>"$e"; then first_err "$e"; perr="cannot fsync the new files in $PTMP: $fe"; rm -f "$@"; return 1; fi
-  if ! loads_at_boot "$PTMP/rules.v4" "$PTMP/rules.v6" "$tsets" "$T/boot"; then
+  here=yes
+  [ -z "$refs" ] || here=no
+  if ! loads_at_boot "$PTMP/rules.v4" "$PTMP/rules.v6" "$tsets" "$T/boot" "$here"; then
     perr="the new files would not load at boot: $lerr"; rm -f "$@"; return 1
   fi
   fault_point persist
@@ -563,6 +598,44 @@ read_outcome() { # DIR ID
   oreason=$_r
 }
 
+# SCRATCH for a read, unless a kept script (serve) set it; own_scratch: whether this
+# call did. In $RUN_DIR no mktemp and no rm per read: the files are named by pid and
+# time since boot (unique while their process lives; a pid comes back only after the
+# pid space wrapped), emptied by scratch_close, and removed in one rm, those of
+# processes gone, once more than 256 are there.
+scratch_open() {
+  own_scratch=no
+  [ -z "$SCRATCH" ] || return 0
+  own_scratch=yes
+  # Root's own directory, not a link: the names are predictable.
+  if { [ -d "$RUN_DIR" ] || mkdir -m 0700 "$RUN_DIR" 2>/dev/null; } && [ ! -L "$RUN_DIR" ] && [ -O "$RUN_DIR" ] && [ -w "$RUN_DIR" ]; then
+    uptime_cs || :
+    SCRATCH=$RUN_DIR/$$.$up.
+    set -- "$RUN_DIR"/*
+    # Liveness by /proc: only where it shows this process.
+    [ $# -gt 256 ] && [ -d "/proc/$$" ] || return 0
+    _n=$#
+    for _x; do
+      _p=${_x#"$RUN_DIR"/}
+      _p=${_p%%.*}
+      case "$_p" in ''|*[!0-9]*) continue ;; esac
+      [ -d "/proc/$_p" ] || set -- "$@" "$_x"
+    done
+    shift "$_n"
+    [ $# -eq 0 ] || rm -f "$@" 2>/dev/null || :
+  else
+    SCRATCH=$(mktemp -d)/
+  fi
+}
+scratch_close() {
+  [ "$own_scratch" = yes ] || return 0
+  case "$SCRATCH" in
+    */) rm -rf "$SCRATCH" ;;
+    *) for _x in "$SCRATCH"*; do [ ! -s "$_x" ] || { true >"$_x"; } 2>/dev/null || :; done ;;
+  esac
+  SCRATCH=
+}
+
 cmd_facts() { # [canonical VERIFIED_VERSION]
   # Named now: `set --` below takes the positional parameters for the hashes.
   want_canonical=${1:-} verified=${2:-}
@@ -570,9 +643,8 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   # Every dump taken once, into files; one awk prints them and makes both
   # hashes' texts, one sha256sum hashes both and the persisted files (a plan
   # runs this on every host).
-  own_scratch=no
-  [ -n "$SCRATCH" ] || { SCRATCH=$(mktemp -d) && own_scratch=yes; }
-  f=$SCRATCH/facts
+  scratch_open
+  f=${SCRATCH}facts
   dump_live "$f.4" "$f.6" "$f.raw"
   # `# Generated by iptables-save v1.8.9 (nf_tables) on ...`: the version
   # without another process; `iptables -V` when no table is loaded.
@@ -658,8 +730,8 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   [ -z "$lerr" ] || echo "persisted_error=$lerr"
   # A kept script's prepare compares its live text with this one (see cmd_prepare).
   [ "$own_scratch" = yes ] || echo "$live_hash" >"$f.hash"
-  # A kept host script (serve) reuses the scratch files and removes them at its end.
-  [ "$own_scratch" = no ] || rm -rf "$SCRATCH"
+  # A kept host script (serve) reuses the scratch files and empties them at its end.
+  scratch_close
   # Listening sockets, so a live plan can warn about services the new rules block.
   echo "--- listeners"
   listeners
@@ -695,14 +767,13 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
 
 # The canonical hash of the live rules, as facts prints it, into lh (a read: scratch files).
 live_hash() {
-  own_scratch=no
-  [ -n "$SCRATCH" ] || { SCRATCH=$(mktemp -d) && own_scratch=yes; }
-  f=$SCRATCH/outcome
+  scratch_open
+  f=${SCRATCH}outcome
   dump_live "$f.4" "$f.6" "$f.raw"
   LC_ALL=C awk "$CANON_AWK"' BEGIN { f = ARGV[1]; canon(f ".4", f ".6", f ".raw", f ".hl"); exit }' "$f"
   lh=$(sha256sum <"$f.hl")
   lh=${lh%% *}
-  [ "$own_scratch" = no ] || { rm -rf "$SCRATCH"; SCRATCH=; }
+  scratch_close
 }
 
 # The host's own record of transaction TXID (see the header), for fleetfw to decide
@@ -806,9 +877,10 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   # was taken of is at hand: compared in the awk, no hash.
   stale=yes seen='' expect_canon=''
   [ "$expected" != "-" ] || stale=no
-  [ -z "$SCRATCH" ] || getv seen "$SCRATCH/facts.hash"
-  [ "$stale" = no ] || [ "$seen" != "$expected" ] || expect_canon=$SCRATCH/facts.hl
+  [ -z "$SCRATCH" ] || getv seen "${SCRATCH}facts.hash"
+  [ "$stale" = no ] || [ "$seen" != "$expected" ] || expect_canon=${SCRATCH}facts.hl
   rc=0
+  sets_now
   LC_ALL=C awk -v d="$T" -v split_line="$SPLIT" -v sets_line="$SETS_SPLIT" -v stale="$stale" -v expect_canon="$expect_canon" -v sets="$HAVE_IPSET" \
     "$TIME_AWK$CANON_AWK$DUMP_AWK$SPLIT_AWK$PREPARE_AWK" "$T/now.raw" "$T/now.4" "$T/now.6" 2>"$T/test.err" || rc=$?
   case "$rc" in
@@ -847,6 +919,7 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   fi
   # What confirm checks the live rules against, read once more, every write checked
   # (loaded.canon); without it no confirm could succeed: reverted now instead.
+  sets_now
   if ! LC_ALL=C awk -v d="$T" -v sets="$HAVE_IPSET" "$CANON_AWK$DUMP_AWK"' BEGIN {
       if (!dump(d, "loaded", sets)) exit 4
       canon(d "/loaded.4", d "/loaded.6", d "/loaded.raw", d "/loaded.canon"); exit 0 }' 2>"$T/load.err" \
@@ -900,6 +973,7 @@ cmd_confirm() { # TXID KEEP SOURCE [PORT TOKEN]
   # One read of the live rules (every write checked), checked against what was loaded
   # and persisted as it is.
   rc=0
+  sets_now
   LC_ALL=C awk -v d="$T" -v g="$g" -v sets="$HAVE_IPSET" "$TIME_AWK$CANON_AWK$DUMP_AWK$CONFIRM_AWK" 2>"$T/confirm.err" || rc=$?
   case "$rc" in
     0) ;;
@@ -1163,8 +1237,6 @@ cmd_ensure_persistent() {
 dispatch() {
   # Read per verb: a kept script (serve) can outlive a boot of the host.
   getv BOOT_ID "$BOOT_ID_FILE" unknown
-  HAVE_IPSET=no
-  ! has ipset || HAVE_IPSET=yes
   verb=${1:-}
   [ $# -gt 0 ] && shift
   case "$verb" in
@@ -1192,9 +1264,9 @@ dispatch() {
 # `\n--- fleetfw-stderr NONCE\n`, its stderr, and `\n--- fleetfw-rc RC NONCE\n`.
 # The nonce (random, per request) keeps the verb's output from ending a section.
 cmd_serve() {
-  SCRATCH=$(mktemp -d)
-  io=$SCRATCH/io
-  trap 'rm -rf "$SCRATCH"' EXIT
+  scratch_open
+  io=${SCRATCH}io
+  trap 'own_scratch=yes; scratch_close' EXIT
   trap 'exit 129' HUP PIPE TERM
   while IFS= read -r req; do
     set -f

@@ -372,6 +372,20 @@ describe.each(AWKS)('the awk programs under $name', (awk) => {
       expect([read(d, 'A'), read(d, 'B'), read(d, 'C')]).toEqual(['one\ntwo\n', '', 'no newline at the end\n']);
     });
 
+    it('prints `sets` when a line refers to an ipset (match or target), nothing otherwise', () => {
+      const plain = '*filter\n-A INPUT -p tcp -m tcp --dport 22 -m comment --comment "the set of admins" -j ACCEPT\nCOMMIT\n';
+      const lines = [
+        '-A INPUT -m set --match-set fleetfw-a src -j ACCEPT',
+        '-A INPUT -j SET --add-set fleetfw-a src',
+        '-A INPUT -j SET --del-set fleetfw-a src',
+        '-A INPUT -j SET --map-set fleetfw-a src --map-mark',
+      ];
+      const d = scratch({ p: plain, ...Object.fromEntries(lines.map((l, i) => [`s${i}`, `*filter\n${l}\nCOMMIT\n`])) });
+      const copy = (...srcs: string[]) => run(program('copy.awk'), { args: srcs.flatMap((f) => [join(d, f), join(d, `${f}.out`)]) });
+      expect(copy('p').stdout).toBe('');
+      for (let i = 0; i < lines.length; i++) expect(copy('p', `s${i}`).stdout, lines[i]).toBe('sets\n');
+    });
+
     it('exits 1 on a SRC it cannot read, after copying those before it', () => {
       const d = scratch({ a: 'one\n' });
       const r = run(program('copy.awk'), { args: ['a', 'A', 'missing', 'M'].map((f) => join(d, f)) });

@@ -2,7 +2,7 @@
 // against the real script in a local sh: framing, exact stdin lengths, errors,
 // liveness and shutdown. The lab suites drive it over SSH.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
@@ -32,7 +32,7 @@ function localSession(scratch = mkdtempSync(join(state, 'tmp-')), netns?: { pers
     kill: () => child?.kill('SIGKILL'),
     pid: () => child?.pid,
     spawn: async (command) => {
-      const env = { ...process.env, FLEETFW_STATE: state, TMPDIR: scratch, ...(netns ? { FLEETFW_PERSIST_DIR: netns.persist } : {}) };
+      const env = { ...process.env, FLEETFW_STATE: state, FLEETFW_RUN_DIR: scratch, TMPDIR: scratch, ...(netns ? { FLEETFW_PERSIST_DIR: netns.persist } : {}) };
       child = netns ? spawn('unshare', ['-n', 'sh', '-c', `ip link set lo up && exec ${command}`], { env }) : spawn('sh', ['-c', command], { env });
       const stream = Duplex.from({ readable: child.stdout!, writable: child.stdin! }) as unknown as HostStream;
       Object.assign(stream, { stderr: child.stderr, close: () => child!.kill() });
@@ -84,14 +84,16 @@ describe('fleetfw-host serve', () => {
     expect((err as TransportError).reason).toBe('channel');
   });
 
-  it('finish() ends the loop: the script exits and removes its scratch files', async () => {
+  it('finish() ends the loop: the script exits and empties its scratch files', async () => {
     const scratch = mkdtempSync(join(state, 'tmp-'));
     const server = await HostServer.start(localSession(scratch), false);
     await server.request('ping', [], { stdin: 'data' });
-    expect(readdirSync(scratch)).toHaveLength(1);
+    const sizes = () => readdirSync(scratch).map((f) => statSync(join(scratch, f)).size);
+    expect(sizes()).toContain(4);
     await server.finish();
     expect(await server.alive()).toBe(false);
-    expect(readdirSync(scratch)).toEqual([]);
+    expect(sizes().length).toBeGreaterThan(0);
+    expect(sizes().every((n) => n === 0)).toBe(true);
   });
 });
 
@@ -102,10 +104,12 @@ describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
     const r = spawnSync('unshare', ['-n', 'sh', '-c', `${setup}\nscript=$1; shift\nexec sh -c "$script" fleetfw-host facts "$@"`, 'setup', hostScript(), ...args], {
       encoding: 'utf8',
       input,
-      env: { ...process.env, FLEETFW_STATE: join(scratch, 'state'), FLEETFW_PERSIST_DIR: join(scratch, 'persist'), TMPDIR: scratch },
+      env: { ...process.env, FLEETFW_STATE: join(scratch, 'state'), FLEETFW_PERSIST_DIR: join(scratch, 'persist'), FLEETFW_RUN_DIR: join(scratch, 'run'), TMPDIR: scratch },
     });
     expect(r.status, r.stderr).toBe(0);
-    expect(readdirSync(scratch).sort(), 'scratch files removed').toEqual(['state']);
+    expect(readdirSync(scratch).sort(), 'no other scratch files').toEqual(['run', 'state']);
+    const run = join(scratch, 'run');
+    expect(readdirSync(run).filter((f) => statSync(join(run, f)).size > 0), 'scratch files emptied').toEqual([]);
     return parseFacts(r.stdout);
   };
 
@@ -148,6 +152,66 @@ describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
     );
     expect(persisted.liveHash).toBe(plain.liveHash);
     expect(persisted.persistedHash).toBe(persisted.liveHash);
+  });
+
+  it('removes the scratch files of processes gone in one rm once more than 256 are there, never those of a live one', () => {
+    const scratch = mkdtempSync(join(state, 'gc-'));
+    const run = join(scratch, 'run');
+    mkdirSync(run, { mode: 0o700 });
+    const gone = 4194304 + 1; // above any pid_max: never a live process
+    for (let i = 0; i < 300; i++) writeFileSync(join(run, `${gone}.${i}.facts.4`), '');
+    writeFileSync(join(run, `${process.pid}.1.facts.4`), 'live');
+    writeFileSync(join(run, 'other'), '');
+    const env = { ...process.env, FLEETFW_STATE: join(scratch, 'state'), FLEETFW_PERSIST_DIR: join(scratch, 'persist'), FLEETFW_RUN_DIR: run };
+    const r = spawnSync('unshare', ['-n', 'sh', '-c', hostScript(), 'fleetfw-host', 'facts'], { encoding: 'utf8', env });
+    expect(r.status, r.stderr).toBe(0);
+    const left = readdirSync(run);
+    expect(left.filter((f) => f.startsWith(`${gone}.`))).toEqual([]);
+    expect(left).toContain(`${process.pid}.1.facts.4`);
+    expect(left).toContain('other');
+    expect(readFileSync(join(run, `${process.pid}.1.facts.4`), 'utf8')).toBe('live');
+  });
+
+  it('a run directory that is not root\'s own plain directory is not used: a mktemp directory instead', () => {
+    const scratch = mkdtempSync(join(state, 'link-'));
+    mkdirSync(join(scratch, 'elsewhere'));
+    const linked = join(scratch, 'run');
+    spawnSync('ln', ['-s', join(scratch, 'elsewhere'), linked]);
+    const env = { ...process.env, FLEETFW_STATE: join(scratch, 'state'), FLEETFW_PERSIST_DIR: join(scratch, 'persist'), FLEETFW_RUN_DIR: linked, TMPDIR: scratch };
+    const r = spawnSync('unshare', ['-n', 'sh', '-c', hostScript(), 'fleetfw-host', 'facts'], { encoding: 'utf8', env });
+    expect(r.status, r.stderr).toBe(0);
+    expect(parseFacts(r.stdout).liveHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(readdirSync(join(scratch, 'elsewhere'))).toEqual([]);
+    expect(readdirSync(scratch).sort()).toEqual(['elsewhere', 'run', 'state']);
+  });
+
+  it('does not run `ipset save` where the kernel lists its modules without ip_set: no set can exist', () => {
+    const scratch = mkdtempSync(join(state, 'sets-'));
+    const bin = join(scratch, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'ipset'), `#!/bin/sh\necho "$*" >>"${join(scratch, 'ipset.calls')}"\necho "create fleetfw-x hash:ip family inet"\n`, { mode: 0o755 });
+    const run = (modules: string[]) => {
+      const dir = mkdtempSync(join(scratch, 'modules-'));
+      for (const m of modules) mkdirSync(join(dir, m));
+      const env = {
+        ...process.env,
+        PATH: `${bin}:${process.env.PATH}`,
+        FLEETFW_STATE: join(scratch, 'state'),
+        FLEETFW_PERSIST_DIR: join(scratch, 'persist'),
+        FLEETFW_RUN_DIR: join(scratch, 'run'),
+        FLEETFW_MODULES_DIR: dir,
+      };
+      const r = spawnSync('unshare', ['-n', 'sh', '-c', hostScript(), 'fleetfw-host', 'facts'], { encoding: 'utf8', env });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    const calls = () => readFileSync(join(scratch, 'ipset.calls'), 'utf8').split('\n').filter(Boolean);
+    expect(run(['ip_set', 'x_tables'])).toContain('--- ipsets\ncreate fleetfw-x hash:ip family inet\n');
+    expect(calls()).toEqual(['save']);
+    const without = run(['x_tables']);
+    expect(without).toContain('ipset=yes');
+    expect(without).not.toContain('create fleetfw-x');
+    expect(calls()).toEqual(['save']);
   });
 
   it('refuses to guess when rules live in both backends: legacy tables count (/proc reports size 0)', () => {

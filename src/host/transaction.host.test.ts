@@ -41,7 +41,7 @@ class NsHost {
   ) {
     this.state = join(dir, 'state');
     this.persist = join(dir, 'persist');
-    this.env = { FLEETFW_STATE: this.state, FLEETFW_PERSIST_DIR: this.persist, TMPDIR: dir };
+    this.env = { FLEETFW_STATE: this.state, FLEETFW_PERSIST_DIR: this.persist, FLEETFW_RUN_DIR: join(dir, 'run'), TMPDIR: dir };
   }
 
   static async start(): Promise<NsHost> {

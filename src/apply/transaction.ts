@@ -81,6 +81,13 @@ export function newTxid(): string {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Every verb runTransaction may send to the script a read left running (onFirst,
+ * confirmThroughKept): that script is sent with only what these need, and refuses
+ * (before sending) any other.
+ */
+export const KEPT_VERBS: readonly string[] = ['facts', 'ensure-persistent', 'prepare', 'confirm'];
+
 async function withSession<T>(transport: Transport, host: string, fn: (s: HostSession) => Promise<T>, retries?: number): Promise<T> {
   const session = await transport.open(host, retries === undefined ? undefined : { retries });
   try {
@@ -104,7 +111,7 @@ export async function readFacts(transport: Transport, host: HostSpec, candidate?
   const s = await transport.open(host.name);
   let keep = false;
   try {
-    const server = pool ? await HostServer.start(s, host.ssh.sudo) : undefined;
+    const server = pool ? await HostServer.start(s, host.ssh.sudo, KEPT_VERBS) : undefined;
     const verified = candidate?.exact === false ? '-' : FORMAT_VERIFIED_AGAINST;
     const facts = await client.facts(server ?? s, host.ssh.sudo, candidate ? { ...candidate, verified } : undefined);
     if (pool) pool.park(s, server);

@@ -7,6 +7,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { FleetError } from '../errors.js';
 import { assembleHostScriptFile } from './assemble.js';
+import { shakeScript } from './shake.js';
 import { TransportError, type ExecResult, type HostSession, type HostStream } from '../transport/types.js';
 
 /** Exit codes of fleetfw-host.sh (keep in sync with the script's header). */
@@ -38,11 +39,15 @@ export const SPLIT_LINE = '# fleetfw-split v6';
 export const SETS_SPLIT_LINE = '# fleetfw-split ipsets';
 const SAFE_ARG = /^[A-Za-z0-9._:/=@+-]+$/;
 
+let assembledText: string | undefined;
 let scriptText: string | undefined;
-let quotedScript: string | undefined;
+let fullQuoted: string | undefined;
+/** Per verb set (sorted, space-joined): the shaken script as sent, quoted. */
+const quotedScripts = new Map<string, string>();
 
 /**
- * The script as sent: assembled (its programs put in, see assemble.ts), without its
+ * The whole script, compacted (a command sends only what its verbs need:
+ * hostScriptFor): assembled (its programs put in, see assemble.ts), without its
  * comment lines, indentation and blank lines. Every connection's login shell parses
  * the whole command line, then sh parses the script (about 45 ns a character each,
  * twice per host in an apply). The script has no here-documents, and a space before
@@ -53,12 +58,32 @@ let quotedScript: string | undefined;
  * it), the source beside its programs, assembled here.
  */
 export function hostScript(): string {
-  if (scriptText !== undefined) return scriptText;
+  return (scriptText ??= compactScript(assembledScript()));
+}
+
+function assembledScript(): string {
+  if (assembledText !== undefined) return assembledText;
   for (const rel of ['../host/fleetfw-host.sh', '../../src/host/fleetfw-host.sh']) {
     const file = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(file)) return (scriptText = compactScript(assembleHostScriptFile(file)));
+    if (existsSync(file)) return (assembledText = assembleHostScriptFile(file));
   }
   throw new FleetError('fleetfw-host.sh is missing from the installation');
+}
+
+/**
+ * The script as sent for these verbs: only the functions and programs they reach
+ * (shake.ts), compacted. A facts script is about a quarter of the whole; any other
+ * verb the dispatcher knows answers exit 64 (usage) saying it was not sent.
+ */
+export function hostScriptFor(verbs: readonly string[]): string {
+  return compactScript(shakeScript(assembledScript(), verbs));
+}
+
+function quotedScriptFor(verbs: readonly string[]): string {
+  const key = [...new Set(verbs)].sort().join(' ');
+  let q = quotedScripts.get(key);
+  if (q === undefined) quotedScripts.set(key, (q = shellQuote(hostScriptFor(verbs))));
+  return q;
 }
 
 export function compactScript(text: string): string {
@@ -81,9 +106,14 @@ function checkedWords(verb: string, args: readonly string[]): string {
   return [verb, ...args].join(' ');
 }
 
-export function hostCommand(verb: string, args: readonly string[], sudo: boolean): string {
-  quotedScript ??= shellQuote(hostScript());
-  return `${sudo ? 'sudo -n ' : ''}sh -c ${quotedScript} fleetfw-host ${checkedWords(verb, args)}`;
+/**
+ * The command that runs `verb` with the script shaken for it; for `serve`, `verbs`
+ * are those the kept script will run ('all': the whole script).
+ */
+export function hostCommand(verb: string, args: readonly string[], sudo: boolean, verbs: readonly string[] | 'all' = []): string {
+  const words = checkedWords(verb, args);
+  const script = verbs === 'all' ? (fullQuoted ??= shellQuote(hostScript())) : quotedScriptFor([verb, ...verbs]);
+  return `${sudo ? 'sudo -n ' : ''}sh -c ${script} fleetfw-host ${words}`;
 }
 
 /**
@@ -103,6 +133,8 @@ export class HostServer {
   private constructor(
     readonly session: HostSession,
     private readonly stream: HostStream,
+    /** The verbs its script was sent for; undefined: the whole script. */
+    private readonly verbs?: ReadonlySet<string>,
   ) {
     stream.on('data', (d: Buffer) => {
       this.out += this.decoder.write(d);
@@ -123,8 +155,14 @@ export class HostServer {
     });
   }
 
-  static async start(session: HostSession, sudo: boolean): Promise<HostServer> {
-    return new HostServer(session, await session.spawn(hostCommand('serve', [], sudo)));
+  /**
+   * `verbs`: every verb that will be requested (ping always answers); the script is
+   * shaken for them, and a request for another is refused here, before it is sent.
+   * Without them, the whole script.
+   */
+  static async start(session: HostSession, sudo: boolean, verbs?: readonly string[]): Promise<HostServer> {
+    const stream = await session.spawn(hostCommand('serve', [], sudo, verbs ?? 'all'));
+    return new HostServer(session, stream, verbs && new Set([...verbs, 'ping']));
   }
 
   /** Run one verb; a server whose channel is gone sent nothing (reason `channel`, safe to retry elsewhere). */
@@ -136,6 +174,7 @@ export class HostServer {
       return Promise.reject(err as Error);
     }
     const host = this.session.host;
+    if (this.verbs && !this.verbs.has(verb)) return Promise.reject(new FleetError(`${host}: the kept host script was started without verb ${verb}`));
     if (this.closed) return Promise.reject(new TransportError(`${host}: the kept session is gone`, host, 'target', 'channel'));
     if (this.pending) return Promise.reject(new FleetError(`${host}: one request at a time`));
     const nonce = randomBytes(8).toString('hex');

@@ -22,7 +22,7 @@ export const LAB_MOUNT = '/run/fleetfw-lab';
 export async function buildLab(state: LabState, addressing: Addressing, concurrency: number): Promise<void> {
   const { spec, dir } = state;
   // Shared mountpoints: sshd's privsep dir, the state dir each host gets privately, the lab dir's place.
-  for (const d of ['/run/sshd', '/var/lib/fleetfw', LAB_MOUNT]) await mkdir(d, { recursive: true });
+  for (const d of ['/run/sshd', '/var/lib/fleetfw', '/run/fleetfw', LAB_MOUNT]) await mkdir(d, { recursive: true });
 
   const identityPub = await generateKey(state.identityFile, 'fleetfw-lab');
   const authorizedKeys = join(dir, 'authorized_keys');
@@ -153,6 +153,8 @@ async function prepareHostDir(dir: string, h: LabHostSpec): Promise<PreparedHost
   const hd = hostDirOf(dir, h.name);
   await mkdir(join(hd, 'etc-iptables'), { recursive: true });
   await mkdir(join(hd, 'state'), { recursive: true, mode: 0o700 });
+  // The host script's scratch files: each host its own, as each server has its own /run.
+  await mkdir(join(hd, 'run-fleetfw'), { recursive: true, mode: 0o700 });
   for (let d = hd; d !== dir; d = dirname(d)) await chmod(d, 0o755);
   // A fresh iptables-persistent install leaves empty rules files; netfilter-persistent loads them as no-ops.
   await writeFile(join(hd, 'etc-iptables', 'rules.v4'), '');
@@ -168,6 +170,7 @@ async function prepareHostDir(dir: string, h: LabHostSpec): Promise<PreparedHost
   const binds: Array<[string, string]> = [
     [join(hd, 'etc-iptables'), '/etc/iptables'],
     [join(hd, 'state'), '/var/lib/fleetfw'],
+    [join(hd, 'run-fleetfw'), '/run/fleetfw'],
     [join(hd, 'hosts'), '/etc/hosts'],
   ];
   if (h.user !== 'root') {

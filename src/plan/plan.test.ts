@@ -5,7 +5,9 @@ import { formatRuleSet } from '../analyze/format.js';
 import type { HostFacts } from '../model/host-facts.js';
 import type { RenderedHost } from '../render/render.js';
 import { globMatch, mergeForeign, splitForeign, withoutForeign } from './foreign.js';
-import { assemblePlan, failedHostPlan, planLiveHost, planOfflineHost } from './plan.js';
+import { assemblePlan, diffText, failedHostPlan, planLiveHost, planOfflineHost } from './plan.js';
+import { formatIpSets } from '../render/ipsets.js';
+import type { IpSet } from '../model/ruleset.js';
 import { formatPlanMarkdown, formatPlanText } from './report.js';
 
 // What `iptables-save` prints on a host that runs Docker (seed 001).
@@ -148,6 +150,19 @@ describe('foreign chains', () => {
 });
 
 describe('live host plan', () => {
+  it("a host without sets gets the sets' shared added lines: the same patch as a diff of the text", () => {
+    const sets: IpSet[] = [
+      { name: 'fleetfw-web-private', family: 4, members: ['192.0.2.1', '192.0.2.2'] },
+      { name: 'fleetfw-backend-private', family: 4, members: ['192.0.2.3'] },
+    ];
+    const r: RenderedHost = { ...rendered(), ipsets: sets };
+    const plan = planLiveHost(r, facts(''), []);
+    const want = formatIpSets(sets);
+    const d = plan.diffs.find((x) => x.what === 'ipsets')!;
+    expect(d).toEqual({ family: 4, what: 'ipsets', ...diffText('docker-host/ipsets', '', want, ['live', 'rendered']) });
+    expect(plan.desired!.ipsets).toBe(want);
+  });
+
   it('reports foreign chains as preserved, not as drift', () => {
     const plan = planLiveHost(rendered(), facts(DOCKER_LIVE), []);
     expect(plan.status).toBe('changes');

@@ -162,7 +162,9 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
     return { ...plan, status: 'error', error: 'both iptables backends (nft and legacy) hold rules: refusing to guess which one is live' };
   }
   if (!facts.restore) return { ...plan, status: 'error', error: 'iptables-restore / ip6tables-restore not found on the host' };
-  const ipsets = formatIpSets(rendered.ipsets ?? []);
+  // formatIpSets' text, joined from the shared set texts (see planOfflineHost).
+  const setTexts = ipSetTexts(rendered.ipsets ?? []);
+  const ipsets = setTexts.reduce((text, set) => `${text}${set}\n`, '');
   // Refused rather than degraded: the threshold setting is the operator's choice of per-member rules.
   if (ipsets && (!facts.ipset || facts.ipsetPersistent === false)) {
     const missing = facts.ipset ? 'ipset-persistent (the host would boot its rules without their sets)' : 'ipset';
@@ -185,9 +187,12 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
     desired[key] = desiredText(rendered[key].text, want, tablesToEmpty(managed, want), foreign);
   }
   const liveSets = formatIpSets(parseIpSets(facts.ipsets ?? ''));
-  const setDiff = diffText(`${rendered.host}/ipsets`, liveSets, ipsets, ['live', wanted]);
+  // A host without sets gets the shared added lines: a 1,000-host plan holds each set's once.
+  const setLabels: [string, string] = ['live', wanted];
+  const setDiff = !liveSets && ipsets ? addedSetsDiff(`${rendered.host}/ipsets`, rendered.ipsets!, setLabels) : diffText(`${rendered.host}/ipsets`, liveSets, ipsets, setLabels);
   if (setDiff.patch) plan.diffs.push({ family: 4, what: 'ipsets', ...setDiff });
   plan.desired = ipsets ? { ...desired, ipsets } : desired;
+  if (ipsets) setTextsOf.set(plan.desired, setTexts);
   if (plan.diffs.length > 0) plan.status = 'changes';
   return plan;
 }

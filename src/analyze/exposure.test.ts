@@ -79,17 +79,25 @@ describe('exposure without an intent (S2)', () => {
   });
 });
 
+/** A 60-host S1-like fleet (the backends' mutual whitelist is an ipset, some peers are named by address), rendered and parsed. */
+async function withFleet60(fn: (inv: Inventory, parsed: ReturnType<typeof parseFleet>) => void): Promise<void> {
+  const { fleetYaml } = await import('../../bench/fleet.js');
+  const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'fleetfw-exposure-'));
+  try {
+    const file = join(dir, 's1-60.yaml');
+    writeFileSync(file, fleetYaml(60));
+    const inv = loadInventory(file);
+    fn(inv, parseFleet(renderFleet(inv, loadTemplates(inv))));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('assessListeners at fleet scale', () => {
   it('firstPeer gives the same warnings and statuses, trying fewer peers', async () => {
-    const { fleetYaml } = await import('../../bench/fleet.js');
-    const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const dir = mkdtempSync(join(tmpdir(), 'fleetfw-exposure-'));
-    try {
-      const file = join(dir, 's1-60.yaml');
-      writeFileSync(file, fleetYaml(60));
-      const inv = loadInventory(file);
-      const parsed = parseFleet(renderFleet(inv, loadTemplates(inv)));
+    await withFleet60((inv, parsed) => {
       // Let in by peers (3306 on a backend), by the bastion (22), by nobody (6379), by the internet (80 on haproxy).
       const listeners = [tcp('0.0.0.0', 3306), tcp('0.0.0.0', 22, 'sshd'), tcp('*', 6379, 'redis'), tcp('0.0.0.0', 80, 'haproxy')];
       let tried = 0;
@@ -104,24 +112,13 @@ describe('assessListeners at fleet scale', () => {
         triedAll += all.flatMap((a) => a.reach).length;
       }
       expect(tried).toBeLessThan(triedAll * 0.6);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('gives every peer the verdict a flow of its own gets, though peers the rules cannot tell apart share one evaluation', async () => {
-    const { fleetYaml } = await import('../../bench/fleet.js');
-    const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
     const { proveFlow, EVERY_PORT, OPEN_ANY } = await import('./prove.js');
     const { decidedBy } = await import('./explain.js');
-    const dir = mkdtempSync(join(tmpdir(), 'fleetfw-exposure-'));
-    try {
-      // 60 hosts: the backends' mutual whitelist is an ipset, some peers are named by address.
-      const file = join(dir, 's1-60.yaml');
-      writeFileSync(file, fleetYaml(60));
-      const inv = loadInventory(file);
-      const parsed = parseFleet(renderFleet(inv, loadTemplates(inv)));
+    await withFleet60((inv, parsed) => {
       for (const name of ['mysql-1', 'wordpress-1', 'haproxy-www']) {
         const host = inv.hosts.find((h) => h.name === name)!;
         const sets = parsed.get(name)!;
@@ -149,9 +146,7 @@ describe('assessListeners at fleet scale', () => {
           });
         }
       }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 

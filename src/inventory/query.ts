@@ -37,7 +37,8 @@ export interface ManagementAddress {
  * from its own private address of that family. Undefined: the host has none.
  */
 export function managementAddress(inv: Inventory, host: HostSpec): ManagementAddress | undefined {
-  if (bastionOf(inv, host).name === host.name) {
+  // By the networks alone: called for every host of a fleet, it must not look hosts up.
+  if (inv.networks.some((n) => n.bastion === host.name)) {
     if (host.public) return { side: 'public', family: 4, address: host.public };
     if (host.public6) return { side: 'public', family: 6, address: host.public6 };
     return undefined;

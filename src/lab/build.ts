@@ -80,7 +80,7 @@ async function writeClientFiles(state: LabState, prepared: PreparedHost[]): Prom
 }
 
 /**
- * Past this many hosts, each bastion and the hosts of its network know each other's
+ * Past this many hosts, each bastion and every other lab host know each other's
  * private addresses as permanent neighbours. The kernel's neighbour tables are shared
  * by every namespace, with 1,024 learnt entries by default: a bastion that reaches
  * 1,000 hosts, and each of them answering it, would overflow them. Permanent entries

@@ -583,7 +583,9 @@ export function reachChanges(input: ReachInput): ReachChange[] {
         const d = st.hosts.index.get(dst.name)!;
         const emit = (from: ReachSource, proto: ReachProto, c: ReturnType<typeof changesOf>) => {
           for (const change of ['open', 'close', 'unknown'] as const) {
-            if (c[change].length > 0) add({ change, from, to: dst.name, side, family, proto, ports: c[change].map(([a, b]): Interval<number> => [a, b]) });
+            // The ports are the pair's memoised intervals, shared (nothing changes them): a
+            // flow is then one small object, also when a plan has 100,000 of them.
+            if (c[change].length > 0) add({ change, from, to: dst.name, side, family, proto, ports: c[change] });
           }
         };
         // The server half for sources with no rules of their own sending (hosts, whose own

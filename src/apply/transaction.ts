@@ -86,7 +86,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * confirmThroughKept): that script is sent with only what these need, and refuses
  * (before sending) any other.
  */
-export const KEPT_VERBS: readonly string[] = ['facts', 'ensure-persistent', 'prepare', 'confirm'];
+export const KEPT_VERBS: readonly string[] = ['facts', 'canonical', 'ensure-persistent', 'prepare', 'confirm'];
 
 async function withSession<T>(transport: Transport, host: string, fn: (s: HostSession) => Promise<T>, retries?: number): Promise<T> {
   const session = await transport.open(host, retries === undefined ? undefined : { retries });

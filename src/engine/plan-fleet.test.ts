@@ -30,10 +30,10 @@ describe('planFleet', () => {
     expect(mysql).toMatchObject({ liveHash: fake.host('mysql-1').state.liveHash, generation: 0, desired: { v4: CLOSED, v6: OPEN_V6 } });
     // An empty all-ACCEPT table compares as no table: the whole rendered filter table is added.
     expect(mysql.diffs.map((d) => [d.family, d.added, d.removed])).toEqual([[4, 6, 0]]);
-    // The candidate goes with the read; this host's iptables is the verified one, so it need not print it back.
+    // This host's iptables is the verified one: it need not print the candidate back, which is not sent.
     const [facts] = fake.calls('mysql-1');
     expect(fake.verbs('mysql-1')).toEqual(['facts']);
-    expect(facts).toMatchObject({ via: 'exec', args: ['canonical', FORMAT_VERIFIED_AGAINST], stdin: joinFamilies(CLOSED, OPEN_V6) });
+    expect(facts).toMatchObject({ via: 'exec', args: ['canonical', FORMAT_VERIFIED_AGAINST], stdin: '' });
     expect(fake.openConnections()).toEqual([]);
   });
 
@@ -51,5 +51,11 @@ describe('planFleet', () => {
     const fake = new FakeTransport({ 'mysql-1': { state: { iptablesVersion: '1.8.7-legacy' } } });
     const plan = await planFleet(fleet, inv.hosts.filter((h) => h.name === 'mysql-1'), fake, 1);
     expect(plan.hosts[0]).toMatchObject({ host: 'mysql-1', status: 'changes', desired: { v4: CLOSED } });
+    // Facts says the candidate is wanted; the canonical verb, on the same connection, gets it.
+    expect(fake.calls('mysql-1').map((c) => [c.verb, c.stdin])).toEqual([
+      ['facts', ''],
+      ['canonical', joinFamilies(CLOSED, OPEN_V6)],
+    ]);
+    expect(fake.opens().filter((o) => o.host === 'mysql-1')).toHaveLength(1);
   });
 });

@@ -5,7 +5,7 @@
 import { ExitCode, FleetError } from '../errors.js';
 import type { HostSession } from '../transport/types.js';
 import type { HostFacts } from './facts.js';
-import { parseFacts } from './facts.js';
+import { parseCanonical, parseFacts } from './facts.js';
 import { parseOutcome, type TxnOutcome } from './outcome.js';
 import { HostServer, hostMessage, joinFamilies, runHost, splitFamilies } from './run.js';
 import { parseSections } from './sections.js';
@@ -40,14 +40,20 @@ async function verb(on: HostConn, name: string, args: readonly string[], o: Verb
   return r.stdout;
 }
 
-/** The live rules, hashes and state; with `candidate`, also the candidate as this host prints it. */
+/**
+ * The live rules, hashes and state; with `candidate`, also the candidate as this host
+ * prints it. The candidate is sent only to a host whose iptables is not the one
+ * fleetfw's formatter is verified against (facts says so): a second verb, on the
+ * same connection or kept script.
+ */
 export async function facts(on: HostConn, sudo: boolean, candidate?: { v4: string; v6: string; ipsets?: string; verified: string }): Promise<HostFacts> {
-  const out = await verb(on, 'facts', candidate ? ['canonical', candidate.verified] : [], {
-    sudo,
-    stdin: candidate ? joinFamilies(candidate.v4, candidate.v6, candidate.ipsets) : '',
-    timeoutMs: 60_000,
-  });
-  return parseFacts(out);
+  const answer = parseFacts(await verb(on, 'facts', candidate ? ['canonical', candidate.verified] : [], { sudo, timeoutMs: 60_000 }));
+  const { canonicalWanted, ...facts } = answer;
+  if (candidate && canonicalWanted !== undefined) {
+    const out = await verb(on, 'canonical', [], { sudo, stdin: joinFamilies(candidate.v4, candidate.v6, candidate.ipsets), timeoutMs: 60_000 });
+    facts.canonical = parseCanonical(out);
+  }
+  return facts;
 }
 
 export interface PrepareArgs {

@@ -10,7 +10,10 @@ export { persistedLoadProblem, type HostFacts, type LastTxn, type PendingTxn, ty
 
 const FACT_SECTIONS = ['meta', 'v4', 'v6', 'ipsets', 'listeners', 'canonical', 'canonical-v6', 'end'];
 
-export function parseFacts(stdout: string): HostFacts {
+/** What facts says when the host must print the candidate itself (the `canonical` verb then does). */
+export type FactsAnswer = HostFacts & { canonicalWanted?: string };
+
+export function parseFacts(stdout: string): FactsAnswer {
   const sections = new Map<string, string[]>();
   // The opening key=value lines and `--- meta` (printed once the hashes are computed) are one part.
   for (const sec of parseSections(stdout, FACT_SECTIONS)) {
@@ -23,7 +26,7 @@ export function parseFacts(stdout: string): HostFacts {
   }
   const kv = keyValues(meta.slice(1));
   const text = (name: string) => (sections.get(name) ?? []).join('\n').trim() + '\n';
-  const facts: HostFacts = {
+  const facts: FactsAnswer = {
     backend: (kv.get('backend') ?? 'none') as HostFacts['backend'],
     systemd: kv.get('systemd') === 'yes',
     restore: kv.get('restore') === 'yes',
@@ -62,12 +65,9 @@ export function parseFacts(stdout: string): HostFacts {
     facts.unpersisted = { id: f.id, reason: f.reason ?? '', ...(f.generation !== undefined ? { generation: f.generation } : {}) };
   }
   if (sections.has('canonical')) {
-    const first = sections.get('canonical')![0] ?? '';
-    facts.canonical = first.startsWith('unavailable')
-      ? { unavailable: first.replace(/^unavailable: ?/, '') }
-      : first.startsWith('skipped')
-        ? { skipped: first.replace(/^skipped: ?/, '') }
-        : { v4: text('canonical'), v6: text('canonical-v6') };
+    const c = canonicalOf(sections);
+    if ('wanted' in c) facts.canonicalWanted = c.wanted;
+    else facts.canonical = c;
   }
   return facts;
 }
@@ -104,4 +104,24 @@ function parseTxn(value: string): PendingTxn {
     started: f.get('started') ?? 'unknown',
     user: f.get('user') ?? 'unknown',
   };
+}
+
+type CanonicalSection = NonNullable<HostFacts['canonical']> | { wanted: string };
+
+function canonicalOf(sections: Map<string, string[]>): CanonicalSection {
+  const first = sections.get('canonical')![0] ?? '';
+  const text = (name: string) => (sections.get(name) ?? []).join('\n').trim() + '\n';
+  if (first.startsWith('unavailable')) return { unavailable: first.replace(/^unavailable: ?/, '') };
+  if (first.startsWith('skipped')) return { skipped: first.replace(/^skipped: ?/, '') };
+  if (first.startsWith('wanted')) return { wanted: first.replace(/^wanted: ?/, '') };
+  return { v4: text('canonical'), v6: text('canonical-v6') };
+}
+
+/** What the `canonical` verb prints: the candidate as the host's iptables-save prints it, or why not. */
+export function parseCanonical(stdout: string): NonNullable<HostFacts['canonical']> {
+  const sections = new Map(parseSections(stdout, ['canonical', 'canonical-v6', 'end']).map((s) => [s.name, s.lines] as const));
+  if (!sections.has('canonical') || !sections.has('end')) throw new FleetError(`unexpected answer from the host script: ${stdout.slice(0, 200)}`);
+  const c = canonicalOf(sections);
+  if ('wanted' in c) throw new FleetError(`unexpected answer from the host script: ${stdout.slice(0, 200)}`);
+  return c;
 }

@@ -735,33 +735,36 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   # Listening sockets, so a live plan can warn about services the new rules block.
   echo "--- listeners"
   listeners
-  # Optional: candidate rules on stdin, printed back the way this host's own
-  # iptables-save prints them, from a throwaway network namespace. Skipped when
-  # this host runs the iptables that fleetfw's own formatter is verified against
-  # (VERIFIED_VERSION): the restore costs more than everything else facts does.
+  # Optional: whether this host prints rules as fleetfw's own formatter does. It
+  # does when it runs the iptables that formatter is verified against
+  # (VERIFIED_VERSION); otherwise fleetfw sends the candidate to `canonical`. Nothing
+  # is read here: the candidate crosses the wire only for a host that needs it.
   if [ "$want_canonical" = canonical ]; then
     echo "--- canonical"
     # `iptables v1.8.9 (nf_tables)` -> 1.8.9-nf_tables, without a process.
     version=${ipt_v#iptables v}
     backend_name=${version#* (}
     version=${version%% *}-${backend_name%)}
-    if [ -n "$verified" ] && [ "$version" = "$verified" ]; then
-      echo "skipped: iptables $version"
-      echo "--- end"
-      return 0
-    fi
-    d=$(mktemp -d)
-    split_stdin "$d"
-    # shellcheck disable=SC2016 # expanded by the inner shell
-    # Sets are per network namespace: the candidate's must exist there for its rules to load.
-    if unshare -n sh -c '{ [ ! -s "$3" ] || ipset restore <"$3"; } && iptables-restore <"$1" && ip6tables-restore <"$2" && iptables-save && echo "--- canonical-v6" && ip6tables-save' \
-      sh "$d/rules.v4" "$d/rules.v6" "$d/ipsets" >"$d/out" 2>"$d/err"; then
-      cat "$d/out"
-    else
-      echo "unavailable: $(head -c 300 "$d/err" | tr '\n' ' ')"
-    fi
-    rm -rf "$d"
+    if [ -n "$verified" ] && [ "$version" = "$verified" ]; then echo "skipped: iptables $version"; else echo "wanted: iptables $version"; fi
   fi
+  echo "--- end"
+}
+
+# The candidate rules on stdin, printed back the way this host's own iptables-save
+# prints them, from a throwaway network namespace (sets are per namespace: the
+# candidate's must exist there for its rules to load).
+cmd_canonical() {
+  echo "--- canonical"
+  d=$(mktemp -d)
+  split_stdin "$d"
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  if unshare -n sh -c '{ [ ! -s "$3" ] || ipset restore <"$3"; } && iptables-restore <"$1" && ip6tables-restore <"$2" && iptables-save && echo "--- canonical-v6" && ip6tables-save' \
+    sh "$d/rules.v4" "$d/rules.v6" "$d/ipsets" >"$d/out" 2>"$d/err"; then
+    cat "$d/out"
+  else
+    echo "unavailable: $(head -c 300 "$d/err" | tr '\n' ' ')"
+  fi
+  rm -rf "$d"
   echo "--- end"
 }
 
@@ -1241,6 +1244,7 @@ dispatch() {
   [ $# -gt 0 ] && shift
   case "$verb" in
     facts) cmd_facts "$@" ;;
+    canonical) cmd_canonical ;;
     prepare) cmd_prepare "$@" ;;
     confirm) cmd_confirm "$@" ;;
     abort) cmd_abort "$@" ;;

@@ -9,7 +9,7 @@ import { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostSession, HostStream } from '../transport/ssh.js';
 import { TransportError } from '../transport/ssh.js';
-import { parseFacts } from './facts.js';
+import { parseCanonical, parseFacts } from './facts.js';
 import { parseOutcome } from './outcome.js';
 import { HostServer, hostScript, runHost } from './run.js';
 
@@ -98,19 +98,22 @@ describe('fleetfw-host serve', () => {
 });
 
 describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
-  const facts = (setup: string, args: string[] = [], input = '') => {
+  const facts = (setup: string, args: string[] = [], input = '') => parseFacts(verb('facts', setup, args, input));
+  const verb = (name: string, setup: string, args: string[] = [], input = '') => {
     expect(process.getuid?.(), 'must run as root').toBe(0);
     const scratch = mkdtempSync(join(state, 'facts-'));
-    const r = spawnSync('unshare', ['-n', 'sh', '-c', `${setup}\nscript=$1; shift\nexec sh -c "$script" fleetfw-host facts "$@"`, 'setup', hostScript(), ...args], {
+    const r = spawnSync('unshare', ['-n', 'sh', '-c', `${setup}\nscript=$1; shift\nexec sh -c "$script" fleetfw-host "$@"`, 'setup', hostScript(), name, ...args], {
       encoding: 'utf8',
       input,
       env: { ...process.env, FLEETFW_STATE: join(scratch, 'state'), FLEETFW_PERSIST_DIR: join(scratch, 'persist'), FLEETFW_RUN_DIR: join(scratch, 'run'), TMPDIR: scratch },
     });
     expect(r.status, r.stderr).toBe(0);
-    expect(readdirSync(scratch).sort(), 'no other scratch files').toEqual(['run', 'state']);
+    // facts makes its state and run folders; canonical leaves nothing behind.
+    expect(readdirSync(scratch).sort(), 'no other scratch files').toEqual(name === 'facts' ? ['run', 'state'] : []);
+    if (name !== 'facts') return r.stdout;
     const run = join(scratch, 'run');
     expect(readdirSync(run).filter((f) => statSync(join(run, f)).size > 0), 'scratch files emptied').toEqual([]);
-    return parseFacts(r.stdout);
+    return r.stdout;
   };
 
   it('reads the nft rules, hashes them, and reports the backend without another process', () => {
@@ -121,14 +124,21 @@ describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
     expect(f.liveHash).not.toBe(f.persistedHash);
   });
 
-  it('prints the candidate as this host\'s iptables-save does, unless it runs the verified iptables', () => {
+  it('wants the candidate unless it runs the verified iptables, and canonical prints it as its iptables-save does', () => {
     const rules = '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -s 192.0.2.1 -j ACCEPT\nCOMMIT\n';
     const candidate = `${rules}# fleetfw-split v6\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n`;
-    const other = facts('iptables -A INPUT -j ACCEPT', ['canonical', '0.0-elsewhere'], candidate);
-    expect(other.canonical && 'v4' in other.canonical && other.canonical.v4).toContain('-A INPUT -s 192.0.2.1/32 -p tcp -m tcp --dport 22 -j ACCEPT');
     const version = /^iptables v(\S+) \((\w+)\)/.exec(spawnSync('iptables', ['-V'], { encoding: 'utf8' }).stdout)!;
-    const same = facts('iptables -A INPUT -j ACCEPT', ['canonical', `${version[1]}-${version[2]}`], candidate);
+    const other = facts('iptables -A INPUT -j ACCEPT', ['canonical', '0.0-elsewhere']);
+    expect(other.canonical).toBeUndefined();
+    expect(other.canonicalWanted).toBe(`iptables ${version[1]}-${version[2]}`);
+    const printed = parseCanonical(verb('canonical', 'iptables -A INPUT -j ACCEPT', [], candidate));
+    expect('v4' in printed && printed.v4).toContain('-A INPUT -s 192.0.2.1/32 -p tcp -m tcp --dport 22 -j ACCEPT');
+    const same = facts('iptables -A INPUT -j ACCEPT', ['canonical', `${version[1]}-${version[2]}`]);
     expect(same.canonical).toEqual({ skipped: `iptables ${version[1]}-${version[2]}` });
+    expect(same.canonicalWanted).toBeUndefined();
+    // Rules this host cannot load: why, not a canonical text.
+    const refused = parseCanonical(verb('canonical', ':', [], candidate.replace('--dport 22', '--dport 22 -m nosuchmatch')));
+    expect(refused).toMatchObject({ unavailable: expect.stringMatching(/nosuchmatch|Couldn't load/i) });
   });
 
   it('hashes an empty table (built-in chains, policy ACCEPT, no rule) as an absent one, live and persisted', () => {

@@ -190,7 +190,7 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
   // A host without sets gets the shared added lines: a 1,000-host plan holds each set's once.
   const setLabels: [string, string] = ['live', wanted];
   const setDiff = !liveSets && ipsets ? addedSetsDiff(`${rendered.host}/ipsets`, rendered.ipsets!, setLabels) : diffText(`${rendered.host}/ipsets`, liveSets, ipsets, setLabels);
-  if (setDiff.patch) plan.diffs.push({ family: 4, what: 'ipsets', ...setDiff });
+  pushSetDiff(plan, setDiff);
   plan.desired = ipsets ? { ...desired, ipsets } : desired;
   if (ipsets) setTextsOf.set(plan.desired, setTexts);
   if (plan.diffs.length > 0) plan.status = 'changes';
@@ -212,7 +212,7 @@ export function planOfflineHost(rendered: RenderedHost, stored: { v4?: string; v
   const ipsets = setTexts.reduce((text, set) => `${text}${set}\n`, '');
   const setLabels: [string, string] = [stored.ipsets === undefined ? 'absent' : 'snapshot', 'rendered'];
   const setDiff = !stored.ipsets && ipsets ? addedSetsDiff(`${rendered.host}/ipsets`, rendered.ipsets!, setLabels) : diffText(`${rendered.host}/ipsets`, stored.ipsets ?? '', ipsets, setLabels);
-  if (setDiff.patch) plan.diffs.push({ family: 4, what: 'ipsets', ...setDiff });
+  pushSetDiff(plan, setDiff);
   plan.desired = { v4: rendered.v4.text, v6: rendered.v6.text, ...(ipsets ? { ipsets } : {}) };
   if (ipsets) setTextsOf.set(plan.desired, setTexts);
   if (plan.diffs.length > 0) plan.status = 'changes';
@@ -233,15 +233,25 @@ function addedSetLines(set: IpSet): { body: string; lines: number } {
 }
 
 /** diffText('', formatIpSets(sets)) made of each set's shared lines: a plan of 10,000 new hosts copies no set. */
-function addedSetsDiff(name: string, sets: readonly IpSet[], labels: [string, string]): Omit<FamilyDiff, 'family'> {
-  let body = '';
+function addedSetsDiff(name: string, sets: readonly IpSet[], labels: [string, string]): Omit<FamilyDiff, 'family'> & { pieces: string[] } {
+  const bodies: string[] = [];
   let lines = 0;
   for (const s of [...sets].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     const added = addedSetLines(s);
-    body += added.body;
+    bodies.push(added.body);
     lines += added.lines;
   }
-  return { added: lines, removed: 0, patch: addedFilePatch(`${name} (${labels[0]})`, `${name} (${labels[1]})`, body, lines, true) };
+  const head = addedFilePatch(`${name} (${labels[0]})`, `${name} (${labels[1]})`, '', lines, true);
+  return { added: lines, removed: 0, patch: bodies.reduce((text, b) => `${text}${b}`, head), pieces: [head, ...bodies] };
+}
+
+/** An ipsets diff whose patch is made of shared pieces: pushed with them recorded (textPieces). */
+function pushSetDiff(plan: HostPlan, d: Omit<FamilyDiff, 'family'> & { pieces?: string[] }): void {
+  if (!d.patch) return;
+  const { pieces, ...diff } = d;
+  const pushed: FamilyDiff = { family: 4, what: 'ipsets', ...diff };
+  plan.diffs.push(pushed);
+  if (pieces) patchPiecesOf.set(pushed, pieces);
 }
 
 export function failedHostPlan(host: string, status: 'unreachable' | 'error', error: string): HostPlan {
@@ -256,6 +266,25 @@ export function compareHostNames(a: string, b: string): number {
 // The shared set texts an offline host's desired sets are made of: hashed one by one, the
 // host's own text is never flattened into a copy (4 GB for 10,000 new hosts).
 const setTextsOf = new WeakMap<NonNullable<HostPlan['desired']>, readonly string[]>();
+// Likewise the pieces of an added-sets patch: its header, then each set's shared lines.
+const patchPiecesOf = new WeakMap<FamilyDiff, readonly string[]>();
+
+/**
+ * The pieces a host's large texts are joined from (desired ipsets, added-sets
+ * patches), for writers that must not flatten them: a joined text flattened once
+ * (JSON.stringify does) keeps a flat copy for as long as the plan lives, about
+ * 90 KB per host of a 1,000-host fleet.
+ */
+export function textPieces(h: HostPlan): Array<{ of: object; key: string; pieces: readonly string[] }> {
+  const out: Array<{ of: object; key: string; pieces: readonly string[] }> = [];
+  const sets = h.desired && setTextsOf.get(h.desired);
+  if (h.desired && sets) out.push({ of: h.desired, key: 'ipsets', pieces: sets.flatMap((t) => [t, '\n']) });
+  for (const d of h.diffs) {
+    const pieces = patchPiecesOf.get(d);
+    if (pieces) out.push({ of: d, key: 'patch', pieces });
+  }
+  return out;
+}
 
 /** Adds one host's desired rules to the plan hash; hosts in name order. */
 export function hashHostPlan(hash: Hash, h: HostPlan): void {

@@ -7,7 +7,7 @@ import type { IpSet } from '../model/ruleset.js';
 import type { RenderedHost } from '../render/render.js';
 import { formatIpSets } from '../render/ipsets.js';
 import { writeChunks } from '../cli/io.js';
-import { assemblePlan, diffText, failedHostPlan, planOfflineHost } from './plan.js';
+import { assemblePlan, diffText, failedHostPlan, planOfflineHost, textPieces } from './plan.js';
 import { formatPlanJson, formatPlanText } from './report.js';
 import { formatSavedPlan, buildSavedPlan, savedPlanChunks } from './saved-plan.js';
 import { outlineOf, planJsonChunks, streamOf, streamPlan } from './streamed-plan.js';
@@ -65,6 +65,15 @@ describe('a new file diffed without jsdiff', () => {
     expect(sets.patch).toBe(jsdiff(formatIpSets(SETS)).replaceAll('x (', 'new-1/ipsets ('));
     expect(sets.added).toBe(40 + 7 + 2);
     expect(h.desired!.ipsets).toBe(formatIpSets(SETS));
+  });
+
+  it("a new host's set texts are pieces the JSON writer joins (never flattened into the plan)", () => {
+    const h = planOfflineHost(rendered('new-1'), {});
+    const pieces = textPieces(h);
+    expect(pieces.map((p) => p.key).sort()).toEqual(['ipsets', 'patch']);
+    for (const p of pieces) expect(p.pieces.join('')).toBe((p.of as Record<string, string>)[p.key]);
+    const plan = assemblePlan('offline', 'x.yaml', [h]);
+    expect([...planJsonChunks(streamOf(plan))].join('')).toBe(JSON.stringify(plan, null, 2));
   });
 });
 

@@ -4,7 +4,7 @@
 // importance (keeping only each host's outline), and again as they are
 // printed, each dropped once written.
 import { createHash } from 'node:crypto';
-import { compareHostNames, hashHostPlan, PLAN_FORMAT, PLAN_VERSION, summarizeHosts, type HostPlan, type Plan } from './plan.js';
+import { compareHostNames, hashHostPlan, PLAN_FORMAT, PLAN_VERSION, summarizeHosts, textPieces, type HostPlan, type Plan } from './plan.js';
 import { weighHost, type HostWeight } from './importance.js';
 
 export interface StreamedPlan extends Omit<Plan, 'hosts'> {
@@ -99,15 +99,56 @@ export function* planJsonChunks(plan: StreamedPlan, indent = '', extra?: Record<
   // (re-indenting 800 KB of JSON per host would cost as much as making it).
   const depth = 2 + indent.length / 2;
   let first = true;
+  const escaped = new Map<string, string>();
   for (const h of plan.hosts()) {
-    let nested: unknown = h;
+    const { host: withMarks, pieces } = markPieces(h);
+    let nested: unknown = withMarks;
     for (let i = 0; i < depth; i++) nested = [nested];
     const json = JSON.stringify(nested, null, 2);
     yield first ? `,\n${indent}  "hosts": [\n${indent}    ` : `,\n${indent}    `;
-    yield json.slice(json.indexOf('{'), json.lastIndexOf('}') + 1);
+    const body = json.slice(json.indexOf('{'), json.lastIndexOf('}') + 1);
+    if (pieces.length === 0) yield body;
+    else yield* spliceEscaped(body, pieces, escaped);
     first = false;
   }
   yield first ? `,\n${indent}  "hosts": []` : `\n${indent}  ]`;
   for (const [key, value] of Object.entries(extra ?? {})) yield `,\n${indent}  ${JSON.stringify(key)}: ${nest(JSON.stringify(value, null, 2), `${indent}  `)}`;
   yield `,\n${indent}  "summary": ${nest(JSON.stringify(summary, null, 2), `${indent}  `)}\n${indent}}`;
+}
+
+// A host's pieced texts in its JSON: a mark each (NUL cannot occur in a host's
+// rules or names), replaced by the pieces' escaped texts as they are written.
+const mark = (i: number) => `\u0000fleetfw-piece-${i}\u0000`;
+const MARK = /\\u0000fleetfw-piece-(\d+)\\u0000/g;
+
+function markPieces(h: HostPlan): { host: HostPlan; pieces: Array<readonly string[]> } {
+  const found = textPieces(h);
+  if (found.length === 0) return { host: h, pieces: [] };
+  const pieces = found.map((f) => f.pieces);
+  const marked = new Map(found.map((f, i) => [f.of, { [f.key]: mark(i) }] as const));
+  const host: HostPlan = {
+    ...h,
+    diffs: h.diffs.map((d) => (marked.has(d) ? { ...d, ...marked.get(d) } : d)),
+    ...(h.desired ? { desired: marked.has(h.desired) ? { ...h.desired, ...marked.get(h.desired) } : h.desired } : {}),
+  };
+  return { host, pieces };
+}
+
+/** `json` with each mark replaced by its pieces, escaped as JSON string text (each shared piece escaped once). */
+function* spliceEscaped(json: string, pieces: ReadonlyArray<readonly string[]>, escaped: Map<string, string>): Generator<string> {
+  let at = 0;
+  for (const m of json.matchAll(MARK)) {
+    yield json.slice(at, m.index);
+    for (const p of pieces[Number(m[1])]!) {
+      let e = escaped.get(p);
+      if (e === undefined) {
+        e = JSON.stringify(p).slice(1, -1);
+        // Only shared pieces are worth keeping (set lines); a header is one host's.
+        if (p.length > 256) escaped.set(p, e);
+      }
+      yield e;
+    }
+    at = m.index + m[0].length;
+  }
+  yield json.slice(at);
 }

@@ -177,7 +177,7 @@ export interface FactsFields {
   bootId?: string;
   live?: { v4: string; v6: string };
   listeners?: string[];
-  canonical?: { v4: string; v6: string } | { skipped: string } | { unavailable: string };
+  canonical?: { v4: string; v6: string } | { skipped: string } | { unavailable: string } | { wanted: string };
 }
 
 /** What `facts [canonical VERSION]` prints: its first key=value lines, dumps, the rest of meta, listeners, canonical. */
@@ -207,6 +207,7 @@ export function factsText(f: FactsFields): string {
     lines.push('--- canonical');
     if ('skipped' in f.canonical) lines.push(`skipped: ${f.canonical.skipped}`);
     else if ('unavailable' in f.canonical) lines.push(`unavailable: ${f.canonical.unavailable}`);
+    else if ('wanted' in f.canonical) lines.push(`wanted: ${f.canonical.wanted}`);
     else lines.push(...f.canonical.v4.split('\n').filter((l) => l !== ''), '--- canonical-v6', ...f.canonical.v6.split('\n').filter((l) => l !== ''));
   }
   lines.push('--- end');
@@ -313,12 +314,16 @@ export function simulateHost(req: VerbRequest): ExecResult {
   switch (req.verb) {
     case 'ping':
       return ok('pong\n');
+    case 'canonical': {
+      // The host's iptables-save prints the candidate back.
+      const c = splitCandidate(req.stdin);
+      return ok(['--- canonical', ...c.v4.split('\n').filter((l) => l !== ''), '--- canonical-v6', ...c.v6.split('\n').filter((l) => l !== ''), '--- end', ''].join('\n'));
+    }
     case 'facts': {
       let canonical: FactsFields['canonical'];
       if (a[0] === 'canonical') {
-        // The host's iptables-save prints the candidate back; skipped where fleetfw's own format is verified.
-        const c = splitCandidate(req.stdin);
-        canonical = a[1] === s.iptablesVersion ? { skipped: `iptables ${s.iptablesVersion}` } : { v4: c.v4, v6: c.v6 };
+        // Skipped where fleetfw's own format is verified; otherwise the candidate is wanted (the canonical verb).
+        canonical = a[1] === s.iptablesVersion ? { skipped: `iptables ${s.iptablesVersion}` } : { wanted: `iptables ${s.iptablesVersion}` };
       }
       const t = s.txn;
       const last = s.lastTxn ? s.txns.get(s.lastTxn) : undefined;

@@ -6,7 +6,7 @@ import { FORMAT_VERIFIED_AGAINST } from '../analyze/format.js';
 import type { RenderedHost } from '../render/render.js';
 import { joinFamilies } from '../host/run.js';
 import { SessionPool } from '../apply/session-pool.js';
-import { FakeTransport, OPEN_V4, OPEN_V6 } from '../transport/fake.js';
+import { FAKE_EXIT, FakeTransport, hostFailure, OPEN_V4, OPEN_V6 } from '../transport/fake.js';
 import { planFleet } from './plan-fleet.js';
 import type { Fleet } from './fleet.js';
 
@@ -57,5 +57,14 @@ describe('planFleet', () => {
       ['canonical', joinFamilies(CLOSED, OPEN_V6)],
     ]);
     expect(fake.opens().filter((o) => o.host === 'mysql-1')).toHaveLength(1);
+  });
+
+  it('plans a host whose canonical verb fails with fleetfw\'s own printing, and says so', async () => {
+    const fake = new FakeTransport({
+      'mysql-1': { state: { iptablesVersion: '1.8.7-legacy' }, script: (r) => (r.verb === 'canonical' ? hostFailure(FAKE_EXIT.space, 'cannot write /tmp/x: disk full?') : undefined) },
+    });
+    const plan = await planFleet(fleet, inv.hosts.filter((h) => h.name === 'mysql-1'), fake, 1);
+    expect(plan.hosts[0]).toMatchObject({ host: 'mysql-1', status: 'changes' });
+    expect(plan.hosts[0]!.notes.join('\n')).toContain('host could not canonicalise the rules (cannot write /tmp/x: disk full?)');
   });
 });

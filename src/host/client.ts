@@ -50,8 +50,14 @@ export async function facts(on: HostConn, sudo: boolean, candidate?: { v4: strin
   const answer = parseFacts(await verb(on, 'facts', candidate ? ['canonical', candidate.verified] : [], { sudo, timeoutMs: 60_000 }));
   const { canonicalWanted, ...facts } = answer;
   if (candidate && canonicalWanted !== undefined) {
-    const out = await verb(on, 'canonical', [], { sudo, stdin: joinFamilies(candidate.v4, candidate.v6, candidate.ipsets), timeoutMs: 60_000 });
-    facts.canonical = parseCanonical(out);
+    // Optional: a host that refuses it is compared with fleetfw's own printing (the plan says so).
+    try {
+      const out = await verb(on, 'canonical', [], { sudo, stdin: joinFamilies(candidate.v4, candidate.v6, candidate.ipsets), timeoutMs: 60_000 });
+      facts.canonical = parseCanonical(out);
+    } catch (e) {
+      if (!(e instanceof HostError)) throw e;
+      facts.canonical = { unavailable: e.hostSays };
+    }
   }
   return facts;
 }

@@ -50,7 +50,9 @@
 #
 # Lock ages use the boot id and the time since boot, never the time of day.
 #
-# A plan runs `facts` on every host and an apply adds `prepare` and `confirm`:
+# A plan runs `facts` on every host (and `canonical` where facts wants the candidate:
+# a host without the iptables fleetfw's formatter is verified against) and an apply
+# adds `prepare` and `confirm`:
 # every process they start is started fleet-wide, so they take each dump once,
 # reuse it, and read and write small files with the shell's own builtins.
 #

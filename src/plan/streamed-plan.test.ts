@@ -73,7 +73,14 @@ describe('a new file diffed without jsdiff', () => {
     expect(pieces.map((p) => p.key).sort()).toEqual(['ipsets', 'patch']);
     for (const p of pieces) expect(p.pieces.join('')).toBe((p.of as Record<string, string>)[p.key]);
     const plan = assemblePlan('offline', 'x.yaml', [h]);
-    expect([...planJsonChunks(streamOf(plan))].join('')).toBe(JSON.stringify(plan, null, 2));
+    const chunks = [...planJsonChunks(streamOf(plan))];
+    expect(chunks.join('')).toBe(JSON.stringify(plan, null, 2));
+    // Written from the pieces: a shared set's escaped lines are a chunk of their own.
+    expect(chunks.filter((c) => /^\+?create fleetfw-/.test(c)).length).toBeGreaterThanOrEqual(2);
+    // A note that looks like a mark is written as it is.
+    const odd = { ...h, notes: ['\u0000fleetfw-piece-0\u0000'] };
+    const oddPlan = assemblePlan('offline', 'x.yaml', [odd]);
+    expect([...planJsonChunks(streamOf(oddPlan))].join('')).toBe(JSON.stringify(oddPlan, null, 2));
   });
 });
 

@@ -3,7 +3,7 @@
 // twice, one at a time: once for the summary, the plan hash and the order of
 // importance (keeping only each host's outline), and again as they are
 // printed, each dropped once written.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { compareHostNames, hashHostPlan, PLAN_FORMAT, PLAN_VERSION, summarizeHosts, textPieces, type HostPlan, type Plan } from './plan.js';
 import { weighHost, type HostWeight } from './importance.js';
 
@@ -102,13 +102,16 @@ export function* planJsonChunks(plan: StreamedPlan, indent = '', extra?: Record<
   const escaped = new Map<string, string>();
   for (const h of plan.hosts()) {
     const { host: withMarks, pieces } = markPieces(h);
-    let nested: unknown = withMarks;
-    for (let i = 0; i < depth; i++) nested = [nested];
-    const json = JSON.stringify(nested, null, 2);
+    const json = JSON.stringify(nestIn(withMarks, depth), null, 2);
     yield first ? `,\n${indent}  "hosts": [\n${indent}    ` : `,\n${indent}    `;
     const body = json.slice(json.indexOf('{'), json.lastIndexOf('}') + 1);
+    const marks = pieces.length === 0 ? [] : [...body.matchAll(MARK)].map((m) => Number(m[1]));
     if (pieces.length === 0) yield body;
-    else yield* spliceEscaped(body, pieces, escaped);
+    else if (marks.length === pieces.length && [...marks].sort((a, b) => a - b).every((n, i) => n === i)) yield* spliceEscaped(body, pieces, escaped);
+    else {
+      const plain = JSON.stringify(nestIn(h, depth), null, 2);
+      yield plain.slice(plain.indexOf('{'), plain.lastIndexOf('}') + 1);
+    }
     first = false;
   }
   yield first ? `,\n${indent}  "hosts": []` : `\n${indent}  ]`;
@@ -116,10 +119,19 @@ export function* planJsonChunks(plan: StreamedPlan, indent = '', extra?: Record<
   yield `,\n${indent}  "summary": ${nest(JSON.stringify(summary, null, 2), `${indent}  `)}\n${indent}}`;
 }
 
-// A host's pieced texts in its JSON: a mark each (NUL cannot occur in a host's
-// rules or names), replaced by the pieces' escaped texts as they are written.
-const mark = (i: number) => `\u0000fleetfw-piece-${i}\u0000`;
-const MARK = /\\u0000fleetfw-piece-(\d+)\\u0000/g;
+/** `x` inside `depth` arrays: stringified there, its JSON has the indentation of that depth. */
+function nestIn(x: unknown, depth: number): unknown {
+  let nested = x;
+  for (let i = 0; i < depth; i++) nested = [nested];
+  return nested;
+}
+
+// A host's pieced texts in its JSON: a mark each (NUL and a random token: no
+// text of a host holds one), replaced by the pieces' escaped texts as they are
+// written. A JSON whose marks are not exactly those made is written plainly.
+const TOKEN = randomBytes(8).toString('hex');
+const mark = (i: number) => `\u0000fleetfw-piece-${TOKEN}-${i}\u0000`;
+const MARK = new RegExp(`\\\\u0000fleetfw-piece-${TOKEN}-(\\d+)\\\\u0000`, 'g');
 
 function markPieces(h: HostPlan): { host: HostPlan; pieces: Array<readonly string[]> } {
   const found = textPieces(h);

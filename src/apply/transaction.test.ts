@@ -8,7 +8,7 @@ import { runTransaction, type Stage } from './transaction.js';
 const host = { name: 'mysql-1', ssh: { sudo: false } } as unknown as HostSpec;
 const facts = (liveHash: string): ExecResult => ({
   code: 0,
-  stdout: `fleetfw-facts 1\nbackend=nft\nrestore=yes\ngeneration=1\ntxn=none\nlive_hash=${liveHash}\npersisted_hash=${liveHash}\nboot_id=b\n--- v4\n--- v6\n--- end\n`,
+  stdout: `fleetfw-facts 1\nbackend=nft\nrestore=yes\ngeneration=1\ntxn=none\nlive_hash=${liveHash}\npersisted_same=yes\nboot_id=b\n--- v4\n--- v6\n--- end\n`,
   stderr: '',
 });
 

@@ -70,7 +70,7 @@ describe('the host script and its programs', () => {
   it('includes every program file beside it, each once, and no other', () => {
     const programs = readdirSync(HERE).filter((f) => /\.(awk|sh|pl)$/.test(f) && f !== 'fleetfw-host.sh');
     expect(includes.map((i) => i.file).sort()).toEqual(programs.sort());
-    expect(includes.map((i) => i.name)).toEqual(['TIME_AWK', 'CANON_AWK', 'GUARD_LIB', 'DUMP_AWK', 'COPY_AWK', 'BOOT_TEST', 'SPLIT_AWK', 'PREPARE_AWK', 'CONFIRM_AWK', 'REVERT_SH', 'LIVE_PROBE_PL']);
+    expect(includes.map((i) => i.name)).toEqual(['TIME_AWK', 'CANON_AWK', 'SOCKETS_AWK', 'GUARD_LIB', 'DUMP_AWK', 'COPY_AWK', 'BOOT_TEST', 'SPLIT_AWK', 'PREPARE_AWK', 'CONFIRM_AWK', 'REVERT_SH', 'LIVE_PROBE_PL']);
   });
 
   it('assembles with every include resolved, each program\'s code in its string', () => {

@@ -49,6 +49,7 @@ async function verb(on: HostConn, name: string, args: readonly string[], o: Verb
 export async function facts(on: HostConn, sudo: boolean, candidate?: { v4: string; v6: string; ipsets?: string; verified: string }): Promise<HostFacts> {
   const answer = parseFacts(await verb(on, 'facts', candidate ? ['canonical', candidate.verified] : [], { sudo, timeoutMs: 60_000 }));
   const { canonicalWanted, ...facts } = answer;
+  if (on instanceof HostServer) on.readHash = facts.liveHash;
   if (candidate && canonicalWanted !== undefined) {
     // Optional: a host that refuses it is compared with fleetfw's own printing (the plan says so).
     try {
@@ -71,9 +72,14 @@ export interface PrepareArgs {
   planHash: string;
 }
 
-/** Test, back up, arm the revert, load. Throws HostError (exit codes HostExit) when the host refuses. */
+/**
+ * Test, back up, arm the revert, load. Throws HostError (exit codes HostExit) when the host refuses.
+ * In a kept script whose read fleetfw found to hash to the expected hash, the host
+ * compares the live rules with that read's text instead of hashing them (`read`).
+ */
 export async function prepare(on: HostConn, sudo: boolean, a: PrepareArgs, desired: { v4: string; v6: string; ipsets?: string }, timeoutMs: number): Promise<void> {
-  await verb(on, 'prepare', [a.txid, String(a.window), a.expectedHash, a.user, a.planHash], { sudo, stdin: joinFamilies(desired.v4, desired.v6, desired.ipsets), timeoutMs });
+  const read = on instanceof HostServer && a.expectedHash !== '-' && on.readHash === a.expectedHash;
+  await verb(on, 'prepare', [a.txid, String(a.window), a.expectedHash, a.user, a.planHash, ...(read ? ['read'] : [])], { sudo, stdin: joinFamilies(desired.v4, desired.v6, desired.ipsets), timeoutMs });
 }
 
 export interface ConfirmArgs {

@@ -2,13 +2,14 @@
 // dumps, then (optionally) the candidate rules canonicalised by the host.
 import { FleetError } from '../errors.js';
 import type { HostFacts, LastTxn, PendingTxn, PersistedLoads } from '../model/host-facts.js';
-import { parseSsListeners } from './listeners.js';
+import { canonHash } from './canon.js';
+import { parseProcSockets, parseSsListeners } from './listeners.js';
 import { keyValues, parseSections } from './sections.js';
 
 // The types (and persistedLoadProblem) live in the model, which plan may import.
 export { persistedLoadProblem, type HostFacts, type LastTxn, type PendingTxn, type PersistedLoads, type Unpersisted } from '../model/host-facts.js';
 
-const FACT_SECTIONS = ['meta', 'v4', 'v6', 'ipsets', 'listeners', 'canonical', 'canonical-v6', 'end'];
+const FACT_SECTIONS = ['meta', 'v4', 'v6', 'ipsets', 'sockets', 'listeners', 'canonical', 'canonical-v6', 'end'];
 
 /** What facts says when the host must print the candidate itself (the `canonical` verb then does). */
 export type FactsAnswer = HostFacts & { canonicalWanted?: string };
@@ -26,6 +27,7 @@ export function parseFacts(stdout: string): FactsAnswer {
   }
   const kv = keyValues(meta.slice(1));
   const text = (name: string) => (sections.get(name) ?? []).join('\n').trim() + '\n';
+  const lines = (name: string) => sections.get(name) ?? [];
   const facts: FactsAnswer = {
     backend: (kv.get('backend') ?? 'none') as HostFacts['backend'],
     systemd: kv.get('systemd') === 'yes',
@@ -34,14 +36,18 @@ export function parseFacts(stdout: string): FactsAnswer {
     ipset: kv.get('ipset') === 'yes',
     ipsetPersistent: kv.get('ipset_persistent') === 'yes',
     generation: Number(kv.get('generation') ?? 0),
-    liveHash: kv.get('live_hash') ?? '',
-    persistedHash: kv.get('persisted_hash') ?? '',
+    // The host prints the hash only of a text fleetfw could not hash byte for byte (canon.ts).
+    liveHash: kv.get('live_hash') ?? canonHash(lines('v4'), lines('v6'), lines('ipsets')),
+    persistedSame: kv.get('persisted_same') === 'yes',
     bootId: kv.get('boot_id') ?? '',
     live: { v4: text('v4'), v6: text('v6') },
   };
   if (sections.has('ipsets')) facts.ipsets = sections.get('ipsets')!.filter((l) => l.trim() !== '').map((l) => `${l}\n`).join('');
-  const sockets = sections.get('listeners');
-  if (sockets && !(sockets[0] ?? '').startsWith('unavailable')) facts.listeners = parseSsListeners(sockets.join('\n'));
+  // From /proc/net where the host could read it, else from ss.
+  const proc = sections.get('sockets');
+  const ss = sections.get('listeners');
+  if (proc) facts.listeners = parseProcSockets(proc.join('\n'));
+  else if (ss && !(ss[0] ?? '').startsWith('unavailable')) facts.listeners = parseSsListeners(ss.join('\n'));
   const txn = kv.get('txn');
   if (txn && txn !== 'none') facts.txn = parseTxn(txn);
   if (kv.has('persisted_v4') || kv.has('persisted_v6') || kv.has('persisted_sets')) {

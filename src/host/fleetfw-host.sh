@@ -77,6 +77,8 @@ PERSIST_DIR=${FLEETFW_PERSIST_DIR:-/etc/iptables}
 # two above, they come from the environment, which sudo resets.
 UPTIME_FILE=${FLEETFW_UPTIME_FILE:-/proc/uptime}
 BOOT_ID_FILE=${FLEETFW_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}
+# How the kernel prints addresses in /proc/net (Linux 6.2 and later).
+BYTEORDER_FILE=${FLEETFW_BYTEORDER_FILE:-/sys/kernel/cpu_byteorder}
 # The kernel's modules (sets_now).
 MODULES_DIR=${FLEETFW_MODULES_DIR:-/sys/module}
 SPLIT='# fleetfw-split v6'
@@ -141,6 +143,8 @@ save6() { ip6tables-save 2>/dev/null || true; }
 # What "the same rules" means for hashes (canon.awk): canon(V4, V6, SETS, OUT) and
 # its parts, same_text(F1, F2).
 CANON_AWK='#include canon.awk'
+# The listening sockets from /proc/net: proc_sockets(DIR).
+SOCKETS_AWK='#include sockets.awk'
 # The live rules into V4 and V6 and the raw `ipset save` into SETS (empty
 # without ipset): read once, reused. Reads only (facts, outcome): iptables-save
 # does not report a failed write, so whatever is kept or persisted is read
@@ -370,7 +374,8 @@ loads_at_boot() { # V4 V6 SETS ERR [HERE]
 }
 
 # The persisted files' hashes, from sha256sum's "HASH FILE" words, into pkey: "V4 V6
-# SETS", - for a file that is not there.
+# SETS", - for a file that is not there. EMPTY_SHA256: what sha256sum prints for an empty file.
+EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 pkey_of() { # HASH FILE ...
   _k4=- _k6=- _ks=-
   while [ $# -ge 2 ]; do
@@ -642,9 +647,11 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   # Named now: `set --` below takes the positional parameters for the hashes.
   want_canonical=${1:-} verified=${2:-}
   [ -d "$S" ] || { mkdir -p "$S" && chmod 0700 "$S"; }
-  # Every dump taken once, into files; one awk prints them and makes both
-  # hashes' texts, one sha256sum hashes both and the persisted files (a plan
-  # runs this on every host).
+  # Every dump taken once, into files; one awk prints them, writes both canonical
+  # texts and compares them. fleetfw hashes the printed dumps itself (canon.ts):
+  # sha256sum runs here only for persisted files (the boot test's cache key) and for
+  # a live text with bytes past ASCII, which fleetfw could not hash byte for byte (a
+  # new host: no process).
   scratch_open
   f=${SCRATCH}facts
   dump_live "$f.4" "$f.6" "$f.raw"
@@ -693,24 +700,46 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
     echo "unpersisted=$utx generation=$ugen reason=$ureason"
   fi
   echo "boot_id=$BOOT_ID"
-  LC_ALL=C awk "$CANON_AWK"' BEGIN {
-      f = ARGV[1]
+  # Listening sockets, so that a live plan can warn about services the new rules
+  # block: from /proc/net, in this awk, where the kernel says its byte order; else
+  # from ss below (3 to 10 ms: the dearest process of a read).
+  getv order "$BYTEORDER_FILE"
+  case "$order" in little|big) ;; *) order= ;; esac
+  LC_ALL=C awk "$CANON_AWK$SOCKETS_AWK"' BEGIN {
+      f = ARGV[1]; hi = sprintf("[%c-%c]", 128, 255); high = 0
       n = fleet_sets(f ".raw", a); canon_sorted(f ".4", f ".6", a, n, f ".hl"); canon(ARGV[2] "/rules.v4", ARGV[2] "/rules.v6", ARGV[2] "/ipsets", f ".hp")
-      print "--- v4"; while ((getline l <(f ".4")) > 0) print l
-      print "--- v6"; while ((getline l <(f ".6")) > 0) print l
-      if (ARGV[3] == "yes") { print "--- ipsets"; for (i = 1; i <= n; i++) print a[i] }
-      exit }' "$f" "$PERSIST_DIR" "$sets"
-  set -- "$f.hl" "$f.hp"
-  for x in rules.v4 rules.v6 ipsets; do [ ! -f "$PERSIST_DIR/$x" ] || set -- "$@" "$PERSIST_DIR/$x"; done
-  # shellcheck disable=SC2046 # "HASH  FILE" lines: the two texts', then the persisted files'
-  set -- $(sha256sum "$@")
-  live_hash=$1 persisted_hash=$3
-  shift 4
-  pkey_of "$@"
+      print "--- v4"; while ((getline l <(f ".4")) > 0) { print l; if (l ~ hi) high = 1 }
+      print "--- v6"; while ((getline l <(f ".6")) > 0) { print l; if (l ~ hi) high = 1 }
+      if (ARGV[3] == "yes") { print "--- ipsets"; for (i = 1; i <= n; i++) { print a[i]; if (a[i] ~ hi) high = 1 } }
+      print high, same_text(f ".hl", f ".hp") >(f ".flags"); close(f ".flags")
+      if (ARGV[4] != "") { print "--- sockets"; print "byteorder=" ARGV[4]; proc_sockets("/proc/net") }
+      exit }' "$f" "$PERSIST_DIR" "$sets" "$order"
+  high=1 same=0
+  read -r high same <"$f.flags" || :
+  # An empty persisted file (iptables-persistent saves no tables as that) is keyed
+  # by the hash of nothing, unhashed. Where sha256sum runs anyway, it hashes the
+  # live text too: a kept script's prepare then compares texts instead of hashing
+  # (see cmd_prepare).
+  set -- "$f.hl"
+  empty=
+  for x in rules.v4 rules.v6 ipsets; do
+    if [ -s "$PERSIST_DIR/$x" ]; then set -- "$@" "$PERSIST_DIR/$x"
+    elif [ -f "$PERSIST_DIR/$x" ]; then empty="$empty $EMPTY_SHA256 $PERSIST_DIR/$x"; fi
+  done
+  live_hash=
+  if [ "$high" != 0 ] || [ $# -gt 1 ]; then
+    # shellcheck disable=SC2046 # "HASH  FILE" words: the live text's, then the persisted files'
+    set -- $(sha256sum "$@")
+    [ "${2:-}" != "$f.hl" ] || { live_hash=$1; shift 2; }
+  else
+    set --
+  fi
+  # shellcheck disable=SC2086 # "HASH FILE" words
+  pkey_of "$@" $empty
   # More key=value lines (parseFacts reads them as the first ones).
   echo "--- meta"
-  echo "live_hash=$live_hash"
-  echo "persisted_hash=$persisted_hash"
+  [ -z "$live_hash" ] || echo "live_hash=$live_hash"
+  if [ "$same" = 1 ]; then echo "persisted_same=yes"; else echo "persisted_same=no"; fi
   # Would the persisted files load at boot? Tested once per content: the hashes last
   # tested, with how the files loaded, are in persisted.ok (persist_checked writes it
   # too); other bytes are tested (loads_at_boot: 3 to 4 processes).
@@ -730,13 +759,12 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   echo "persisted_v6=$l6"
   echo "persisted_sets=$ls"
   [ -z "$lerr" ] || echo "persisted_error=$lerr"
-  # A kept script's prepare compares its live text with this one (see cmd_prepare).
+  # A kept script's prepare compares its live text with this one (see cmd_prepare)
+  # when the host hashed it (empty otherwise: prepare hashes).
   [ "$own_scratch" = yes ] || echo "$live_hash" >"$f.hash"
   # A kept host script (serve) reuses the scratch files and empties them at its end.
   scratch_close
-  # Listening sockets, so a live plan can warn about services the new rules block.
-  echo "--- listeners"
-  listeners
+  if [ -z "$order" ]; then echo "--- listeners"; listeners; fi
   # Optional: whether this host prints rules as fleetfw's own formatter does. It
   # does when it runs the iptables that formatter is verified against
   # (VERIFIED_VERSION); otherwise fleetfw sends the candidate to `canonical`. Nothing
@@ -849,8 +877,8 @@ drop_new_sets() {
   while read -r set; do ipset destroy "$set" 2>/dev/null || true; done <"$T/sets.created"
 }
 
-cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
-  [ $# -eq 5 ] || die "$E_USAGE" "prepare TXID WINDOW EXPECTED_HASH USER PLAN_HASH"
+cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH [read]
+  [ $# -eq 5 ] || { [ $# -eq 6 ] && [ "$6" = read ]; } || die "$E_USAGE" "prepare TXID WINDOW EXPECTED_HASH USER PLAN_HASH [read]"
   txid=$1 window=$2 expected=$3
   has iptables-restore && has ip6tables-restore || die "$E_TOOL" "iptables-restore/ip6tables-restore not found on this host"
   [ -d "$S" ] || { mkdir -p "$S" && chmod 0700 "$S"; }
@@ -878,11 +906,13 @@ cmd_prepare() { # TXID WINDOW EXPECTED_HASH USER PLAN_HASH
   # inside this window boots them; nothing changes unless that works.
   [ ! -s "$S/unpersisted" ] || persist_again "$txid"
   # One read of the live rules: the stale check, the backups, the sets' backup.
-  # In a kept script whose facts reported the expected hash, the text that hash
-  # was taken of is at hand: compared in the awk, no hash.
+  # In a kept script whose facts reported the expected hash, or whose read fleetfw
+  # hashed and found to be the expected one (`read`), the text that hash was taken
+  # of is at hand: compared in the awk, no hash.
   stale=yes seen='' expect_canon=''
   [ "$expected" != "-" ] || stale=no
   [ -z "$SCRATCH" ] || getv seen "${SCRATCH}facts.hash"
+  [ "${6:-}" != read ] || [ -z "$SCRATCH" ] || [ ! -s "${SCRATCH}facts.hl" ] || seen=$expected
   [ "$stale" = no ] || [ "$seen" != "$expected" ] || expect_canon=${SCRATCH}facts.hl
   rc=0
   sets_now

@@ -1,5 +1,8 @@
-// Parse `ss -ltnup` (the host script's `listeners` verb and the facts'
-// listeners section) into Listener values.
+// Parse the listening sockets of a host into Listener values: what `ss -ltnup`
+// prints (the host script's `listeners` verb, and the facts where ss is used) and
+// what sockets.awk prints from /proc/net (the facts).
+import ipaddr from 'ipaddr.js';
+import { FleetError } from '../errors.js';
 import type { Listener } from '../model/listener.js';
 
 /** Lines of `ss -ltnup`; header, blank and unparseable lines are skipped. */
@@ -20,9 +23,74 @@ export function parseSsListeners(text: string): Listener[] {
     }
     out.push(l);
   }
-  // Dual-stack daemons show up once per family and per fork: keep one of each.
+  return dedupeListeners(out);
+}
+
+const PROC_HEADER = /^byteorder=(little|big)$/;
+/** `tcp 0100007F:0016`: file name, then the local address as host-order 32-bit words in hex, then the port. */
+const PROC_LINE = /^(tcp|udp)(6?) ([0-9A-Fa-f]+):([0-9A-Fa-f]{4})$/;
+
+/**
+ * The listening sockets as the facts read them from /proc/net: a first line
+ * `byteorder=little` (the host's /sys/kernel/cpu_byteorder), then what proc_sockets (sockets.awk)
+ * prints, `NAME LOCAL` per socket: `tcp 0100007F:0016`, `udp6 000...000:0035`.
+ * Addresses come out as ss prints them: `127.0.0.1`, `0.0.0.0`, `::1`,
+ * `2001:db8::5` (RFC 5952), `::ffff:192.0.2.1`, and an IPv6 wildcard as `*` (dual
+ * stack) or `::` (IPv6 only), told apart as below. /proc shows neither the process
+ * nor a device binding (ss: `0.0.0.0%eth1`): `device` is never set, so a socket
+ * bound to one interface is assessed on every side of the host (more warnings,
+ * never fewer). Throws if the first line is not that header or a line is not a socket.
+ */
+export function parseProcSockets(text: string): Listener[] {
+  const [first = '', ...lines] = text.split('\n');
+  const head = PROC_HEADER.exec(first);
+  if (!head) throw new FleetError(`sockets from /proc/net: the first line must be "byteorder=little|big", not ${JSON.stringify(first.slice(0, 80))}`);
+  const little = head[1] === 'little';
+  const out: Listener[] = [];
+  /** `tcp 22`: an IPv4 wildcard socket is listed on that protocol and port. */
+  const v4Wild = new Set<string>();
+  for (const line of lines) {
+    if (line.trim() === '') continue;
+    const m = PROC_LINE.exec(line);
+    const v6 = m?.[2] === '6';
+    if (!m || m[3]!.length !== (v6 ? 32 : 8)) throw new FleetError(`sockets from /proc/net: not a socket: ${JSON.stringify(line.slice(0, 80))}`);
+    const proto = m[1] as Listener['proto'];
+    const port = parseInt(m[4]!, 16);
+    const bytes = hostOrderBytes(m[3]!, little);
+    const address = v6 ? formatIPv6(bytes) : bytes.join('.');
+    if (address === '0.0.0.0') v4Wild.add(`${proto} ${port}`);
+    out.push({ proto, address, port });
+  }
+  // /proc cannot tell a dual-stack IPv6 wildcard (ss: `*`) from an IPv6-only one
+  // (`[::]`): it is taken to take IPv4 too, so that a plan warns about more
+  // services, never fewer. Beside an IPv4 wildcard on the same protocol and port it
+  // is left IPv6 only: that one takes every IPv4 connection to the port anyway.
+  for (const l of out) {
+    if (l.address === '::' && !v4Wild.has(`${l.proto} ${l.port}`)) l.address = '*';
+  }
+  return dedupeListeners(out);
+}
+
+/** Bytes of `hex` (32-bit words, each printed as a host-order integer) in memory order. */
+function hostOrderBytes(hex: string, little: boolean): number[] {
+  const bytes: number[] = [];
+  for (let w = 0; w < hex.length; w += 8) {
+    const word = [0, 2, 4, 6].map((i) => parseInt(hex.slice(w + i, w + i + 2), 16));
+    bytes.push(...(little ? word.reverse() : word));
+  }
+  return bytes;
+}
+
+/** RFC 5952 (`2001:db8::5`), an IPv4-mapped address as ss prints it (`::ffff:192.0.2.1`). */
+function formatIPv6(bytes: number[]): string {
+  const a = ipaddr.fromByteArray(bytes) as ipaddr.IPv6;
+  return a.isIPv4MappedAddress() ? `::ffff:${a.toIPv4Address().toString()}` : a.toRFC5952String();
+}
+
+/** Dual-stack daemons show up once per family and per fork: keep one of each. */
+function dedupeListeners(listeners: Listener[]): Listener[] {
   const seen = new Set<string>();
-  return out.filter((l) => {
+  return listeners.filter((l) => {
     const key = `${l.proto} ${l.address} ${l.device ?? ''} ${l.port}`;
     return seen.has(key) ? false : (seen.add(key), true);
   });

@@ -13,7 +13,7 @@ describe('facts', () => {
     'generation=4',
     'txn=20261121T101010-aabbcc state=pending watchdog=no started=2026-11-21T10:10:10Z user=ops@laptop',
     'live_hash=11',
-    'persisted_hash=22',
+    'persisted_same=no',
     'boot_id=b1',
     '--- v4',
     '*filter',
@@ -37,7 +37,7 @@ describe('facts', () => {
     expect(f.txn).toEqual({ id: '20261121T101010-aabbcc', state: 'pending', watchdogAlive: false, started: '2026-11-21T10:10:10Z', user: 'ops@laptop' });
     expect(f.live.v4).toBe('*filter\n:INPUT DROP [0:0]\nCOMMIT\n');
     expect(f.canonical).toEqual({ v4: '*filter\nCOMMIT\n', v6: '*filter\nCOMMIT\n' });
-    expect(f.liveHash).not.toBe(f.persistedHash);
+    expect(f.persistedSame).toBe(false);
   });
 
   it('parses whether the persisted files load at boot, the last transaction and unpersisted rules', () => {
@@ -51,7 +51,7 @@ describe('facts', () => {
       '--- v6',
       '--- meta',
       'live_hash=11',
-      'persisted_hash=22',
+      'persisted_same=no',
       'persisted_v4=fails',
       'persisted_v6=loads',
       'persisted_sets=missing',

@@ -129,6 +129,8 @@ export class HostServer {
   private exit: number | null | undefined;
   private closed = false;
   private pending?: { nonce: string; resolve: (r: ExecResult) => void; reject: (e: Error) => void; timer?: NodeJS.Timeout };
+  /** The live hash of the read this script answered (its scratch files hold that read's canonical text). */
+  readHash?: string;
 
   private constructor(
     readonly session: HostSession,

@@ -2,13 +2,14 @@
 // against the real script in a local sh: framing, exact stdin lengths, errors,
 // liveness and shutdown. The lab suites drive it over SSH.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostSession, HostStream } from '../transport/ssh.js';
 import { TransportError } from '../transport/ssh.js';
+import * as client from './client.js';
 import { parseCanonical, parseFacts } from './facts.js';
 import { parseOutcome } from './outcome.js';
 import { HostServer, hostScript, runHost } from './run.js';
@@ -21,7 +22,7 @@ afterAll(() => rmSync(state, { recursive: true, force: true }));
  * A session whose commands run here, in sh, the way sshd would run them; with
  * `netns`, in a throwaway network namespace of their own (root).
  */
-function localSession(scratch = mkdtempSync(join(state, 'tmp-')), netns?: { persist: string }): HostSession & { kill(): void; pid(): number | undefined } {
+function localSession(scratch = mkdtempSync(join(state, 'tmp-')), netns?: { persist: string }, extraEnv: Record<string, string> = {}): HostSession & { kill(): void; pid(): number | undefined } {
   let child: ReturnType<typeof spawn> | undefined;
   return {
     host: 'local',
@@ -32,7 +33,7 @@ function localSession(scratch = mkdtempSync(join(state, 'tmp-')), netns?: { pers
     kill: () => child?.kill('SIGKILL'),
     pid: () => child?.pid,
     spawn: async (command) => {
-      const env = { ...process.env, FLEETFW_STATE: state, FLEETFW_RUN_DIR: scratch, TMPDIR: scratch, ...(netns ? { FLEETFW_PERSIST_DIR: netns.persist } : {}) };
+      const env = { ...process.env, FLEETFW_STATE: state, FLEETFW_RUN_DIR: scratch, TMPDIR: scratch, ...(netns ? { FLEETFW_PERSIST_DIR: netns.persist } : {}), ...extraEnv };
       child = netns ? spawn('unshare', ['-n', 'sh', '-c', `ip link set lo up && exec ${command}`], { env }) : spawn('sh', ['-c', command], { env });
       const stream = Duplex.from({ readable: child.stdout!, writable: child.stdin! }) as unknown as HostStream;
       Object.assign(stream, { stderr: child.stderr, close: () => child!.kill() });
@@ -121,7 +122,7 @@ describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
     expect(f.backend).toBe('nft');
     expect(f.live.v4).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
     expect(f.liveHash).toMatch(/^[0-9a-f]{64}$/);
-    expect(f.liveHash).not.toBe(f.persistedHash);
+    expect(f.persistedSame).toBe(false);
   });
 
   it('wants the candidate unless it runs the verified iptables, and canonical prints it as its iptables-save does', () => {
@@ -161,7 +162,7 @@ describe('fleetfw-host facts in a throwaway network namespace (root)', () => {
       ].join(' && '),
     );
     expect(persisted.liveHash).toBe(plain.liveHash);
-    expect(persisted.persistedHash).toBe(persisted.liveHash);
+    expect(persisted.persistedSame).toBe(true);
   });
 
   it('removes the scratch files of processes gone in one rm once more than 256 are there, never those of a live one', () => {
@@ -287,6 +288,26 @@ describe('prepare in a kept host script: the stale check against the text facts 
     expect(confirmed.stdout).toBe(`confirmed generation=${current + 1}\n`);
     expect(readdirSync(next).sort()).toEqual(['meta', 'rules.v4', 'rules.v6']);
     expect(readFileSync(join(next, 'rules.v4'), 'utf8')).toContain('--dport 9500');
+    await server.finish();
+  });
+
+  it("with `read` (fleetfw hashed this script's read and found the expected hash), compares texts and hashes nothing; a change since the read is still refused", async () => {
+    expect(process.getuid?.(), 'must run as root').toBe(0);
+    const scratch = mkdtempSync(join(state, 'ns-'));
+    const bin = join(scratch, 'bin');
+    mkdirSync(bin);
+    const calls = join(scratch, 'sha256sum.calls');
+    writeFileSync(join(bin, 'sha256sum'), `#!/bin/sh\necho "$*" >>"${calls}"\nexec /usr/bin/sha256sum "$@"\n`, { mode: 0o755 });
+    const server = await HostServer.start(localSession(scratch, { persist: join(scratch, 'persist') }, { PATH: `${bin}:${process.env.PATH}` }), false);
+    const args = (txid: string, expectedHash: string) => ({ txid, window: 60, expectedHash, user: 'tester', planHash: 'planhash' });
+    const seen = await client.facts(server, false);
+    expect(server.readHash).toBe(seen.liveHash);
+    await client.prepare(server, false, args('20261121T000011-aaaaaa', seen.liveHash), { v4: rules(9800), v6: rules(9800) }, 60_000);
+    expect(existsSync(calls)).toBe(false);
+    await client.confirm(server, false, { txid: '20261121T000011-aaaaaa', keep: 5, source: 'apply' }, 60_000);
+    // The rules changed since the read: its text no longer matches, and the hash says so.
+    const stale = client.prepare(server, false, args('20261121T000012-bbbbbb', seen.liveHash), { v4: rules(9900), v6: rules(9900) }, 60_000);
+    await expect(stale).rejects.toMatchObject({ code: 76 });
     await server.finish();
   });
 

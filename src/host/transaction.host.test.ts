@@ -368,7 +368,7 @@ describe('persisted files are the old ones or complete new ones that load (a sma
     expect(loads(h)).toBe(true);
     const after = parseFacts(h.run('facts').stdout);
     expect(after.unpersisted).toBeUndefined();
-    expect(after.persistedHash).toBe(after.liveHash);
+    expect(after.persistedSame).toBe(true);
   });
 
   it('a confirm killed between its rename and its persist, recovered on a full disk: no file cut short; recovered once there is room', async () => {
@@ -522,5 +522,91 @@ describe("a lock's age: boot id and time since boot, never the time of day", () 
     const late = h.prepare('20261121T000323-c1c2c6', 30, 9723, { env: clocks(h, 421) });
     expect(late.code, late.stderr).toBe(0);
     expect(h.run('abort', ['20261121T000323-c1c2c6', 'test-done']).code).toBe(0);
+  });
+});
+
+describe("a read's hash: fleetfw's of the printed dumps is the host's of its canonical text", () => {
+  // The host hashes with sha256sum where it checks (prepare's stale check, outcome);
+  // a read leaves the hashing to fleetfw (canon.ts) unless the text holds bytes
+  // past ASCII. Both must give the same hash on every kind of dump.
+  const hashes = (h: NsHost) => {
+    const r = h.run('facts');
+    expect(r.code, r.stderr).toBe(0);
+    const facts = parseFacts(r.stdout);
+    // What fleetfw makes of the dumps alone, whether or not the host printed its hash.
+    const own = parseFacts(r.stdout.replace(/^live_hash=.*\n/m, '')).liveHash;
+    return { facts, own, printed: /^live_hash=/m.test(r.stdout), host: h.outcome('none').liveHash };
+  };
+
+  it('on an empty host, rules with counters and empty tables, sets past the in-awk sort, and non-ASCII comments', async () => {
+    host = await NsHost.start();
+    const h = host;
+    const empty = hashes(h);
+    expect(empty.printed).toBe(false);
+    expect(empty.facts.liveHash).toBe(empty.host);
+    // Counters, an empty nat table (left out of the text), a user chain, IPv6 rules,
+    // fleetfw's sets (600 members: sorted by `sort`, not in awk) and another set.
+    const setup = h.sh(
+      [
+        'iptables -t nat -L >/dev/null',
+        'iptables -N FLEETFW-X && iptables -A INPUT -j FLEETFW-X && iptables -A FLEETFW-X -s 192.0.2.0/24 -j ACCEPT',
+        'ping -c 1 -W 1 127.0.0.1 >/dev/null || true',
+        'ip6tables -A INPUT -p tcp --dport 443 -j ACCEPT',
+        'ipset create fleetfw-peers hash:ip && ipset create other hash:ip && ipset add other 198.51.100.1',
+        'i=0; while [ $i -lt 600 ]; do echo "add fleetfw-peers 10.1.$((i / 250)).$((i % 250 + 1))"; i=$((i + 1)); done | ipset restore',
+        'iptables -A INPUT -m set --match-set fleetfw-peers src -j ACCEPT',
+      ].join(' && '),
+    );
+    expect(setup.code, setup.stderr).toBe(0);
+    const rules = hashes(h);
+    expect(rules.printed).toBe(false);
+    expect(rules.facts.live.v4).toMatch(/\[\d+:\d+\]/);
+    expect(rules.facts.liveHash).toBe(rules.host);
+    expect(rules.facts.liveHash).not.toBe(empty.host);
+    // With persisted files sha256sum runs anyway (their boot test's cache key): it hashes the live text too.
+    writeFileSync(join(h.persist, 'rules.v4'), '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n');
+    const persisted = hashes(h);
+    expect(persisted.printed).toBe(true);
+    expect([persisted.facts.liveHash, persisted.own]).toEqual([rules.host, rules.host]);
+    rmSync(join(h.persist, 'rules.v4'));
+    // A comment past ASCII: the host hashes it itself and says so. fleetfw reads the
+    // text decoded: right for UTF-8, wrong for a byte that is not.
+    const utf = h.sh(`iptables -A INPUT -m comment --comment "caf\u00e9" -j ACCEPT`);
+    expect(utf.code, utf.stderr).toBe(0);
+    const comment = hashes(h);
+    expect(comment.printed).toBe(true);
+    expect([comment.facts.liveHash, comment.own]).toEqual([comment.host, comment.host]);
+    const bad = h.sh(`iptables -A INPUT -m comment --comment "x$(printf '\\377')y" -j ACCEPT`);
+    expect(bad.code, bad.stderr).toBe(0);
+    const byte = hashes(h);
+    expect(byte.printed).toBe(true);
+    expect(byte.facts.liveHash).toBe(byte.host);
+    expect(byte.own).not.toBe(byte.host);
+    // A prepare against the read's hash finds the rules unchanged (its stale check hashes on the host).
+    const prep = h.run('prepare', ['t-hash', '30', byte.facts.liveHash, 'tester', 'planhash'], { stdin: candidate(8080) });
+    expect(prep.code, prep.stderr).toBe(0);
+    expect(h.run('abort', ['t-hash', 'test']).code).toBe(0);
+  });
+});
+
+describe("a read's listening sockets: from /proc/net where the kernel gives its byte order, else from ss", () => {
+  it('gives the same listeners either way', async () => {
+    host = await NsHost.start();
+    const h = host;
+    const opened = h.sh(`setsid ${JSON.stringify(process.execPath)} -e 'require("node:net").createServer().listen(9123, "127.0.0.1"); require("node:net").createServer().listen(9124, "::"); setTimeout(() => {}, 600000)' >/dev/null 2>&1 </dev/null &`);
+    expect(opened.code, opened.stderr).toBe(0);
+    await waitFor(() => /:9124\b/.test(h.sh('ss -ltn').stdout), 10_000, 'the listeners');
+    const proc = h.run('facts');
+    expect(proc.stdout).toMatch(/^--- sockets\nbyteorder=(little|big)\n/m);
+    expect(proc.stdout).not.toMatch(/^--- listeners$/m);
+    const ss = h.run('facts', [], { env: { FLEETFW_BYTEORDER_FILE: join(h.dir, 'absent') } });
+    expect(ss.stdout).toMatch(/^--- listeners\n/m);
+    expect(ss.stdout).not.toMatch(/^--- sockets$/m);
+    const expected = [
+      { proto: 'tcp', address: '127.0.0.1', port: 9123 },
+      { proto: 'tcp', address: '*', port: 9124 },
+    ];
+    expect(parseFacts(proc.stdout).listeners).toEqual(expected);
+    expect(parseFacts(ss.stdout).listeners).toEqual(expected);
   });
 });

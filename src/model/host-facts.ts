@@ -49,8 +49,10 @@ export interface HostFacts {
   ipset: boolean;
   generation: number;
   txn?: PendingTxn;
+  /** The canonical hash of the live rules and fleetfw's sets (what a prepare checks against). */
   liveHash: string;
-  persistedHash: string;
+  /** The persisted files hold the live rules (canonically the same). */
+  persistedSame: boolean;
   bootId: string;
   live: { v4: string; v6: string };
   /** Candidate rules as this host's iptables-save prints them, when asked for. */

@@ -73,7 +73,7 @@ function facts(v4: string, v6 = ''): HostFacts {
     ipset: true,
     generation: 3,
     liveHash: 'abc',
-    persistedHash: 'abc',
+    persistedSame: true,
     bootId: 'b',
     live: { v4, v6 },
   };

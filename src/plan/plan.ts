@@ -144,7 +144,7 @@ export function planLiveHost(rendered: RenderedHost, facts: HostFacts, preserve:
     notes: [...rendered.notes],
     liveHash: facts.liveHash,
     generation: facts.generation,
-    persistedDrift: facts.persistedHash !== facts.liveHash,
+    persistedDrift: !facts.persistedSame,
   };
   const broken = persistedLoadProblem(rendered.host, facts);
   if (broken) plan.persistedBroken = broken;

@@ -45,7 +45,7 @@ describe('fake transport', () => {
       persistent: true,
       generation: 4,
       liveHash: 'aa11',
-      persistedHash: 'bb22',
+      persistedSame: false,
       txn: { id: 't9', state: 'pending', watchdogAlive: true, user: 'ops@ci' },
       lastTxn: { id: 't8', state: 'reverted', reason: 'no confirmation within 60s' },
       live: { v4: '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n' },

@@ -201,7 +201,7 @@ export function factsText(f: FactsFields): string {
   lines.push(`boot_id=${f.bootId ?? 'b0071d00-0000-4000-8000-000000000001'}`);
   lines.push('--- v4', ...(f.live?.v4 ?? '').split('\n').filter((l) => l !== ''));
   lines.push('--- v6', ...(f.live?.v6 ?? '').split('\n').filter((l) => l !== ''));
-  lines.push('--- meta', `live_hash=${f.liveHash}`, `persisted_hash=${f.persistedHash ?? f.liveHash}`, 'persisted_v4=loads', 'persisted_v6=loads', 'persisted_sets=missing');
+  lines.push('--- meta', `live_hash=${f.liveHash}`, `persisted_same=${(f.persistedHash ?? f.liveHash) === f.liveHash ? 'yes' : 'no'}`, 'persisted_v4=loads', 'persisted_v6=loads', 'persisted_sets=missing');
   lines.push('--- listeners', ...(f.listeners ?? DEFAULT_LISTENERS));
   if (f.canonical) {
     lines.push('--- canonical');
@@ -345,7 +345,7 @@ export function simulateHost(req: VerbRequest): ExecResult {
       );
     }
     case 'prepare': {
-      if (a.length !== 5) return hostFailure(FAKE_EXIT.usage, 'prepare TXID WINDOW EXPECTED_HASH USER PLAN_HASH');
+      if (a.length !== 5 && !(a.length === 6 && a[5] === 'read')) return hostFailure(FAKE_EXIT.usage, 'prepare TXID WINDOW EXPECTED_HASH USER PLAN_HASH [read]');
       const [txid, window, expected, user, planHash] = a as [string, string, string, string, string];
       if (s.txn) return hostFailure(FAKE_EXIT.locked, `locked by transaction ${s.txn.id} of ${s.txn.user} since ${s.txn.started}`);
       if (expected !== '-' && expected !== s.liveHash) {

@@ -1,5 +1,5 @@
-// canon.ts against canon.awk's rules, case by case (programs.host.test.ts compares
-// the two on real dumps).
+// canon.ts against canon.awk's rules, case by case (transaction.host.test.ts
+// compares the two on real dumps).
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { canonHash, canonRules, canonText } from './canon.js';

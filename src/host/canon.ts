@@ -1,10 +1,11 @@
 // What "the same rules" means for hashes, as canon.awk writes it (see there): a
 // read prints the live dumps and fleetfw's sets, and fleetfw hashes their canonical
-// text itself, so that a plan starts no hashing process on the host. The host
-// hashes the same text with sha256sum wherever it checks (prepare, outcome), and
-// prints the hash itself when the text holds bytes past ASCII, which fleetfw
-// receives decoded and could not hash byte for byte. programs.host.test.ts checks
-// that both give the same hash.
+// text itself, so that a plan of a host with nothing (or empty files) persisted
+// starts no hashing process there. The host hashes the same text with sha256sum
+// wherever it checks (prepare, outcome), and prints the hash itself when sha256sum
+// runs anyway (persisted files) or the text holds bytes past ASCII, which fleetfw
+// receives decoded and could not hash byte for byte. transaction.host.test.ts
+// checks that both give the same hash.
 import { createHash } from 'node:crypto';
 
 const COUNTERS = /\[[0-9]*:[0-9]*\]$/;

@@ -47,6 +47,8 @@ async function verb(on: HostConn, name: string, args: readonly string[], o: Verb
  * same connection or kept script.
  */
 export async function facts(on: HostConn, sudo: boolean, candidate?: { v4: string; v6: string; ipsets?: string; verified: string }): Promise<HostFacts> {
+  // Whatever this read leaves in the script's scratch files, it is no longer the text of an earlier read.
+  if (on instanceof HostServer) on.readHash = undefined;
   const answer = parseFacts(await verb(on, 'facts', candidate ? ['canonical', candidate.verified] : [], { sudo, timeoutMs: 60_000 }));
   const { canonicalWanted, ...facts } = answer;
   if (on instanceof HostServer) on.readHash = facts.liveHash;

@@ -36,8 +36,7 @@ export function parseFacts(stdout: string): FactsAnswer {
     ipset: kv.get('ipset') === 'yes',
     ipsetPersistent: kv.get('ipset_persistent') === 'yes',
     generation: Number(kv.get('generation') ?? 0),
-    // The host prints the hash only of a text fleetfw could not hash byte for byte (canon.ts).
-    liveHash: kv.get('live_hash') ?? canonHash(lines('v4'), lines('v6'), lines('ipsets')),
+    liveHash: kv.get('live_hash') ?? ownHash(lines('v4'), lines('v6'), lines('ipsets')),
     persistedSame: kv.get('persisted_same') === 'yes',
     bootId: kv.get('boot_id') ?? '',
     live: { v4: text('v4'), v6: text('v6') },
@@ -76,6 +75,20 @@ export function parseFacts(stdout: string): FactsAnswer {
     else facts.canonical = c;
   }
   return facts;
+}
+
+const PAST_ASCII = /[\u0080-\uffff]/;
+
+/**
+ * The live hash where the host left it to fleetfw (canon.ts). The host hashes a
+ * text with bytes past ASCII itself: fleetfw reads it decoded, and a byte that is
+ * not UTF-8 would hash as another.
+ */
+function ownHash(v4: string[], v6: string[], sets: string[]): string {
+  if ([v4, v6, sets].some((ls) => ls.some((l) => PAST_ASCII.test(l)))) {
+    throw new FleetError('the host script printed rules past ASCII without their hash: fleetfw cannot hash them byte for byte');
+  }
+  return canonHash(v4, v6, sets);
 }
 
 /** `ID [state=S] [generation=N] [reason=TEXT...]`: the reason, last, may hold spaces. */

@@ -77,8 +77,11 @@ PERSIST_DIR=${FLEETFW_PERSIST_DIR:-/etc/iptables}
 # two above, they come from the environment, which sudo resets.
 UPTIME_FILE=${FLEETFW_UPTIME_FILE:-/proc/uptime}
 BOOT_ID_FILE=${FLEETFW_BOOT_ID_FILE:-/proc/sys/kernel/random/boot_id}
-# How the kernel prints addresses in /proc/net (Linux 6.2 and later).
+# How the kernel prints addresses in /proc/net (Linux 6.2 and later), and how many
+# sockets that lists.
 BYTEORDER_FILE=${FLEETFW_BYTEORDER_FILE:-/sys/kernel/cpu_byteorder}
+PROC_NET=${FLEETFW_PROC_NET:-/proc/net}
+SOCKSTAT_FILE=$PROC_NET/sockstat
 # The kernel's modules (sets_now).
 MODULES_DIR=${FLEETFW_MODULES_DIR:-/sys/module}
 SPLIT='# fleetfw-split v6'
@@ -701,19 +704,33 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   fi
   echo "boot_id=$BOOT_ID"
   # Listening sockets, so that a live plan can warn about services the new rules
-  # block: from /proc/net, in this awk, where the kernel says its byte order; else
-  # from ss below (3 to 10 ms: the dearest process of a read).
+  # block: from /proc/net, in this awk, where the kernel says its byte order and the
+  # host holds fewer than 2,000 sockets (/proc/net lists every connection, which ss
+  # filters in the kernel); else from ss below (3 to 10 ms: the dearest process of a
+  # read).
   getv order "$BYTEORDER_FILE"
   case "$order" in little|big) ;; *) order= ;; esac
+  _s1='' _s2=''
+  if [ -r "$SOCKSTAT_FILE" ]; then { IFS= read -r _s1 && IFS= read -r _s2; } <"$SOCKSTAT_FILE" || order=; else order=; fi
+  _used=${_s1##* } _tw=${_s2#* tw }
+  _tw=${_tw%% *}
+  case "$_s1/$_used/$_tw" in
+    'sockets: used '*/[0-9]*/[0-9]*) case "$_used$_tw" in *[!0-9]*) order= ;; *) [ $((_used + _tw)) -lt 2000 ] || order= ;; esac ;;
+    *) order= ;;
+  esac
+  [ -r "$PROC_NET/tcp" ] || order=
+  # A dump line that looks like a section header (a rule comment may hold a newline)
+  # would cut the answer short where fleetfw reads it: refused, never misread.
   LC_ALL=C awk "$CANON_AWK$SOCKETS_AWK"' BEGIN {
       f = ARGV[1]; hi = sprintf("[%c-%c]", 128, 255); high = 0
       n = fleet_sets(f ".raw", a); canon_sorted(f ".4", f ".6", a, n, f ".hl"); canon(ARGV[2] "/rules.v4", ARGV[2] "/rules.v6", ARGV[2] "/ipsets", f ".hp")
-      print "--- v4"; while ((getline l <(f ".4")) > 0) { print l; if (l ~ hi) high = 1 }
-      print "--- v6"; while ((getline l <(f ".6")) > 0) { print l; if (l ~ hi) high = 1 }
+      print "--- v4"; while ((getline l <(f ".4")) > 0) { print l; if (l ~ hi) high = 1; if (l ~ /^--- /) bad = "IPv4" }
+      print "--- v6"; while ((getline l <(f ".6")) > 0) { print l; if (l ~ hi) high = 1; if (l ~ /^--- /) bad = "IPv6" }
       if (ARGV[3] == "yes") { print "--- ipsets"; for (i = 1; i <= n; i++) { print a[i]; if (a[i] ~ hi) high = 1 } }
+      if (bad != "") { print "fleetfw-host: a line of the live " bad " rules starts with \"--- \" (a rule comment holding a newline): fleetfw cannot read these rules" >"/dev/stderr"; exit 74 }
       print high, same_text(f ".hl", f ".hp") >(f ".flags"); close(f ".flags")
-      if (ARGV[4] != "") { print "--- sockets"; print "byteorder=" ARGV[4]; proc_sockets("/proc/net") }
-      exit }' "$f" "$PERSIST_DIR" "$sets" "$order"
+      if (ARGV[4] != "") { print "--- sockets"; print "byteorder=" ARGV[4]; proc_sockets(ARGV[5]) }
+      exit }' "$f" "$PERSIST_DIR" "$sets" "$order" "$PROC_NET"
   high=1 same=0
   read -r high same <"$f.flags" || :
   # An empty persisted file (iptables-persistent saves no tables as that) is keyed
@@ -734,6 +751,8 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   else
     set --
   fi
+  # fleetfw cannot hash such a text byte for byte: without the host's hash, no answer.
+  [ "$high" = 0 ] || [ -n "$live_hash" ] || die "$E_TOOL" "cannot hash the live rules (sha256sum failed)"
   # shellcheck disable=SC2086 # "HASH FILE" words
   pkey_of "$@" $empty
   # More key=value lines (parseFacts reads them as the first ones).
@@ -760,7 +779,8 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   echo "persisted_sets=$ls"
   [ -z "$lerr" ] || echo "persisted_error=$lerr"
   # A kept script's prepare compares its live text with this one (see cmd_prepare)
-  # when the host hashed it (empty otherwise: prepare hashes).
+  # when the host hashed it (empty otherwise: prepare hashes, unless fleetfw says
+  # its own hash of this read is the expected one: `read`).
   [ "$own_scratch" = yes ] || echo "$live_hash" >"$f.hash"
   # A kept host script (serve) reuses the scratch files and empties them at its end.
   scratch_close

@@ -34,7 +34,8 @@ const PROC_LINE = /^(tcp|udp)(6?) ([0-9A-Fa-f]+):([0-9A-Fa-f]{4})$/;
  * The listening sockets as the facts read them from /proc/net: a first line
  * `byteorder=little` (the host's /sys/kernel/cpu_byteorder), then what proc_sockets (sockets.awk)
  * prints, `NAME LOCAL` per socket: `tcp 0100007F:0016`, `udp6 000...000:0035`.
- * Addresses come out as ss prints them: `127.0.0.1`, `0.0.0.0`, `::1`,
+ * Addresses come out as ss prints them (but for the deprecated IPv4-compatible
+ * form, `::c000:20b` where ss writes `::192.0.2.11`): `127.0.0.1`, `0.0.0.0`, `::1`,
  * `2001:db8::5` (RFC 5952), `::ffff:192.0.2.1`, and an IPv6 wildcard as `*` (dual
  * stack) or `::` (IPv6 only), told apart as below. /proc shows neither the process
  * nor a device binding (ss: `0.0.0.0%eth1`): `device` is never set, so a socket

@@ -40,6 +40,13 @@ describe('facts', () => {
     expect(f.persistedSame).toBe(false);
   });
 
+  it('hashes the dumps itself where the host printed no hash, and refuses rules past ASCII without one', () => {
+    const own = sample.replace('live_hash=11\n', '');
+    expect(parseFacts(own).liveHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(() => parseFacts(own.replace(':INPUT DROP [0:0]', '-A INPUT -m comment --comment "caf\u00e9" -j ACCEPT'))).toThrow(/past ASCII without their hash/);
+    expect(parseFacts(sample.replace(':INPUT DROP [0:0]', '-A INPUT -m comment --comment "caf\u00e9" -j ACCEPT')).liveHash).toBe('11');
+  });
+
   it('parses whether the persisted files load at boot, the last transaction and unpersisted rules', () => {
     const more = [
       'fleetfw-facts 1',

@@ -9,9 +9,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { canonHash } from './canon.js';
 import { parseFacts } from './facts.js';
 import { parseOutcome } from './outcome.js';
 import { HostExit, hostScript, joinFamilies } from './run.js';
+import { parseSections } from './sections.js';
 
 interface Run {
   code: number;
@@ -533,8 +535,10 @@ describe("a read's hash: fleetfw's of the printed dumps is the host's of its can
     const r = h.run('facts');
     expect(r.code, r.stderr).toBe(0);
     const facts = parseFacts(r.stdout);
-    // What fleetfw makes of the dumps alone, whether or not the host printed its hash.
-    const own = parseFacts(r.stdout.replace(/^live_hash=.*\n/m, '')).liveHash;
+    // What canon.ts makes of the dumps alone, whether or not the host printed its hash
+    // (parseFacts refuses text past ASCII without the host's hash).
+    const sec = new Map(parseSections(r.stdout, ['meta', 'v4', 'v6', 'ipsets', 'sockets', 'listeners', 'end']).map((x) => [x.name, x.lines] as const));
+    const own = canonHash(sec.get('v4') ?? [], sec.get('v6') ?? [], sec.get('ipsets') ?? []);
     return { facts, own, printed: /^live_hash=/m.test(r.stdout), host: h.outcome('none').liveHash };
   };
 
@@ -583,6 +587,14 @@ describe("a read's hash: fleetfw's of the printed dumps is the host's of its can
     expect(byte.facts.liveHash).toBe(byte.host);
     expect(byte.own).not.toBe(byte.host);
     // A prepare against the read's hash finds the rules unchanged (its stale check hashes on the host).
+    // A comment holding a newline and what looks like a section header: refused, never misread.
+    const header = h.sh(`iptables -A INPUT -m comment --comment "$(printf 'x\\n--- listeners\\ny')" -j ACCEPT`);
+    expect(header.code, header.stderr).toBe(0);
+    const refused = h.run('facts');
+    expect(refused.code).toBe(74);
+    expect(refused.stderr).toMatch(/a line of the live IPv4 rules starts with "--- "/);
+    const del = h.sh(`iptables -D INPUT -m comment --comment "$(printf 'x\\n--- listeners\\ny')" -j ACCEPT`);
+    expect(del.code, del.stderr).toBe(0);
     const prep = h.run('prepare', ['t-hash', '30', byte.facts.liveHash, 'tester', 'planhash'], { stdin: candidate(8080) });
     expect(prep.code, prep.stderr).toBe(0);
     expect(h.run('abort', ['t-hash', 'test']).code).toBe(0);
@@ -608,5 +620,19 @@ describe("a read's listening sockets: from /proc/net where the kernel gives its 
     ];
     expect(parseFacts(proc.stdout).listeners).toEqual(expected);
     expect(parseFacts(ss.stdout).listeners).toEqual(expected);
+    // A host with 2,000 sockets or more (/proc/net would list every connection), or
+    // whose socket counts cannot be read: ss.
+    const net = join(h.dir, 'net');
+    const busy = h.sh(`mkdir -p ${net} && cp /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 ${net}/ && printf 'sockets: used 1500\nTCP: inuse 3 orphan 0 tw 600 alloc 3 mem 0\n' >${net}/sockstat`);
+    expect(busy.code, busy.stderr).toBe(0);
+    const many = h.run('facts', [], { env: { FLEETFW_PROC_NET: net } });
+    expect(many.stdout).toMatch(/^--- listeners\n/m);
+    expect(parseFacts(many.stdout).listeners).toEqual(expected);
+    writeFileSync(join(net, 'sockstat'), 'sockets: used 12\nTCP: inuse 3 orphan 0 tw 0 alloc 3 mem 0\n');
+    const few = h.run('facts', [], { env: { FLEETFW_PROC_NET: net } });
+    expect(few.stdout).toMatch(/^--- sockets\n/m);
+    expect(parseFacts(few.stdout).listeners).toEqual(expected);
+    writeFileSync(join(net, 'sockstat'), 'garbled\n');
+    expect(h.run('facts', [], { env: { FLEETFW_PROC_NET: net } }).stdout).toMatch(/^--- listeners\n/m);
   });
 });

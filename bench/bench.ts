@@ -254,12 +254,14 @@ function writeRules(file: string, dir: string): void {
 const median = <T>(xs: T[], key: (x: T) => number): T => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
 
 // Back to a host as the lab made it: no rules (policies ACCEPT), no sets, no
-// fleetfw state, nothing persisted. Not measured.
+// fleetfw state, empty persisted files. Not measured.
 const RESET_HOST = [
   'for t in filter nat mangle raw security; do for c in iptables ip6tables; do $c -t $t -F; $c -t $t -X; done; done 2>/dev/null',
   'for c in iptables ip6tables; do for ch in INPUT FORWARD OUTPUT; do $c -P $ch ACCEPT; done; done',
   'ipset destroy 2>/dev/null',
   'rm -rf /var/lib/fleetfw/* /etc/iptables/rules.v4 /etc/iptables/rules.v6 /etc/iptables/ipsets /etc/iptables/.fleetfw-tmp',
+  // As the lab starts a host (and as iptables-persistent saves no tables): every round starts alike.
+  ': >/etc/iptables/rules.v4 && : >/etc/iptables/rules.v6',
 ].join('; ');
 
 async function resetHosts(lab: Lab, hosts: string[]): Promise<void> {

@@ -353,8 +353,17 @@ COPY_AWK='#include copy.awk'
 # not (boot-test.sh). So are files without sets that match none (HERE=yes): only sets
 # tell a namespace from this one, and two processes fewer (unshare, sh). Sets l4, l6,
 # ls (loads, fails, missing or untested) and lerr (one line); 1 when a file fails.
+# Files that are missing or empty (what iptables-persistent saves where no table is
+# loaded) load as nothing at boot: so answered, with no process.
 BOOT_TEST='#include boot-test.sh'
 loads_at_boot() { # V4 V6 SETS ERR [HERE]
+  l4=missing l6=missing ls=missing lerr=
+  if nothing_to_load "$1" && nothing_to_load "$2" && { [ -z "$3" ] || nothing_to_load "$3"; }; then
+    [ ! -e "$1" ] || l4=loads
+    [ ! -e "$2" ] || l6=loads
+    [ -z "$3" ] || [ ! -e "$3" ] || ls=loads
+    return 0
+  fi
   ns=yes rc=0
   if [ "${5:-}" = yes ] && [ -z "$3" ]; then rc=1
   else unshare -n /bin/sh -c "$BOOT_TEST" fleetfw-boot-test "$1" "$2" "$3" "$4" yes 2>/dev/null || rc=$?
@@ -364,7 +373,6 @@ loads_at_boot() { # V4 V6 SETS ERR [HERE]
     # In a subshell: a fork, no sh to start.
     *) ns=no rc=0; (set -- "$1" "$2" "$3" "$4" no; eval "$BOOT_TEST") || rc=$? ;;
   esac
-  l4=missing l6=missing ls=missing lerr=
   [ ! -e "$1" ] || { l4=loads; [ $((rc & 2)) = 0 ] || l4=fails; }
   [ ! -e "$2" ] || { l6=loads; [ $((rc & 4)) = 0 ] || l6=fails; }
   if [ -n "$3" ] && [ -e "$3" ]; then
@@ -375,6 +383,9 @@ loads_at_boot() { # V4 V6 SETS ERR [HERE]
   [ "$l6" != fails ] || { first_err "$4.6"; lerr="${lerr:+$lerr; }rules.v6: $fe"; }
   [ -z "$lerr" ]
 }
+
+# FILE is not there, or is an empty regular file.
+nothing_to_load() { [ ! -e "$1" ] || { [ -f "$1" ] && [ ! -s "$1" ]; }; }
 
 # The persisted files' hashes, from sha256sum's "HASH FILE" words, into pkey: "V4 V6
 # SETS", - for a file that is not there. EMPTY_SHA256: what sha256sum prints for an empty file.
@@ -761,15 +772,13 @@ cmd_facts() { # [canonical VERIFIED_VERSION]
   if [ "$same" = 1 ]; then echo "persisted_same=yes"; else echo "persisted_same=no"; fi
   # Would the persisted files load at boot? Tested once per content: the hashes last
   # tested, with how the files loaded, are in persisted.ok (persist_checked writes it
-  # too); other bytes are tested (loads_at_boot: 3 to 4 processes).
+  # too); other bytes are tested (loads_at_boot: 3 to 4 processes; none where nothing
+  # is persisted or the files are empty, as on a new host).
   getv tested "$S/persisted.ok"
   # shellcheck disable=SC2086 # "$pkey L4 L6 LS": the three words after the key
   case "$tested" in
     "$pkey "*) set -- ${tested#"$pkey "}; l4=${1:-missing} l6=${2:-missing} ls=${3:-missing} lerr='' ;;
-    # Nothing persisted (a new host): nothing to load, no process to start.
-    *) if [ ! -e "$PERSIST_DIR/rules.v4" ] && [ ! -e "$PERSIST_DIR/rules.v6" ] && [ ! -e "$PERSIST_DIR/ipsets" ]; then
-         l4=missing l6=missing ls=missing lerr=''
-       elif loads_at_boot "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6" "$PERSIST_DIR/ipsets" "$f.boot"; then
+    *) if loads_at_boot "$PERSIST_DIR/rules.v4" "$PERSIST_DIR/rules.v6" "$PERSIST_DIR/ipsets" "$f.boot"; then
          # Only a cache: unwritten (state disk full), the next facts tests again.
          { echo "$pkey $l4 $l6 $ls" >"$S/persisted.ok"; } 2>/dev/null || echo "fleetfw-host: cannot write $S/persisted.ok" >&2
        fi ;;
@@ -1024,7 +1033,8 @@ cmd_confirm() { # TXID KEEP SOURCE [PORT TOKEN]
   gen_dir "$gen"
   # Left over by a confirm that died before deciding: it may hold another candidate's sets.
   [ ! -e "$g" ] || rm -rf "$g"
-  mkdir -p "$g" || die "$E_SPACE" "cannot write $g: disk full?"
+  # txns/ too, which retire needs (a first confirm: one mkdir, not two).
+  mkdir -p "$g" "$S/txns" || die "$E_SPACE" "cannot write $g: disk full?"
   # One read of the live rules (every write checked), checked against what was loaded
   # and persisted as it is.
   rc=0

@@ -466,6 +466,33 @@ describe('persisted files are the old ones or complete new ones that load (a sma
     writeFileSync(join(h.persist, 'rules.v6'), '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n');
     expect(parseFacts(h.run('facts').stdout).persistedLoads).toEqual({ v4: true, v6: true, sets: true });
   });
+
+  it('empty persisted files (what iptables-persistent saves with no table loaded) load without a boot test; a file with bytes is tested', async () => {
+    host = await NsHost.start();
+    const h = host;
+    // Stand-ins that count the boot test's tools, then run the real ones.
+    const bin = join(h.dir, 'bin');
+    const calls = join(h.dir, 'boot.calls');
+    const shim = (tool: string) => writeFileSync(join(bin, tool), `#!/bin/sh\necho ${tool} >>"${calls}"\nexec /usr/sbin/${tool} "$@"\n`, { mode: 0o755 });
+    expect(h.sh(`mkdir "${bin}"`).code).toBe(0);
+    writeFileSync(join(bin, 'unshare'), `#!/bin/sh\necho unshare >>"${calls}"\nexec /usr/bin/unshare "$@"\n`, { mode: 0o755 });
+    shim('iptables-restore');
+    shim('ip6tables-restore');
+    const env = { PATH: `${bin}:${process.env.PATH}` };
+    const count = () => (existsSync(calls) ? readFileSync(calls, 'utf8').trim().split('\n').length : 0);
+    writeFileSync(join(h.persist, 'rules.v4'), '');
+    writeFileSync(join(h.persist, 'rules.v6'), '');
+    writeFileSync(join(h.persist, 'ipsets'), '');
+    const empty = parseFacts(h.run('facts', [], { env }).stdout);
+    expect(empty.persistedLoads).toEqual({ v4: true, v6: true, sets: true });
+    expect(count()).toBe(0);
+    // Not every file empty: tested as a boot loads them (an empty rules.v6 loads as nothing there too).
+    writeFileSync(join(h.persist, 'rules.v4'), '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m nosuchmatch -j ACCEPT\nCOMMIT\n');
+    const bad = parseFacts(h.run('facts', [], { env }).stdout);
+    expect(bad.persistedLoads).toMatchObject({ v4: false, v6: true, sets: true });
+    expect(bad.persistedLoads?.error).toMatch(/^rules\.v4: /);
+    expect(count()).toBeGreaterThanOrEqual(2);
+  });
 });
 
 describe("a lock's age: boot id and time since boot, never the time of day", () => {

@@ -354,7 +354,8 @@ COPY_AWK='#include copy.awk'
 # tell a namespace from this one, and two processes fewer (unshare, sh). Sets l4, l6,
 # ls (loads, fails, missing or untested) and lerr (one line); 1 when a file fails.
 # Files that are missing or empty (what iptables-persistent saves where no table is
-# loaded) load as nothing at boot: so answered, with no process.
+# loaded) load as nothing at boot: so answered (an empty set file too, namespace or
+# not), with no process.
 BOOT_TEST='#include boot-test.sh'
 loads_at_boot() { # V4 V6 SETS ERR [HERE]
   l4=missing l6=missing ls=missing lerr=
@@ -1034,7 +1035,11 @@ cmd_confirm() { # TXID KEEP SOURCE [PORT TOKEN]
   # Left over by a confirm that died before deciding: it may hold another candidate's sets.
   [ ! -e "$g" ] || rm -rf "$g"
   # txns/ too, which retire needs (a first confirm: one mkdir, not two).
-  mkdir -p "$g" "$S/txns" || die "$E_SPACE" "cannot write $g: disk full?"
+  mkdir -p "$g" "$S/txns" 2>"$T/mkdir.err" || {
+    rm -rf "$g"
+    first_err "$T/mkdir.err"
+    die "$E_SPACE" "cannot create $g or $S/txns: ${fe:-disk full?} (not confirmed; the host reverts at the end of the window)"
+  }
   # One read of the live rules (every write checked), checked against what was loaded
   # and persisted as it is.
   rc=0

@@ -16,7 +16,8 @@ export interface PendingTxn {
  * `ip6tables-restore -t` of rules.v6, `ipset restore` of the set file, in a throwaway
  * network namespace as netfilter-persistent loads them): true loads, false fails,
  * undefined when the file is absent (nothing to load), untested (no namespace could
- * be made: sets) or the host script predates the check.
+ * be made: sets) or the host script predates the check. Empty files load as nothing:
+ * true without a test.
  */
 export interface PersistedLoads {
   v4?: boolean;

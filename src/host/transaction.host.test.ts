@@ -623,7 +623,6 @@ describe("a read's hash: fleetfw's of the printed dumps is the host's of its can
     expect(byte.printed).toBe(true);
     expect(byte.facts.liveHash).toBe(byte.host);
     expect(byte.own).not.toBe(byte.host);
-    // A prepare against the read's hash finds the rules unchanged (its stale check hashes on the host).
     // A comment holding a newline and what looks like a section header: refused, never misread.
     const header = h.sh(`iptables -A INPUT -m comment --comment "$(printf 'x\\n--- listeners\\ny')" -j ACCEPT`);
     expect(header.code, header.stderr).toBe(0);
@@ -632,6 +631,7 @@ describe("a read's hash: fleetfw's of the printed dumps is the host's of its can
     expect(refused.stderr).toMatch(/a line of the live IPv4 rules starts with "--- "/);
     const del = h.sh(`iptables -D INPUT -m comment --comment "$(printf 'x\\n--- listeners\\ny')" -j ACCEPT`);
     expect(del.code, del.stderr).toBe(0);
+    // A prepare against the read's hash finds the rules unchanged (its stale check hashes on the host).
     const prep = h.run('prepare', ['t-hash', '30', byte.facts.liveHash, 'tester', 'planhash'], { stdin: candidate(8080) });
     expect(prep.code, prep.stderr).toBe(0);
     expect(h.run('abort', ['t-hash', 'test']).code).toBe(0);
